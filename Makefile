@@ -1,0 +1,43 @@
+# Two commands matter on a fresh machine: `make test` and `make demo` (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: test lint typecheck pytest demo schema bench lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is needed (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check reconciler tests benchmarks
+	$(BIN)/ruff format --check reconciler tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy reconciler
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+# Until the daemon lands (issue 5), the demo validates the example fleet and then a copy
+# with typical pull-request mistakes, to show what ops see in review.
+demo: $(STAMP)
+	$(BIN)/python -m reconciler.demo
+
+schema: $(STAMP)
+	$(BIN)/reconciler schema
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/validate_large_fleet.py
+
+lock: $(STAMP)
+	$(BIN)/pip freeze --exclude-editable > constraints.txt.new && mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,41 @@
+"""Errors raised by the reconciler, named after whose fault they are.
+
+    ReconcilerError                 base class; never raised itself
+    ├── FleetRepoInvalid            the fleet repo's author: a revision fails validation
+    ├── FleetSourceUnavailable      the caller: a path or Git revision that cannot be read
+    │   └── GitRevisionNotFound     the caller: a revision name that does not resolve
+    └── ...                         (later modules add their own branches here)
+
+Library exceptions (``pygit2.GitError``, ``OSError``, ``yaml.YAMLError``) are translated
+into these at the adapter that calls the library, so callers never catch a library type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reconciler.fleetrepo.problems import Problem
+
+
+class ReconcilerError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class FleetRepoInvalid(ReconcilerError):
+    """A fleet repo revision does not validate; ``problems`` lists every error found."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        errors = [p for p in self.problems if p.is_error]
+        first = errors[0].location() + ": " + errors[0].message if errors else "no detail"
+        super().__init__(f"fleet repo invalid: {len(errors)} error(s); first: {first}")
+
+
+class FleetSourceUnavailable(ReconcilerError):
+    """The fleet repo could not be read at all (missing path, not a Git repository...)."""
+
+
+class GitRevisionNotFound(FleetSourceUnavailable):
+    """A Git revision (branch, tag, commit id) does not resolve to a commit."""

@@ -1,0 +1,220 @@
+"""Load and validate one state of a fleet repo, reporting every problem at once.
+
+The loader never raises on bad content: each file is read, parsed and validated on its own,
+cross-file rules run over what validated, and the result carries all problems with their
+file, line, column and field. A caller that needs a fleet or nothing uses
+:func:`load_fleet_or_raise`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from reconciler.errors import FleetRepoInvalid
+from reconciler.fleetrepo.consistency import DeclaredNames, LoadedDocument, build_fleet
+from reconciler.fleetrepo.fleet import Fleet
+from reconciler.fleetrepo.models import (
+    API_VERSION,
+    DOCUMENT_KINDS,
+    PATTERN_MEANINGS,
+    known_field_names,
+)
+from reconciler.fleetrepo.problems import Problem, format_field_path
+from reconciler.fleetrepo.sources import ROOT_FILE, FleetSource, SourceFile
+from reconciler.fleetrepo.yamldoc import DataPath, YamlDocument, parse_yaml
+
+#: Largest fleet-repo file read. 5,000 hosts in one inventory file take about 1 MiB; a bigger
+#: file is a mistake (a binary, a log) or calls for splitting the inventory by site.
+MAX_FILE_BYTES = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """The outcome of validating one revision: the fleet if it is valid, and all problems."""
+
+    fleet: Fleet | None
+    problems: tuple[Problem, ...]
+    revision: str | None
+    files_read: int
+
+    @property
+    def errors(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.is_error)
+
+    @property
+    def warnings(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if not p.is_error)
+
+
+def load_fleet(source: FleetSource) -> LoadResult:
+    """Read, parse and validate every fleet file of ``source``."""
+    problems: list[Problem] = []
+    documents: list[LoadedDocument] = []
+    files_read = 0
+    declared = DeclaredNames()
+    for file in source.files():
+        files_read += 1
+        document, file_problems = _load_file(file, declared)
+        problems.extend(file_problems)
+        if document is not None:
+            documents.append(document)
+    fleet, fleet_problems = build_fleet(
+        documents, declared, revision=source.revision, some_files_invalid=bool(problems)
+    )
+    problems.extend(fleet_problems)
+    problems.sort(key=lambda p: (p.file, p.line, p.column, p.code))
+    valid = not any(p.is_error for p in problems)
+    return LoadResult(fleet if valid else None, tuple(problems), source.revision, files_read)
+
+
+def load_fleet_or_raise(source: FleetSource) -> Fleet:
+    """The fleet of ``source``; raise :class:`FleetRepoInvalid` listing every error."""
+    result = load_fleet(source)
+    if result.fleet is None:
+        raise FleetRepoInvalid(result.problems)
+    return result.fleet
+
+
+def _load_file(
+    file: SourceFile, declared: DeclaredNames
+) -> tuple[LoadedDocument | None, list[Problem]]:
+    def whole_file(message: str, code: str, hint: str | None = None) -> list[Problem]:
+        return [Problem(file.path, 1, 1, "", message, code, hint=hint)]
+
+    if not file.is_regular:
+        return None, whole_file(
+            "fleet files must be regular files, not symlinks", "file.not-regular"
+        )
+    if file.size > MAX_FILE_BYTES:
+        return None, whole_file(
+            f"file is {file.size} bytes, over the limit of {MAX_FILE_BYTES} bytes",
+            "file.too-large",
+            hint="split the inventory into several files, e.g. one per site",
+        )
+    document, problems = parse_yaml(file.path, file.read())
+    if document is None:
+        return None, problems
+    header_problems = _check_header(file, document)
+    if header_problems:
+        return None, problems + header_problems
+    declared.add(file.expected_kind, document.data)
+    model_type = DOCUMENT_KINDS[file.expected_kind]
+    try:
+        model = model_type.model_validate(document.data)
+    except ValidationError as exc:
+        return None, problems + [_schema_problem(document, error) for error in exc.errors()]
+    if problems:
+        return None, problems
+    return LoadedDocument(file.path, document, model), []
+
+
+def _check_header(file: SourceFile, document: YamlDocument) -> list[Problem]:
+    """apiVersion and kind first: without them, field errors would only confuse."""
+    data = document.data
+    if not isinstance(data, dict):
+        return [
+            Problem(
+                file.path,
+                1,
+                1,
+                "",
+                f"expected a mapping of fields at the top of the "
+                f"file, found a {type(data).__name__}",
+                "schema.not-a-mapping",
+            )
+        ]
+    problems = []
+    for field, expected in (("apiVersion", API_VERSION), ("kind", file.expected_kind)):
+        value = data.get(field)
+        if value == expected:
+            continue
+        position = document.position_of((field,))
+        if value is None:
+            message = f"required field `{field}` is missing"
+        elif field == "kind":
+            where = (
+                file.path if file.path == ROOT_FILE else f"files under {file.path.split('/')[0]}/"
+            )
+            message = f"{where} must have kind `{expected}`, not `{value}`"
+        else:
+            message = f"unsupported apiVersion `{value}`; this reconciler reads `{expected}`"
+        problems.append(
+            Problem(
+                file.path,
+                position.line,
+                position.column,
+                field,
+                message,
+                f"schema.bad-{field.lower()}",
+                hint=f"{field}: {expected}",
+            )
+        )
+    return problems
+
+
+def _schema_problem(document: YamlDocument, error: ErrorDetails) -> Problem:
+    loc = tuple(error["loc"])
+    if error["type"] == "value_error_at":
+        loc = (*loc, *error.get("ctx", {}).get("at", ()))
+    path = _data_path(document.data, loc)
+    missing_key = error["type"] == "missing"
+    position = document.position_of(path)
+    field_path = format_field_path((*path, loc[-1]) if missing_key else path)
+    message, hint = _describe(error, loc)
+    return Problem(
+        document.file,
+        position.line,
+        position.column,
+        field_path,
+        message,
+        f"schema.{error['type']}",
+        hint=hint,
+    )
+
+
+def _data_path(data: Any, loc: tuple[Any, ...]) -> DataPath:
+    """The part of a pydantic ``loc`` that names real keys and items of the document.
+
+    Pydantic inserts union member tags (``int``, ``function-after[...]``) into ``loc``; they
+    are skipped because they are not in the data.
+    """
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        is_key = isinstance(node, dict) and isinstance(part, str) and part in node
+        is_item = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if is_key or is_item:
+            node = node[part]
+            path.append(part)
+    return tuple(path)
+
+
+def _describe(error: ErrorDetails, loc: tuple[Any, ...]) -> tuple[str, str | None]:
+    kind, value = error["type"], error.get("input")
+    ctx: dict[str, Any] = dict(error.get("ctx", {}))
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        close = difflib.get_close_matches(key, known_field_names(), n=1, cutoff=0.7)
+        return f"unknown field `{key}`", (f"did you mean `{close[0]}`?" if close else None)
+    if kind == "missing":
+        return f"required field `{loc[-1]}` is missing", None
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"])), None
+    if kind == "string_pattern_mismatch":
+        meaning = PATTERN_MEANINGS.get(ctx.get("pattern", ""), f"matching {ctx.get('pattern')}")
+        return f"`{value}` ({len(str(value))} characters) is not {meaning}", None
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        got = type(value).__name__ if value is not None else "nothing (null)"
+        hint = None
+        if kind == "string_type" and isinstance(value, bool | int | float):
+            hint = "YAML read this as a number or boolean; put the value in quotes"
+        message = error["msg"][0].lower() + error["msg"][1:]
+        return f"{message}, got {got} `{value}`", hint
+    if kind == "literal_error":
+        return f"`{value}` is not allowed here; expected {ctx.get('expected')}", None
+    return error["msg"], None

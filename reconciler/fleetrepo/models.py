@@ -1,0 +1,428 @@
+"""The fleet-repo file format: pydantic models, the single definition of every field.
+
+The JSON Schema in ``fleet-repo-schema/`` and the reference in ``docs/fleet-repo.md`` are
+generated from these models (``make schema``); field descriptions here are the docs.
+"""
+
+from __future__ import annotations
+
+import difflib
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from cronsim import CronSim, CronSimError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from reconciler.durations import Duration
+from reconciler.quantities import CountOrPercent, CountOrPercentField
+
+API_VERSION = "ostree-fleet/v1alpha1"
+
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+HOST_NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
+LABEL_KEY_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$"
+HEX64_PATTERN = r"^[0-9a-f]{64}$"
+
+#: What each pattern means, so a mismatch reads as a sentence rather than a regex.
+PATTERN_MEANINGS = {
+    NAME_PATTERN: "a name of lowercase letters, digits and `-` (at most 63 characters)",
+    HOST_NAME_PATTERN: "a host name (letters, digits, `.` and `-`)",
+    LABEL_KEY_PATTERN: "a label key (letters, digits, `.`, `_`, `/`, `-`)",
+    HEX64_PATTERN: "64 lowercase hex characters",
+}
+
+Name = Annotated[
+    str,
+    StringConstraints(pattern=NAME_PATTERN),
+    Field(description="Lowercase letters, digits and `-`; at most 63 characters."),
+]
+HostName = Annotated[
+    str,
+    StringConstraints(pattern=HOST_NAME_PATTERN),
+    Field(description="The host's name as ops know it (usually its FQDN or short hostname)."),
+]
+LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY_PATTERN)]
+Labels = dict[LabelKey, str]
+Commit = Annotated[
+    str,
+    StringConstraints(pattern=HEX64_PATTERN),
+    Field(description="An OSTree commit checksum: 64 lowercase hex characters."),
+]
+Sha256Hex = Annotated[
+    str,
+    StringConstraints(pattern=HEX64_PATTERN),
+    Field(
+        description="sha256 of the agent's token, 64 lowercase hex characters "
+        '(`printf %s "$TOKEN" | sha256sum`).'
+    ),
+]
+
+
+def _check_time_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        close = difflib.get_close_matches(name, available_timezones(), n=1)
+        suggestion = f"; did you mean `{close[0]}`?" if close else ""
+        raise ValueError(f"unknown IANA time zone `{name}`{suggestion}") from None
+    return name
+
+
+def _check_cron(expression: str) -> str:
+    try:
+        CronSim(expression, datetime(2000, 1, 1))
+    except CronSimError as exc:
+        raise ValueError(f"invalid cron expression `{expression}`: {exc}") from None
+    return expression
+
+
+TimeZoneName = Annotated[
+    str,
+    AfterValidator(_check_time_zone),
+    Field(
+        description="An IANA time zone name such as `Europe/Dublin`.",
+        json_schema_extra={"examples": ["Europe/Dublin", "America/New_York"]},
+    ),
+]
+CronExpression = Annotated[
+    str,
+    AfterValidator(_check_cron),
+    Field(
+        description="Five-field cron expression (minute hour day-of-month month "
+        "day-of-week; 0 or 7 is Sunday), evaluated in `timeZone`.",
+        json_schema_extra={"examples": ["0 2 * * *", "30 1 * * 6,0"]},
+    ),
+]
+
+
+class Spec(BaseModel):
+    """Base of every model: camelCase in YAML, unknown fields are errors, values immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class Document(Spec):
+    """Fields every fleet-repo file starts with."""
+
+    api_version: Literal["ostree-fleet/v1alpha1"] = Field(
+        description="Version of this file format. Always `ostree-fleet/v1alpha1` for now."
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Rollout policy and maintenance windows
+
+
+class RebootBudget(Spec):
+    """How many hosts may be updating (assigned, not yet healthy on the target) at once."""
+
+    max_unavailable: CountOrPercentField = Field(
+        default=CountOrPercent(1),
+        description="Hosts of the group that may be updating at the same time, as a count or "
+        "a percent of the group. Hosts that are down or not reporting count "
+        "against it.",
+    )
+    group_by: list[LabelKey] = Field(
+        default_factory=list,
+        description="Inventory label keys that split the budget: with `[site]`, "
+        "`maxUnavailable` applies per site instead of to the whole group.",
+    )
+
+
+class RolloutPolicy(Spec):
+    """How a new commit is rolled out to a group.
+
+    In a group, only the fields written there override the fleet defaults
+    (`fleet.yaml` → `defaults.rollout`), which override the built-in defaults shown here.
+    """
+
+    waves: list[CountOrPercentField] = Field(
+        default_factory=lambda: [CountOrPercent(1), CountOrPercent(25, is_percent=True)],
+        min_length=1,
+        description="Cumulative size of each wave, as a count or percent of the group; each "
+        "must be larger than the one before. Canaries fill the first waves. A last "
+        "wave of 100% is implied.",
+    )
+    soak_time: Duration = Field(
+        default=timedelta(hours=1),
+        description="How long a completed wave must run with no new failure before the next "
+        "wave opens.",
+    )
+    reboot_budget: RebootBudget = Field(
+        default_factory=RebootBudget, description="Limits on how many hosts update at once."
+    )
+    failure_threshold: CountOrPercentField = Field(
+        default=CountOrPercent(1),
+        description="Failed hosts (count or percent of the group) at which the rollout halts. "
+        "A halt holds until the fleet repo changes.",
+    )
+    health_timeout: Duration = Field(
+        default=timedelta(minutes=30),
+        description="Time a host has, from being allowed to reboot, to report the target "
+        "booted and healthy before it counts as failed.",
+    )
+    reboot_margin: Duration = Field(
+        default=timedelta(minutes=15),
+        description="A reboot starts only when at least this much of the maintenance window "
+        "is left.",
+    )
+
+    @model_validator(mode="after")
+    def _waves_grow(self) -> RolloutPolicy:
+        for index in range(1, len(self.waves)):
+            before, wave = self.waves[index - 1], self.waves[index]
+            if before.is_percent == wave.is_percent and wave.value <= before.value:
+                raise _located(
+                    ("waves", index),
+                    f"waves must grow: wave {index + 1} ({wave}) is not larger "
+                    f"than wave {index} ({before}); waves are cumulative",
+                )
+        return self
+
+
+class MaintenanceWindow(Spec):
+    """A recurring window in which hosts of a group may reboot. Staging happens any time."""
+
+    schedule: CronExpression
+    duration: Duration = Field(description="How long each window stays open, e.g. `3h`.")
+    time_zone: TimeZoneName
+
+    @model_validator(mode="after")
+    def _duration_is_positive(self) -> MaintenanceWindow:
+        if not timedelta(0) < self.duration <= timedelta(days=7):
+            raise _located(
+                ("duration",), "a window's duration must be more than 0 and at most 7 days"
+            )
+        return self
+
+
+def _located(path: tuple[str | int, ...], message: str) -> PydanticCustomError:
+    """An error about a sub-field of the model being validated.
+
+    Pydantic places a model validator's error on the model itself; the loader reads
+    ``ctx["at"]`` to point the operator at the exact field instead.
+    """
+    return PydanticCustomError("value_error_at", message, {"at": path})
+
+
+# ---------------------------------------------------------------------------------------------
+# fleet.yaml
+
+
+class FleetDefaults(Spec):
+    """Settings every group inherits unless it sets its own."""
+
+    rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
+    maintenance_windows: list[MaintenanceWindow] = Field(
+        default_factory=list,
+        description="Windows for groups that declare none. Empty means reboots are allowed "
+        "at any time.",
+    )
+
+
+class FleetConfig(Document):
+    """`fleet.yaml`: the fleet's name and defaults. Exactly one per repo, at its root."""
+
+    kind: Literal["Fleet"] = Field(description="Always `Fleet` in `fleet.yaml`.")
+    name: Name
+    description: str | None = Field(default=None, description="Free text for humans.")
+    defaults: FleetDefaults = Field(default_factory=FleetDefaults)
+
+
+# ---------------------------------------------------------------------------------------------
+# streams/<name>.yaml
+
+
+class Promotion(Spec):
+    """Promote this stream automatically from another once its commit has proven itself."""
+
+    from_stream: Name = Field(alias="from", description="The stream promoted from.")
+    soak_time: Duration = Field(
+        description="How long the source commit must have run on healthy hosts, e.g. `48h`."
+    )
+    min_healthy_hosts: int = Field(
+        ge=1, description="Hosts that must run the source commit and be healthy."
+    )
+    branch: str | None = Field(
+        default=None,
+        description="Push the promotion commit to this "
+        "branch for review instead of the "
+        "watched branch.",
+    )
+
+
+class Stream(Document):
+    """`streams/<name>.yaml`: one OSTree stream and the commit it should run."""
+
+    kind: Literal["Stream"] = Field(description="Always `Stream` under `streams/`.")
+    name: Name
+    description: str | None = Field(default=None, description="Free text for humans.")
+    remote: str = Field(
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Name of the OSTree remote as configured on the hosts.",
+    )
+    url: str | None = Field(
+        default=None,
+        pattern=r"^(https?|file)://",
+        description="URL of the OSTree repository, used to check that a "
+        "commit exists before a rollout starts.",
+    )
+    ref: str = Field(
+        pattern=r"^[A-Za-z0-9._/-]+$",
+        description="OSTree ref (branch) of the stream, e.g. `callos/x86_64/production`.",
+    )
+    commit: Commit
+    version: str | None = Field(
+        default=None, description="Human version of `commit`, for reviewers and dashboards."
+    )
+    promotion: Promotion | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# groups/<name>.yaml
+
+
+class LabelSelector(Spec):
+    """Selects inventory hosts whose labels include every pair given."""
+
+    match_labels: Labels = Field(min_length=1)
+
+
+class Pin(Spec):
+    """Hold a group on a fixed commit (e.g. a kernel that out-of-tree drivers are built for)."""
+
+    commit: Commit
+    version: str | None = Field(default=None, description="Human version of `commit`.")
+    reason: str = Field(
+        min_length=1, description="Why the group is pinned; shown to reviewers and auditors."
+    )
+    remote: str | None = Field(
+        default=None, description="OSTree remote to deploy from; unset keeps the host's origin."
+    )
+    ref: str | None = Field(
+        default=None, description="OSTree ref to deploy from; unset keeps the host's origin."
+    )
+
+
+class Group(Document):
+    """`groups/<name>.yaml`: a set of hosts that run the same commit and roll out together."""
+
+    kind: Literal["Group"] = Field(description="Always `Group` under `groups/`.")
+    name: Name
+    description: str | None = Field(default=None, description="Free text for humans.")
+    hosts: list[HostName] = Field(default_factory=list, description="Hosts named explicitly.")
+    selector: LabelSelector | None = Field(
+        default=None, description="Hosts selected by inventory labels."
+    )
+    stream: Name | None = Field(
+        default=None, description="The stream whose commit the group follows."
+    )
+    pin: Pin | None = None
+    canaries: list[HostName] = Field(
+        default_factory=list, description="Hosts of the group that go first, in this order."
+    )
+    paused: bool = Field(
+        default=False,
+        description="Stop offering the target to more hosts; set back to false to resume.",
+    )
+    depends_on: list[Name] = Field(
+        default_factory=list,
+        description="Groups that must have completed a commit before this group starts it.",
+    )
+    rollout: RolloutPolicy = Field(
+        default_factory=RolloutPolicy,
+        description="Overrides of the fleet's rollout defaults; "
+        "only the fields written here apply.",
+    )
+    maintenance_windows: list[MaintenanceWindow] | None = Field(
+        default=None,
+        description="When hosts may reboot. Unset: the fleet default. `[]`: at any time.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stream_xor_pin(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            has_stream, has_pin = data.get("stream") is not None, data.get("pin") is not None
+            if has_stream == has_pin:
+                raise _located(
+                    ("pin",) if has_pin else (),
+                    "set exactly one of `stream` (follow a stream) or `pin` (hold a fixed commit)",
+                )
+            if not data.get("hosts") and data.get("selector") is None:
+                raise _located((), "a group needs `hosts`, a `selector`, or both")
+        return data
+
+    @property
+    def rollout_overrides(self) -> dict[str, Any]:
+        """The rollout fields this group wrote itself, by attribute name."""
+        return {name: getattr(self.rollout, name) for name in self.rollout.model_fields_set}
+
+
+# ---------------------------------------------------------------------------------------------
+# hosts/<site>.yaml
+
+
+class Host(Spec):
+    """One server in the inventory."""
+
+    name: HostName
+    labels: Labels = Field(
+        default_factory=dict, description="Labels of this host, added to the file's `labels`."
+    )
+    token_sha256: Sha256Hex
+    description: str | None = Field(default=None, description="Free text for humans.")
+
+
+class HostInventory(Document):
+    """`hosts/<file>.yaml`: hosts of one site (or any split that keeps files small)."""
+
+    kind: Literal["HostInventory"] = Field(description="Always `HostInventory` under `hosts/`.")
+    labels: Labels = Field(
+        default_factory=dict,
+        description="Labels given to every host in this file, e.g. `site` and `timezone`.",
+    )
+    hosts: list[Host] = Field(default_factory=list, description="The hosts of this file.")
+
+
+DOCUMENT_KINDS: dict[str, type[Document]] = {
+    "Fleet": FleetConfig,
+    "Stream": Stream,
+    "Group": Group,
+    "HostInventory": HostInventory,
+}
+
+ALL_MODELS: tuple[type[Spec], ...] = (
+    *DOCUMENT_KINDS.values(),
+    FleetDefaults,
+    RolloutPolicy,
+    RebootBudget,
+    MaintenanceWindow,
+    Promotion,
+    LabelSelector,
+    Pin,
+    Host,
+)
+
+
+def known_field_names() -> set[str]:
+    """Every key a fleet-repo file may contain, for "did you mean" hints on unknown fields."""
+    return {
+        field.alias or name for model in ALL_MODELS for name, field in model.model_fields.items()
+    }

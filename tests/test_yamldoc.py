@@ -1,0 +1,71 @@
+"""Strict YAML reading: positions, and each trap turned into a located problem."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler.fleetrepo.yamldoc import MAX_NODES, Position, parse_yaml
+
+
+def test_positions_of_keys_and_items_are_one_based() -> None:
+    document, problems = parse_yaml("f.yaml", b"a: 1\nb:\n  - x\n  - y: 2\n")
+    assert problems == []
+    assert document is not None
+    assert document.data == {"a": 1, "b": ["x", {"y": 2}]}
+    assert document.positions[("b",)] == Position(2, 1)
+    assert document.positions[("b", 1)] == Position(4, 5)
+    assert document.positions[("b", 1, "y")] == Position(4, 5)
+    assert document.position_of(("b", 1, "missing")) == Position(4, 5)
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{n}: &{n} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+    for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+CASES = [
+    # (name, yaml text, line, column, code, message fragment)
+    (
+        "duplicate key",
+        "a: 1\nb: 2\na: 3\n",
+        3,
+        1,
+        "yaml.duplicate-key",
+        "duplicate key `a` (first defined on line 1)",
+    ),
+    ("nested duplicate", "a:\n  x: 1\n  x: 2\n", 3, 3, "yaml.duplicate-key", "duplicate key `x`"),
+    ("tab indent", "a:\n\tb: 1\n", 2, 1, "yaml.tab", "tab character in indentation"),
+    ("syntax", "a: [1, 2\nb: 3\n", 2, 2, "yaml.syntax", "YAML syntax error"),
+    ("two documents", "a: 1\n---\nb: 2\n", 2, 1, "yaml.syntax", "single document"),
+    ("empty", "# only a comment\n", 1, 1, "yaml.empty", "file is empty"),
+    ("boolean key", "on: 1\n", 1, 1, "yaml.non-string-key", "not a string"),
+    ("merge key", "a: &x {b: 1}\nc:\n  <<: *x\n", 3, 3, "yaml.merge-key", "merge keys"),
+    ("alias bomb", BOMB, 1, 1, "yaml.too-many-nodes", f"more than {MAX_NODES} values"),
+    ("recursive alias", "a: &x [*x]\n", 1, 1, "yaml.too-many-nodes", "recursive alias"),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column", "code", "fragment"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
+def test_each_trap_is_a_located_problem(
+    text: str, line: int, column: int, code: str, fragment: str
+) -> None:
+    _, problems = parse_yaml("f.yaml", text.encode())
+    assert [(p.line, p.column, p.code) for p in problems] == [(line, column, code)]
+    assert fragment in problems[0].message
+
+
+def test_not_utf8_is_a_problem_not_a_crash() -> None:
+    document, problems = parse_yaml("f.yaml", b"a: \xff\xfe\n")
+    assert document is None
+    assert problems[0].code == "yaml.encoding"
+
+
+def test_duplicate_key_keeps_the_rest_readable() -> None:
+    document, problems = parse_yaml("f.yaml", b"a: 1\na: 2\nb: 3\n")
+    assert [p.code for p in problems] == ["yaml.duplicate-key"]
+    assert document is not None
+    assert document.data == {"a": 1, "b": 3}
