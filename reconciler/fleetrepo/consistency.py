@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from reconciler.fleetrepo.fleet import Fleet, InventoryHost, matches_selector, select_members
+from reconciler.fleetrepo.fleet import Fleet, Inventory, InventoryHost
 from reconciler.fleetrepo.models import Document, FleetConfig, Group, HostInventory, Stream
 from reconciler.fleetrepo.problems import Problem, Severity, format_field_path
 from reconciler.fleetrepo.sources import ROOT_FILE
@@ -294,12 +294,12 @@ def _check_membership(
     hosts: Mapping[str, _InventoryEntry],
     some_files_invalid: bool,
 ) -> dict[str, tuple[str, ...]]:
-    inventory = [entry.host for entry in hosts.values()]
+    inventory = Inventory(entry.host for entry in hosts.values())
     owner: dict[str, str] = {}
     members: dict[str, tuple[str, ...]] = {}
     for name in sorted(groups):
         group, doc = groups[name], docs[name]
-        selected = select_members(group, inventory)
+        selected = inventory.members(group)
         kept = []
         for host in selected:
             if host in owner:
@@ -319,11 +319,7 @@ def _check_membership(
                 kept.append(host)
         members[name] = tuple(kept)
         selector = group.selector
-        if (
-            selector is not None
-            and not some_files_invalid
-            and not any(matches_selector(selector, h) for h in inventory)
-        ):
+        if selector is not None and not some_files_invalid and not inventory.matching(selector):
             report.at(
                 doc,
                 ("selector",),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from reconciler.fleetrepo.models import (
     FleetConfig,
@@ -11,6 +12,7 @@ from reconciler.fleetrepo.models import (
     LabelSelector,
     MaintenanceWindow,
     RolloutPolicy,
+    Spec,
     Stream,
 )
 
@@ -36,23 +38,47 @@ class Target:
     stream: str | None  # None for a pinned group
 
 
-def matches_selector(selector: LabelSelector, host: InventoryHost) -> bool:
-    """True when the host carries every label of the selector."""
-    return all(host.labels.get(key) == value for key, value in selector.match_labels.items())
+S = TypeVar("S", bound=Spec)
 
 
-def select_members(group: Group, hosts: Iterable[InventoryHost]) -> list[str]:
-    """Hosts of ``group``: those it names plus those its selector matches, in inventory order.
+def overlay(base: S, override: S) -> S:
+    """``base`` with the fields ``override`` wrote itself; nested blocks merge field by field.
 
-    Named hosts missing from the inventory are left out here; validation reports them.
+    So a group writing ``rebootBudget: {maxUnavailable: 50%}`` keeps the fleet's ``groupBy``.
     """
-    named = set(group.hosts)
-    selector = group.selector
-    return [
-        host.name
-        for host in hosts
-        if host.name in named or (selector is not None and matches_selector(selector, host))
-    ]
+    update: dict[str, Any] = {}
+    for name in override.model_fields_set:
+        mine, theirs = getattr(override, name), getattr(base, name)
+        both_blocks = isinstance(mine, Spec) and isinstance(theirs, Spec)
+        update[name] = overlay(theirs, mine) if both_blocks else mine
+    return base.model_copy(update=update)
+
+
+class Inventory:
+    """Hosts in inventory order, indexed by label so selectors cost per match, not per host."""
+
+    def __init__(self, hosts: Iterable[InventoryHost]) -> None:
+        self.hosts = list(hosts)
+        self._order = {host.name: index for index, host in enumerate(self.hosts)}
+        self._by_label: dict[tuple[str, str], set[str]] = {}
+        for host in self.hosts:
+            for pair in host.labels.items():
+                self._by_label.setdefault(pair, set()).add(host.name)
+
+    def matching(self, selector: LabelSelector) -> set[str]:
+        """Names of the hosts that carry every label of the selector."""
+        sets = [self._by_label.get(pair, set()) for pair in selector.match_labels.items()]
+        return set.intersection(*sets) if sets else set()
+
+    def members(self, group: Group) -> list[str]:
+        """Hosts of ``group``: those it names plus those its selector matches, in inventory order.
+
+        Named hosts missing from the inventory are left out here; validation reports them.
+        """
+        selected = {name for name in group.hosts if name in self._order}
+        if group.selector is not None:
+            selected |= self.matching(group.selector)
+        return sorted(selected, key=self._order.__getitem__)
 
 
 @dataclass(frozen=True)
@@ -89,8 +115,7 @@ class Fleet:
 
     def rollout_policy(self, group: str) -> RolloutPolicy:
         """The group's rollout policy: its own fields over the fleet defaults."""
-        defaults = self.config.defaults.rollout
-        return defaults.model_copy(update=self.groups[group].rollout_overrides)
+        return overlay(self.config.defaults.rollout, self.groups[group].rollout)
 
     def maintenance_windows(self, group: str) -> list[MaintenanceWindow]:
         """Windows in which the group's hosts may reboot; empty means at any time."""

@@ -369,11 +369,6 @@ class Group(Document):
                 raise _located((), "a group needs `hosts`, a `selector`, or both")
         return data
 
-    @property
-    def rollout_overrides(self) -> dict[str, Any]:
-        """The rollout fields this group wrote itself, by attribute name."""
-        return {name: getattr(self.rollout, name) for name in self.rollout.model_fields_set}
-
 
 # ---------------------------------------------------------------------------------------------
 # hosts/<site>.yaml

@@ -89,7 +89,7 @@ def _type_name(prop: dict[str, Any]) -> str:
 
 
 def _default(model: type[BaseModel], alias: str) -> str:
-    name, field = next((n, f) for n, f in model.model_fields.items() if (f.alias or n) == alias)
+    field = next(f for n, f in model.model_fields.items() if (f.alias or n) == alias)
     if field.is_required():
         return "**required**"
     value = field.get_default(call_default_factory=True)
