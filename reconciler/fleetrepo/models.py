@@ -182,6 +182,16 @@ class RolloutPolicy(Spec):
         description="A reboot starts only when at least this much of the maintenance window "
         "is left.",
     )
+    stale_after: Duration = Field(
+        default=timedelta(minutes=10),
+        description="A host that has not reported for this long is stale: it counts against "
+        "the reboot budget as unavailable.",
+    )
+    skip_stale_after: Duration = Field(
+        default=timedelta(hours=2),
+        description="A stale host silent for this long no longer holds its wave back; it is "
+        "skipped, and updated through the normal budget and windows when it returns.",
+    )
 
     @model_validator(mode="after")
     def _waves_grow(self) -> RolloutPolicy:
@@ -340,6 +350,12 @@ class Group(Document):
     paused: bool = Field(
         default=False,
         description="Stop offering the target to more hosts; set back to false to resume.",
+    )
+    resume: str | None = Field(
+        default=None,
+        description="Lift a halted rollout: set or change this to any new text (a date, a "
+        "ticket) once the cause of the failures is understood. The failures stay recorded "
+        "and failed hosts are not offered the commit again.",
     )
     depends_on: list[Name] = Field(
         default_factory=list,
