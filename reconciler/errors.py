@@ -4,7 +4,7 @@
     ├── FleetRepoInvalid            the fleet repo's author: a revision fails validation
     ├── FleetSourceUnavailable      the caller: a path or Git revision that cannot be read
     │   └── GitRevisionNotFound     the caller: a revision name that does not resolve
-    └── ...                         (later modules add their own branches here)
+    └── StoreUnavailable            the world: the state database cannot be opened or written
 
 Library exceptions (``pygit2.GitError``, ``OSError``, ``yaml.YAMLError``) are translated
 into these at the adapter that calls the library, so callers never catch a library type.
@@ -39,3 +39,7 @@ class FleetSourceUnavailable(ReconcilerError):
 
 class GitRevisionNotFound(FleetSourceUnavailable):
     """A Git revision (branch, tag, commit id) does not resolve to a commit."""
+
+
+class StoreUnavailable(ReconcilerError):
+    """The SQLite state database could not be opened, read or written."""

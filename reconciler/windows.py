@@ -50,8 +50,10 @@ class RebootWindow:
         end = (self.starts_at + self.window.duration).astimezone(zone)
         span = f"{start:%H:%M}–{end:%H:%M} {self.window.time_zone}"
         if self.allowed and self.reboot_deadline is not None:
-            return (f"inside maintenance window {span}; reboots may start for another "
-                    f"{_minutes(self.reboot_deadline - now)}")
+            return (
+                f"inside maintenance window {span}; reboots may start for another "
+                f"{_minutes(self.reboot_deadline - now)}"
+            )
         return f"waiting for maintenance window {span}, opens in {_minutes(self.starts_at - now)}"
 
 

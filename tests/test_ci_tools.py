@@ -16,8 +16,9 @@ def test_uses_tool():
 
 
 @pytest.mark.parametrize(("ci", "outcome"), [("", {"skipped": 1}), ("true", {"errors": 1})])
-def test_missing_tool(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str,
-                      outcome: dict[str, int]) -> None:
+def test_missing_tool(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str, outcome: dict[str, int]
+) -> None:
     monkeypatch.setenv("CI", ci)
     pytester.makeconftest("from tests.conftest import pytest_runtest_setup\n")
     pytester.makeini("[pytest]\nmarkers =\n    needs_tool(name): needs a tool\n")

@@ -1,0 +1,77 @@
+"""The runner: loads state, calls the planner, persists its decisions, hands back the plan.
+
+This is the only place that joins the pure planner to the store and the clock. It plans one
+group at a time, so a host report costs a pass over its own group, not the fleet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from reconciler.clock import Clock
+from reconciler.fleetrepo.fleet import Fleet
+from reconciler.observed import HostObservation
+from reconciler.rollout.planner import GroupPlan, plan_group
+from reconciler.rollout.spec import GroupSpec, fleet_specs
+from reconciler.rollout.state import GroupState
+from reconciler.store import Store
+
+
+class Engine:
+    """Plans groups against the store; keeps specs of the fleet revision in force."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self.specs: dict[str, GroupSpec] = {}
+        self._states: dict[str, GroupState] = store.load_all()
+
+    def use_fleet(self, fleet: Fleet) -> None:
+        """Make ``fleet`` (a validated revision) the desired state from now on."""
+        self.specs = fleet_specs(fleet)
+
+    def state(self, group: str) -> GroupState:
+        return self._states.get(group) or GroupState(group)
+
+    def completed_commits(self, groups: tuple[str, ...]) -> dict[str, Mapping[str, datetime]]:
+        return {g: self.state(g).completed_commits for g in groups}
+
+    def reconcile_group(self, group: str, observed: Mapping[str, HostObservation]) -> GroupPlan:
+        """Plan ``group`` now; persist the decisions before anyone acts on the plan."""
+        spec = self.specs[group]
+        plan = plan_group(
+            spec,
+            self.state(group),
+            observed,
+            self.completed_commits(spec.depends_on),
+            self.clock.now(),
+        )
+        if plan.decisions:
+            self.store.save(plan.state, plan.decisions)
+            self._states[group] = plan.state
+        return plan
+
+    def reconcile_all(self, observed: Mapping[str, HostObservation]) -> dict[str, GroupPlan]:
+        """Plan every group, dependencies first so a completion unblocks its dependents now."""
+        plans: dict[str, GroupPlan] = {}
+        for group in _dependency_order(self.specs):
+            plans[group] = self.reconcile_group(group, observed)
+        return plans
+
+
+def _dependency_order(specs: Mapping[str, GroupSpec]) -> list[str]:
+    ordered: list[str] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen or name not in specs:
+            return
+        seen.add(name)
+        for dependency in specs[name].depends_on:
+            visit(dependency)
+        ordered.append(name)
+
+    for name in sorted(specs):
+        visit(name)
+    return ordered

@@ -1,0 +1,41 @@
+"""What a host last told the reconciler about itself (its report, as the planner sees it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class Greenboot(StrEnum):
+    """greenboot's verdict on the current boot."""
+
+    GREEN = "green"
+    RED = "red"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyError:
+    """The agent failed to pull or deploy ``commit``; ``message`` is its error text."""
+
+    commit: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostObservation:
+    """The latest report of one host.
+
+    ``booted_commit`` is the *base* commit of the booted deployment (``base-checksum`` when
+    packages are layered), which is what the fleet repo declares.
+    """
+
+    host: str
+    received_at: datetime
+    booted_commit: str | None
+    boot_id: str | None
+    greenboot: Greenboot = Greenboot.UNKNOWN
+    staged_commit: str | None = None
+    booted_version: str | None = None
+    apply_error: ApplyError | None = None

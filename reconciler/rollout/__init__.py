@@ -1,0 +1,1 @@
+"""The rollout engine: a pure planner over durable per-group state."""

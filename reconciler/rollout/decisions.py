@@ -1,0 +1,141 @@
+"""Decisions: the state changes the planner makes, each with its reason, and how they apply.
+
+A decision is both an instruction to the store (persist this before acting on it) and an
+audit event. :func:`apply_decision` is the only code that changes a :class:`GroupState`, so
+replaying a pass's decisions over the state it started from gives the state it ended with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from reconciler.rollout.reasons import Reason
+from reconciler.rollout.state import (
+    FailureRecord,
+    FinishingHost,
+    GroupState,
+    Halt,
+    HostProgress,
+    Phase,
+    Rollout,
+)
+
+
+class DecisionKind(StrEnum):
+    ROLLOUT_STARTED = "rollout_started"
+    ROLLOUT_SUPERSEDED = "rollout_superseded"
+    ROLLOUT_HALTED = "rollout_halted"
+    ROLLOUT_RESUMED = "rollout_resumed"
+    ROLLOUT_COMPLETED = "rollout_completed"
+    WAVE_OPENED = "wave_opened"
+    WAVE_COMPLETED = "wave_completed"
+    HOST_OFFERED = "host_offered"
+    REBOOT_ALLOWED = "reboot_allowed"
+    REBOOT_REVOKED = "reboot_revoked"
+    HOST_SUCCEEDED = "host_succeeded"
+    HOST_FAILED = "host_failed"
+    HOST_DRIFTED = "host_drifted"
+    SUPERSEDED_HOST_FINISHED = "superseded_host_finished"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One state change. Only the fields its kind needs are set."""
+
+    kind: DecisionKind
+    at: datetime
+    reason: Reason
+    host: str | None = None
+    commit: str | None = None  # the rollout's target (every decision of a rollout carries it)
+    previous: str | None = None
+    revision: str | None = None
+    wave: int | None = None
+    boot_id: str | None = None
+    resume_token: str | None = None
+
+
+def _rollout(state: GroupState) -> Rollout:
+    if state.rollout is None:
+        raise ValueError("decision needs a current rollout")
+    return state.rollout
+
+
+def _set_host(rollout: Rollout, host: str, **changes: object) -> None:
+    rollout.hosts[host] = dataclasses.replace(rollout.hosts.get(host, HostProgress()), **changes)  # type: ignore[arg-type]
+
+
+def apply_decision(state: GroupState, d: Decision) -> None:
+    """Change ``state`` (a working copy) as decision ``d`` says."""
+    kind = d.kind
+    if kind is DecisionKind.ROLLOUT_STARTED:
+        assert d.commit is not None
+        state.rollouts_started += 1
+        state.rollout = Rollout(
+            state.rollouts_started,
+            d.commit,
+            d.previous,
+            d.revision,
+            d.at,
+            failures_counted_since=d.at,
+            resume_token=d.resume_token,
+        )
+        return
+    rollout = _rollout(state)
+    if kind is DecisionKind.ROLLOUT_SUPERSEDED:
+        for host, progress in rollout.hosts.items():
+            if progress.updating and progress.reboot_allowed_at is not None:
+                state.finishing[host] = FinishingHost(
+                    rollout.target, progress.reboot_allowed_at, progress.boot_id_at_reboot
+                )
+        rollout.phase = Phase.SUPERSEDED
+    elif kind is DecisionKind.ROLLOUT_HALTED:
+        rollout.phase = Phase.HALTED
+        rollout.halt = Halt(d.at, d.reason, d.resume_token)
+    elif kind is DecisionKind.ROLLOUT_RESUMED:
+        rollout.phase = Phase.ACTIVE if rollout.completed_at is None else Phase.COMPLETED
+        rollout.halt = None
+        rollout.resume_token = d.resume_token
+        rollout.failures_counted_since = d.at
+    elif kind is DecisionKind.ROLLOUT_COMPLETED:
+        rollout.phase = Phase.COMPLETED
+        rollout.completed_at = d.at
+        state.completed_commits[rollout.target] = d.at
+    elif kind is DecisionKind.WAVE_OPENED:
+        assert d.wave is not None
+        rollout.waves_opened = max(rollout.waves_opened, d.wave + 1)
+    elif kind is DecisionKind.WAVE_COMPLETED:
+        assert d.wave is not None
+        rollout.wave_done_at[d.wave] = d.at
+    elif kind is DecisionKind.SUPERSEDED_HOST_FINISHED:
+        assert d.host is not None
+        state.finishing.pop(d.host, None)
+    else:
+        _apply_host_decision(state, rollout, d)
+
+
+def _apply_host_decision(state: GroupState, rollout: Rollout, d: Decision) -> None:
+    host, kind = d.host, d.kind
+    assert host is not None
+    if kind is DecisionKind.HOST_OFFERED:
+        _set_host(rollout, host, offered_at=d.at)
+        if d.wave is not None:
+            rollout.waves_updated.add(d.wave)
+    elif kind is DecisionKind.REBOOT_ALLOWED:
+        _set_host(rollout, host, reboot_allowed_at=d.at, boot_id_at_reboot=d.boot_id)
+    elif kind is DecisionKind.REBOOT_REVOKED:
+        _set_host(rollout, host, reboot_allowed_at=None, boot_id_at_reboot=None)
+    elif kind is DecisionKind.HOST_SUCCEEDED:
+        _set_host(rollout, host, succeeded_at=d.at, drifted=False)
+    elif kind is DecisionKind.HOST_FAILED:
+        _set_host(rollout, host, failed_at=d.at, failure=d.reason)
+        state.failed.setdefault(host, {})[rollout.target] = FailureRecord(
+            d.at, d.reason, rollout.number
+        )
+        rollout.last_failure_at = d.at
+    elif kind is DecisionKind.HOST_DRIFTED:
+        rollout.hosts[host] = HostProgress(drifted=True)
+    else:  # pragma: no cover - every kind is handled above
+        raise ValueError(f"unknown decision kind {kind}")

@@ -1,0 +1,706 @@
+"""The rollout planner: a pure function from desired, observed and durable state to decisions.
+
+``plan_group(spec, state, observed, completed_elsewhere, now)`` reads no clock, disk, network
+or metric. It returns the decisions to persist (each with its reason), what every host should
+do now and why, and when to look again. Level-triggered: it decides from scratch on every
+pass, so a missed event costs nothing and a restart decides the same as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from reconciler.observed import Greenboot, HostObservation
+from reconciler.rollout.decisions import Decision, DecisionKind, apply_decision
+from reconciler.rollout.reasons import Reason, ReasonCode
+from reconciler.rollout.spec import BudgetKey, GroupSpec
+from reconciler.rollout.state import GroupState, HostProgress, Phase, Rollout
+from reconciler.windows import RebootWindow, reboot_window
+
+
+class Action(StrEnum):
+    """What a host's agent is told to do."""
+
+    NONE = "none"
+    STAGE = "stage"  # pull and deploy the target for the next boot; never reboot
+    REBOOT = "reboot"  # reboot into the staged target now
+
+
+class HostState(StrEnum):
+    IN_SYNC = "in_sync"
+    PENDING = "pending"
+    STAGING = "staging"
+    STAGED = "staged"
+    UPDATING = "updating"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    STALE = "stale"
+    UNEXPECTED = "unexpected"
+
+
+class GroupPhase(StrEnum):
+    IN_SYNC = "in_sync"
+    PROGRESSING = "progressing"
+    SOAKING = "soaking"
+    WAITING = "waiting"
+    PAUSED = "paused"
+    HALTED = "halted"
+    EMPTY = "empty"
+
+
+@dataclass(frozen=True, slots=True)
+class HostPlan:
+    """A host's state in the rollout, what its agent should do, and why."""
+
+    state: HostState
+    action: Action
+    reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStatus:
+    phase: GroupPhase
+    reason: Reason
+    wave: int  # waves opened so far
+    waves_total: int
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    """The result of one planning pass over one group."""
+
+    spec: GroupSpec
+    state: GroupState  # the state after the decisions below
+    decisions: tuple[Decision, ...]
+    hosts: Mapping[str, HostPlan]
+    status: GroupStatus
+    requeue_at: datetime | None  # look again then at the latest, even if nothing happens
+
+    def requeue_after(self, now: datetime) -> timedelta | None:
+        return None if self.requeue_at is None else max(timedelta(0), self.requeue_at - now)
+
+
+def plan_group(
+    spec: GroupSpec,
+    state: GroupState,
+    observed: Mapping[str, HostObservation],
+    completed_elsewhere: Mapping[str, Mapping[str, datetime]],
+    now: datetime,
+) -> GroupPlan:
+    """Decide what ``spec``'s group does at ``now``.
+
+    ``completed_elsewhere`` maps each group in ``spec.depends_on`` to the commits it has
+    completed; ``state`` is not modified.
+    """
+    return _Pass(spec, state.copy(), observed, completed_elsewhere, now).run()
+
+
+class _Pass:
+    """One planning pass; a class only to share its inputs between the steps."""
+
+    def __init__(
+        self,
+        spec: GroupSpec,
+        state: GroupState,
+        observed: Mapping[str, HostObservation],
+        completed_elsewhere: Mapping[str, Mapping[str, datetime]],
+        now: datetime,
+    ) -> None:
+        self.spec, self.state, self.observed, self.now = spec, state, observed, now
+        self.completed_elsewhere = completed_elsewhere
+        self.target = spec.target.commit
+        self.policy = spec.policy
+        self.decisions: list[Decision] = []
+        self.wakeups: list[datetime] = []
+        self.window: RebootWindow = reboot_window(spec.windows, now, spec.policy.reboot_margin)
+        self.soak_until: datetime | None = None
+        self._blocked: Reason | object | None = _UNKNOWN
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def decide(self, kind: DecisionKind, reason: Reason, **fields: object) -> None:
+        decision = Decision(kind, self.now, reason, commit=self.target, **fields)  # type: ignore[arg-type]
+        apply_decision(self.state, decision)
+        self.decisions.append(decision)
+        self._blocked = _UNKNOWN  # a decision may change what blocks the rollout
+
+    def wake_at(self, when: datetime | None) -> None:
+        if when is not None and when > self.now:
+            self.wakeups.append(when)
+
+    @property
+    def rollout(self) -> Rollout:
+        assert self.state.rollout is not None
+        return self.state.rollout
+
+    def is_stale(self, obs: HostObservation | None, after: timedelta) -> bool:
+        """Silent for ``after``; a host that never reported is silent since the rollout began
+        for skipping, but stale at once (nothing is known about it)."""
+        if obs is None:
+            return after <= self.policy.stale_after or self.now - self.rollout.started_at >= after
+        return self.now - obs.received_at >= after
+
+    def settled(self, host: str) -> bool:
+        """Finished for wave purposes: succeeded, failed on the target, or skipped as stale."""
+        progress = self.rollout.hosts.get(host)
+        if progress is not None and (progress.succeeded_at or progress.failed_at):
+            return True
+        if self.state.failed_on(host, self.target) is not None:
+            return True
+        return self.is_stale(self.observed.get(host), self.policy.skip_stale_after)
+
+    # -- the pass ---------------------------------------------------------------------------
+
+    def run(self) -> GroupPlan:
+        self.ensure_rollout()
+        self.resume_if_asked()
+        self.settle_superseded_hosts()
+        self.assess_hosts()
+        self.halt_on_failures()
+        self.advance_waves()
+        self.offer_target()
+        self.revoke_lapsed_reboots()
+        self.grant_reboots()
+        self.complete_if_done()
+        hosts = {host: self.host_plan(host) for host in self.spec.order}
+        return GroupPlan(
+            self.spec,
+            self.state,
+            tuple(self.decisions),
+            hosts,
+            self.status(),
+            min(self.wakeups, default=None),
+        )
+
+    def ensure_rollout(self) -> None:
+        """A new desired commit starts a rollout, superseding one still in progress."""
+        current = self.state.rollout
+        if current is not None and current.target == self.target:
+            return
+        previous = None
+        if current is not None:
+            previous = current.target
+            if current.phase in (Phase.ACTIVE, Phase.HALTED):
+                self.decide(
+                    DecisionKind.ROLLOUT_SUPERSEDED,
+                    Reason(
+                        ReasonCode.SUPERSEDED,
+                        f"superseded by {self.target[:12]} before it completed",
+                    ),
+                )
+        version = f" ({self.spec.target.version})" if self.spec.target.version else ""
+        self.decide(
+            DecisionKind.ROLLOUT_STARTED,
+            Reason(
+                ReasonCode.DESIRED_COMMIT_CHANGED,
+                f"desired commit is now {self.target[:12]}{version}",
+            ),
+            previous=previous,
+            revision=self.spec.revision,
+            resume_token=self.spec.resume_token,
+        )
+
+    def resume_if_asked(self) -> None:
+        halt = self.rollout.halt
+        token = self.spec.resume_token
+        if self.rollout.phase is Phase.HALTED and halt and token and token != halt.resume_token:
+            self.decide(
+                DecisionKind.ROLLOUT_RESUMED,
+                Reason(ReasonCode.RESUMED, f"resumed from the fleet repo (`{token}`)"),
+                resume_token=token,
+            )
+
+    def settle_superseded_hosts(self) -> None:
+        """Hosts mid-update when their rollout was superseded finish before anything new."""
+        for host, finishing in list(self.state.finishing.items()):
+            obs = self.observed.get(host)
+            deadline = finishing.reboot_allowed_at + self.policy.health_timeout
+            rebooted = obs is not None and obs.boot_id != finishing.boot_id_at_reboot
+            if rebooted or self.now >= deadline or host not in self.spec.wave_of:
+                self.decide(
+                    DecisionKind.SUPERSEDED_HOST_FINISHED,
+                    Reason(
+                        ReasonCode.SUPERSEDED_HOST_FINISHED,
+                        f"{host} finished its update to {finishing.target[:12]}",
+                    ),
+                    host=host,
+                )
+            else:
+                self.wake_at(deadline)
+
+    def assess_hosts(self) -> None:
+        """Record successes, failures and drift from what hosts report."""
+        rollout, target = self.rollout, self.target
+        timeout = self.policy.health_timeout
+        for host in self.spec.order:
+            if self.state.failed_on(host, target) is not None:
+                continue
+            obs = self.observed.get(host)
+            progress = rollout.hosts.get(host)
+            if obs is not None:
+                self.wake_at(obs.received_at + self.policy.stale_after)
+                self.wake_at(obs.received_at + self.policy.skip_stale_after)
+            on_target = obs is not None and obs.booted_commit == target
+            if on_target and obs is not None and obs.greenboot is Greenboot.RED:
+                self.fail(
+                    host,
+                    ReasonCode.GREENBOOT_RED,
+                    f"{host} booted {self.version_of(obs)} and greenboot reports red",
+                )
+                continue
+            if on_target and obs is not None and obs.greenboot is Greenboot.GREEN:
+                if progress is None or progress.succeeded_at is None:
+                    self.decide(
+                        DecisionKind.HOST_SUCCEEDED,
+                        Reason(
+                            ReasonCode.IN_SYNC,
+                            f"{host} runs {self.version_of(obs)}, greenboot green",
+                        ),
+                        host=host,
+                    )
+                continue
+            if progress is None:
+                continue
+            if not on_target and progress.succeeded_at is not None and obs is not None:
+                self.decide(
+                    DecisionKind.HOST_DRIFTED,
+                    Reason(
+                        ReasonCode.UNEXPECTED_DRIFT,
+                        f"{host} left the target on its own: it runs {self.version_of(obs)}",
+                    ),
+                    host=host,
+                )
+                continue
+            if (
+                obs is not None
+                and obs.apply_error is not None
+                and progress.offered_at
+                and obs.apply_error.commit == target
+                and progress.failed_at is None
+            ):
+                self.fail(
+                    host,
+                    ReasonCode.DEPLOY_ERROR,
+                    f"{host} could not stage the target: {obs.apply_error.message}",
+                )
+                continue
+            if not progress.updating or progress.reboot_allowed_at is None:
+                continue
+            if not on_target and obs is not None and obs.boot_id != progress.boot_id_at_reboot:
+                self.fail(
+                    host,
+                    ReasonCode.FELL_BACK,
+                    f"{host} rebooted but booted {self.version_of(obs)} instead of the "
+                    f"target: greenboot fell back",
+                )
+                continue
+            deadline = progress.reboot_allowed_at + timeout
+            if self.now >= deadline:
+                self.fail(
+                    host,
+                    ReasonCode.HEALTH_TIMEOUT,
+                    f"{host} was not healthy on the target within "
+                    f"{_human(timeout)} of being allowed to reboot",
+                )
+            else:
+                self.wake_at(deadline)
+
+    def version_of(self, obs: HostObservation) -> str:
+        if obs.booted_commit == self.target and self.spec.target.version:
+            return self.spec.target.version
+        return obs.booted_version or (obs.booted_commit or "an unknown commit")[:12]
+
+    def fail(self, host: str, code: ReasonCode, message: str) -> None:
+        self.decide(DecisionKind.HOST_FAILED, Reason(code, message), host=host)
+
+    def halt_on_failures(self) -> None:
+        rollout = self.rollout
+        if rollout.phase not in (Phase.ACTIVE, Phase.COMPLETED):
+            return
+        since = rollout.failures_counted_since or rollout.started_at
+        failures = [
+            (h, p)
+            for h, p in rollout.hosts.items()
+            if p.failed_at is not None and p.failed_at >= since and h in self.spec.wave_of
+        ]
+        if len(failures) < self.spec.failure_threshold:
+            return
+        first = "; ".join(p.failure.message for _, p in failures[:3] if p.failure)
+        self.decide(
+            DecisionKind.ROLLOUT_HALTED,
+            Reason(
+                ReasonCode.FAILURE_THRESHOLD,
+                f"halted after {len(failures)} failure(s) (threshold "
+                f"{self.spec.failure_threshold}): {first}",
+            ),
+            resume_token=self.spec.resume_token,
+        )
+
+    def blocked(self) -> Reason | None:
+        """Why no new wave may open and no new host may be offered, if anything stops it."""
+        if self._blocked is _UNKNOWN:
+            self._blocked = self._find_block()
+        return self._blocked  # type: ignore[return-value]
+
+    def _find_block(self) -> Reason | None:
+        rollout = self.rollout
+        if rollout.phase is Phase.HALTED and rollout.halt is not None:
+            return Reason(ReasonCode.HALTED, rollout.halt.reason.message)
+        if self.spec.paused:
+            return Reason(ReasonCode.PAUSED, "paused in the fleet repo")
+        if rollout.waves_opened == 0:
+            waiting = [
+                g
+                for g in self.spec.depends_on
+                if self.target not in self.completed_elsewhere.get(g, {})
+            ]
+            if waiting:
+                return Reason(
+                    ReasonCode.WAITING_FOR_DEPENDENCY,
+                    f"waiting for {', '.join(waiting)} to complete {self.target[:12]}",
+                )
+            if self.state.finishing:
+                return Reason(
+                    ReasonCode.WAITING_FOR_SUPERSEDED_HOSTS,
+                    f"waiting for {len(self.state.finishing)} host(s) still updating "
+                    "to a superseded commit",
+                )
+        return None
+
+    def advance_waves(self) -> None:
+        rollout, ends = self.rollout, self.spec.wave_ends
+        if rollout.phase is not Phase.ACTIVE:
+            return
+        while True:
+            opened = rollout.waves_opened
+            if opened > 0 and (opened - 1) not in rollout.wave_done_at:
+                last = opened - 1
+                if not all(self.settled(h) for h in self.spec.order[: ends[last]]):
+                    return
+                self.decide(
+                    DecisionKind.WAVE_COMPLETED,
+                    Reason(ReasonCode.WAVE_DONE, f"wave {opened}/{len(ends)} done"),
+                    wave=last,
+                )
+            if opened >= len(ends) or self.blocked() is not None:
+                return
+            if opened > 0 and (opened - 1) in rollout.waves_updated:
+                done = rollout.wave_done_at[opened - 1]
+                soak_from = max(done, rollout.last_failure_at or done)
+                soak_end = soak_from + self.spec.soak_time
+                if self.now < soak_end:
+                    self.soak_until = soak_end
+                    self.wake_at(soak_end)
+                    return
+            self.decide(
+                DecisionKind.WAVE_OPENED,
+                Reason(
+                    ReasonCode.WAVE_OPENED,
+                    f"wave {opened + 1}/{len(ends)} opened: {ends[opened]} of {ends[-1]} hosts",
+                ),
+                wave=opened,
+            )
+
+    def may_offer(self) -> bool:
+        return self.rollout.phase in (Phase.ACTIVE, Phase.COMPLETED) and self.blocked() is None
+
+    def offer_target(self) -> None:
+        if not self.may_offer():
+            return
+        rollout, opened = self.rollout, self.rollout.waves_opened
+        for host in self.spec.order:
+            wave = self.spec.wave_of[host]
+            if wave >= opened and rollout.phase is Phase.ACTIVE:
+                continue
+            progress = rollout.hosts.get(host)
+            if progress is not None and (
+                progress.offered_at or progress.succeeded_at or progress.failed_at
+            ):
+                continue
+            if self.state.failed_on(host, self.target) is not None:
+                continue
+            obs = self.observed.get(host)
+            if obs is not None and obs.booted_commit == self.target:
+                continue  # already there; waiting for greenboot, not for an update
+            self.decide(
+                DecisionKind.HOST_OFFERED,
+                Reason(ReasonCode.STAGE_TARGET, f"{host} may stage the target"),
+                host=host,
+                wave=wave,
+            )
+
+    def revoke_lapsed_reboots(self) -> None:
+        """A host told to reboot that has not, once reboots are no longer allowed, is told no."""
+        if self.window.allowed and self.may_offer():
+            return
+        why = (
+            self.window.describe(self.now)
+            if not self.window.allowed
+            else (self.blocked() or Reason(ReasonCode.HALTED, "halted")).message
+        )
+        for host, progress in list(self.rollout.hosts.items()):
+            if not progress.updating:
+                continue
+            obs = self.observed.get(host)
+            if (
+                obs is not None
+                and obs.boot_id == progress.boot_id_at_reboot
+                and obs.booted_commit != self.target
+            ):
+                self.decide(
+                    DecisionKind.REBOOT_REVOKED,
+                    Reason(ReasonCode.REBOOT_REVOKED, f"{host} did not reboot in time; {why}"),
+                    host=host,
+                )
+
+    def unavailable_by_bucket(self) -> dict[BudgetKey, int]:
+        """Hosts that count against the reboot budget: updating, stale or still finishing."""
+        counts: dict[BudgetKey, int] = {}
+        rollout = self.rollout
+        for host in self.spec.order:
+            progress = rollout.hosts.get(host)
+            busy = (progress is not None and progress.updating) or host in self.state.finishing
+            obs = self.observed.get(host)
+            # Silent hosts count until they are written off as skipped, so one dead server
+            # does not hold its group's rollout forever.
+            silent = (
+                self.is_stale(obs, self.policy.stale_after)
+                and not self.is_stale(obs, self.policy.skip_stale_after)
+                and self.state.failed_on(host, self.target) is None
+            )
+            if busy or silent:
+                key = self.spec.budget_key[host]
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def grant_reboots(self) -> None:
+        if not (self.window.allowed and self.may_offer()):
+            if self.window.changes_at is not None:
+                self.wake_at(self.window.changes_at)
+            return
+        if self.window.changes_at is not None:
+            self.wake_at(self.window.changes_at)
+        unavailable = self.unavailable_by_bucket()
+        rollout = self.rollout
+        for host in self.spec.order:
+            progress = rollout.hosts.get(host)
+            if (
+                progress is None
+                or progress.offered_at is None
+                or progress.reboot_allowed_at
+                or progress.succeeded_at
+                or progress.failed_at
+            ):
+                continue
+            obs = self.observed.get(host)
+            if obs is None or obs.staged_commit != self.target or obs.booted_commit == self.target:
+                continue
+            if self.is_stale(obs, self.policy.stale_after):
+                continue
+            key = self.spec.budget_key[host]
+            if unavailable.get(key, 0) >= self.spec.budget_limit.get(key, 0):
+                continue
+            unavailable[key] = unavailable.get(key, 0) + 1
+            self.decide(
+                DecisionKind.REBOOT_ALLOWED,
+                Reason(
+                    ReasonCode.REBOOT_ALLOWED,
+                    f"{host} may reboot into the target; {self.window.describe(self.now)}",
+                ),
+                host=host,
+                boot_id=obs.boot_id,
+            )
+            self.wake_at(self.now + self.policy.health_timeout)
+
+    def complete_if_done(self) -> None:
+        rollout = self.rollout
+        if rollout.phase is not Phase.ACTIVE or rollout.waves_opened < self.spec.waves_total:
+            return
+        if (self.spec.waves_total - 1) not in rollout.wave_done_at:
+            return
+        succeeded = sum(1 for p in rollout.hosts.values() if p.succeeded_at)
+        self.decide(
+            DecisionKind.ROLLOUT_COMPLETED,
+            Reason(
+                ReasonCode.ALL_HOSTS_DONE,
+                f"rollout of {self.target[:12]} completed: {succeeded} of "
+                f"{len(self.spec.order)} hosts on the target",
+            ),
+        )
+
+    # -- explanations -----------------------------------------------------------------------
+
+    def host_plan(self, host: str) -> HostPlan:
+        target, rollout = self.target, self.rollout
+        failed = self.state.failed_on(host, target)
+        if failed is not None:
+            state = (
+                HostState.ROLLED_BACK
+                if failed.reason.code is ReasonCode.FELL_BACK
+                else HostState.FAILED
+            )
+            return HostPlan(
+                state,
+                Action.NONE,
+                Reason(
+                    ReasonCode.FAILED_BEFORE,
+                    f"failed on this commit and is not offered it again: {failed.reason.message}",
+                ),
+            )
+        obs = self.observed.get(host)
+        progress = rollout.hosts.get(host) or _NO_PROGRESS
+        if obs is not None and obs.booted_commit == target and obs.greenboot is Greenboot.GREEN:
+            return _IN_SYNC
+        if self.is_stale(obs, self.policy.stale_after):
+            seen = (
+                "never reported"
+                if obs is None
+                else f"last report {_human(self.now - obs.received_at)} ago"
+            )
+            code = (
+                ReasonCode.SKIPPED_STALE
+                if self.is_stale(obs, self.policy.skip_stale_after)
+                else ReasonCode.STALE
+            )
+            return HostPlan(HostState.STALE, Action.NONE, Reason(code, f"{host} {seen}"))
+        assert obs is not None
+        if progress.updating:
+            if obs.boot_id == progress.boot_id_at_reboot and obs.booted_commit != target:
+                return HostPlan(
+                    HostState.UPDATING,
+                    Action.REBOOT,
+                    Reason(
+                        ReasonCode.REBOOT_ALLOWED,
+                        f"reboot into the target now; {self.window.describe(self.now)}",
+                    ),
+                )
+            return HostPlan(
+                HostState.UPDATING,
+                Action.NONE,
+                Reason(
+                    ReasonCode.WAITING_FOR_HEALTH,
+                    "rebooted; waiting for greenboot to report the target healthy",
+                ),
+            )
+        if obs.booted_commit == target:
+            return HostPlan(
+                HostState.UPDATING,
+                Action.NONE,
+                Reason(
+                    ReasonCode.WAITING_FOR_HEALTH, "runs the target; waiting for greenboot green"
+                ),
+            )
+        drift_state = HostState.UNEXPECTED if progress.drifted else None
+        if progress.offered_at is None:
+            blocked = self.blocked()
+            why = blocked or Reason(
+                ReasonCode.WAVE_NOT_OPEN,
+                f"in wave {self.spec.wave_of[host] + 1}/{self.spec.waves_total}, not open yet",
+            )
+            return HostPlan(drift_state or HostState.PENDING, Action.NONE, why)
+        if obs.staged_commit != target:
+            return HostPlan(
+                drift_state or HostState.STAGING,
+                Action.STAGE,
+                Reason(
+                    ReasonCode.WAITING_FOR_STAGE, "download and stage the target; do not reboot"
+                ),
+            )
+        blocked = self.blocked()
+        if blocked is not None:
+            return HostPlan(drift_state or HostState.STAGED, Action.STAGE, blocked)
+        if not self.window.allowed:
+            return HostPlan(
+                drift_state or HostState.STAGED,
+                Action.STAGE,
+                Reason(ReasonCode.WAITING_FOR_WINDOW, self.window.describe(self.now)),
+            )
+        return HostPlan(
+            drift_state or HostState.STAGED,
+            Action.STAGE,
+            Reason(
+                ReasonCode.WAITING_FOR_BUDGET,
+                "staged; waiting for the reboot budget "
+                f"({_budget_text(self.spec, self.spec.budget_key[host])})",
+            ),
+        )
+
+    def status(self) -> GroupStatus:
+        rollout, spec = self.rollout, self.spec
+        opened, total = rollout.waves_opened, spec.waves_total
+        if not spec.order:
+            return GroupStatus(
+                GroupPhase.EMPTY, Reason(ReasonCode.NO_HOSTS, "no hosts"), opened, total
+            )
+        blocked = self.blocked()
+        if rollout.phase is Phase.HALTED and blocked is not None:
+            return GroupStatus(GroupPhase.HALTED, blocked, opened, total)
+        if rollout.phase is Phase.COMPLETED:
+            in_sync = sum(
+                1
+                for h in spec.order
+                if (o := self.observed.get(h)) is not None
+                and o.booted_commit == self.target
+                and o.greenboot is Greenboot.GREEN
+            )
+            return GroupStatus(
+                GroupPhase.IN_SYNC if in_sync == len(spec.order) else GroupPhase.PROGRESSING,
+                Reason(
+                    ReasonCode.ALL_HOSTS_DONE
+                    if in_sync == len(spec.order)
+                    else ReasonCode.UNEXPECTED_DRIFT,
+                    f"{in_sync}/{len(spec.order)} hosts run {self.target[:12]}",
+                ),
+                opened,
+                total,
+            )
+        if blocked is not None:
+            phase = GroupPhase.PAUSED if blocked.code is ReasonCode.PAUSED else GroupPhase.WAITING
+            return GroupStatus(phase, blocked, opened, total)
+        if self.soak_until is not None:
+            return GroupStatus(
+                GroupPhase.SOAKING,
+                Reason(
+                    ReasonCode.SOAKING,
+                    f"wave {opened}/{total} soaking until {self.soak_until:%Y-%m-%d %H:%MZ}",
+                ),
+                opened,
+                total,
+            )
+        done = sum(1 for h in spec.order[: spec.wave_ends[max(0, opened - 1)]] if self.settled(h))
+        return GroupStatus(
+            GroupPhase.PROGRESSING,
+            Reason(
+                ReasonCode.WAVE_OPENED,
+                f"wave {opened}/{total} in progress: {done}/{spec.wave_ends[max(0, opened - 1)]} "
+                "hosts done",
+            ),
+            opened,
+            total,
+        )
+
+
+_UNKNOWN = object()
+_NO_PROGRESS = HostProgress()
+_IN_SYNC = HostPlan(
+    HostState.IN_SYNC,
+    Action.NONE,
+    Reason(ReasonCode.IN_SYNC, "runs the desired commit, greenboot green"),
+)
+
+
+def _budget_text(spec: GroupSpec, key: BudgetKey) -> str:
+    limit = spec.budget_limit.get(key, 0)
+    where = ", ".join(
+        f"{label}={value}" for label, value in zip(spec.budget_labels, key, strict=True)
+    )
+    return f"at most {limit} updating at once" + (f" in {where}" if where else "")
+
+
+def _human(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"

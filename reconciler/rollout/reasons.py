@@ -1,0 +1,70 @@
+"""Why the engine did or did not do something, as a code for machines and a sentence for people.
+
+Codes are part of the public interface (status output, events, metrics labels): rename none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ReasonCode(StrEnum):
+    # rollout lifecycle
+    DESIRED_COMMIT_CHANGED = "desired_commit_changed"
+    SUPERSEDED = "superseded"
+    RESUMED = "resumed"
+    FAILURE_THRESHOLD = "failure_threshold"
+    ALL_HOSTS_DONE = "all_hosts_done"
+    WAVE_OPENED = "wave_opened"
+    WAVE_DONE = "wave_done"
+    # waiting
+    WAVE_NOT_OPEN = "wave_not_open"
+    SOAKING = "soaking"
+    PAUSED = "paused"
+    HALTED = "halted"
+    WAITING_FOR_DEPENDENCY = "waiting_for_dependency"
+    WAITING_FOR_SUPERSEDED_HOSTS = "waiting_for_superseded_hosts"
+    WAITING_FOR_WINDOW = "waiting_for_window"
+    WAITING_FOR_BUDGET = "waiting_for_budget"
+    WAITING_FOR_STAGE = "waiting_for_stage"
+    WAITING_FOR_HEALTH = "waiting_for_health"
+    # host actions and outcomes
+    STAGE_TARGET = "stage_target"
+    REBOOT_ALLOWED = "reboot_allowed"
+    REBOOT_REVOKED = "reboot_revoked"
+    REBOOTED = "rebooted"
+    IN_SYNC = "in_sync"
+    UNEXPECTED_DRIFT = "unexpected"
+    STALE = "stale"
+    SKIPPED_STALE = "skipped_stale"
+    SUPERSEDED_HOST_FINISHED = "superseded_host_finished"
+    # failures
+    GREENBOOT_RED = "greenboot_red"
+    FELL_BACK = "fell_back"
+    DEPLOY_ERROR = "deploy_error"
+    HEALTH_TIMEOUT = "health_timeout"
+    FAILED_BEFORE = "failed_before"
+    NOT_A_MEMBER = "not_a_member"
+    NO_HOSTS = "no_hosts"
+
+
+FAILURE_CODES = frozenset(
+    {
+        ReasonCode.GREENBOOT_RED,
+        ReasonCode.FELL_BACK,
+        ReasonCode.DEPLOY_ERROR,
+        ReasonCode.HEALTH_TIMEOUT,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """A machine-readable code and the human sentence that goes with it."""
+
+    code: ReasonCode
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"

@@ -1,0 +1,139 @@
+"""SQLite store for rollout state: one transaction per planning pass that decided anything.
+
+Each group's durable state is one JSON row, rewritten together with the pass's decisions
+(appended to ``events``, the audit trail) in a single ``BEGIN IMMEDIATE`` transaction, so a
+crash leaves either all of a pass or none of it. WAL mode with ``synchronous=FULL``: a
+decision that was committed survives power loss, which is what makes "persist, then act" safe.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from reconciler.errors import StoreUnavailable
+from reconciler.rollout.decisions import Decision
+from reconciler.rollout.state import GroupState, dump_state, load_state
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS group_state (
+    group_name  TEXT PRIMARY KEY,
+    state       TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          TEXT NOT NULL,
+    group_name  TEXT NOT NULL,
+    rollout     INTEGER,
+    kind        TEXT NOT NULL,
+    host        TEXT,
+    commit_id   TEXT,
+    wave        INTEGER,
+    code        TEXT NOT NULL,
+    message     TEXT NOT NULL,
+    revision    TEXT
+);
+CREATE INDEX IF NOT EXISTS events_by_group ON events (group_name, id);
+"""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    id: int
+    at: datetime
+    group: str
+    rollout: int | None
+    kind: str
+    host: str | None
+    commit: str | None
+    wave: int | None
+    code: str
+    message: str
+    revision: str | None
+
+
+class Store:
+    """Rollout state and events in one SQLite file."""
+
+    def __init__(self, path: Path | str) -> None:
+        try:
+            self._db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open state database {path}: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"state database error: {exc}") from exc
+
+    def load(self, group: str) -> GroupState:
+        """The durable state of ``group`` (empty for a group never seen)."""
+        row = self._db.execute(
+            "SELECT state FROM group_state WHERE group_name = ?", (group,)
+        ).fetchone()
+        return load_state(row[0]) if row else GroupState(group)
+
+    def load_all(self) -> dict[str, GroupState]:
+        rows = self._db.execute("SELECT group_name, state FROM group_state").fetchall()
+        return {name: load_state(state) for name, state in rows}
+
+    def save(self, state: GroupState, decisions: Sequence[Decision]) -> None:
+        """Persist a pass: the new state and its decisions, atomically."""
+        if not decisions:
+            return
+        rollout = state.rollout.number if state.rollout else None
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO group_state (group_name, state, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (group_name) DO UPDATE SET state = excluded.state, "
+                "updated_at = excluded.updated_at",
+                (state.group, dump_state(state).decode(), decisions[-1].at.isoformat()),
+            )
+            db.executemany(
+                "INSERT INTO events (at, group_name, rollout, kind, host, commit_id, wave, "
+                "code, message, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        d.at.isoformat(),
+                        state.group,
+                        rollout,
+                        d.kind.value,
+                        d.host,
+                        d.commit,
+                        d.wave,
+                        d.reason.code.value,
+                        d.reason.message,
+                        d.revision,
+                    )
+                    for d in decisions
+                ],
+            )
+
+    def events(self, group: str | None = None, after_id: int = 0) -> list[StoredEvent]:
+        """Events in the order they were decided, optionally for one group."""
+        query = "SELECT * FROM events WHERE id > ?"
+        params: tuple[object, ...] = (after_id,)
+        if group is not None:
+            query += " AND group_name = ?"
+            params = (after_id, group)
+        rows = self._db.execute(query + " ORDER BY id", params).fetchall()
+        return [StoredEvent(r[0], datetime.fromisoformat(r[1]), *r[2:]) for r in rows]

@@ -1,0 +1,94 @@
+"""A real engine on a real SQLite file, a manual clock and simulated hosts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from reconciler.clock import ManualClock
+from reconciler.engine import Engine
+from reconciler.rollout.decisions import Decision, DecisionKind
+from reconciler.rollout.planner import GroupPlan
+from reconciler.simulation import SimulatedHost, Simulation
+from reconciler.store import Store
+from tests.fleets import OLD, build_fleet
+
+START = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+class Harness:
+    def __init__(
+        self,
+        tmp: Path,
+        groups: Mapping[str, Mapping[str, Any]],
+        hosts: Mapping[str, Mapping[str, str]],
+        *,
+        streams: Mapping[str, str] | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        start: datetime = START,
+        booted: str = OLD,
+        bad: Iterable[str] = (),
+        unstageable: Iterable[str] = (),
+    ):
+        self.db = tmp / "state.sqlite"
+        self.clock = ManualClock(start)
+        self.store = Store(self.db)
+        self.engine = Engine(self.store, self.clock)
+        self.groups, self.hosts_labels = dict(groups), dict(hosts)
+        self.streams, self.defaults = streams, defaults
+        self.revision = 1
+        self.engine.use_fleet(build_fleet(groups, hosts, streams, defaults, "rev-1"))
+        self.sim = Simulation(
+            self.engine, self.clock, [SimulatedHost(h, booted) for h in hosts], bad, unstageable
+        )
+        self.decisions: list[Decision] = []
+
+    @property
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def change_fleet(
+        self,
+        *,
+        groups: Mapping[str, Mapping[str, Any]] | None = None,
+        streams: Mapping[str, str] | None = None,
+    ) -> None:
+        self.groups = dict(groups or self.groups)
+        self.streams = streams or self.streams
+        self.revision += 1
+        self.engine.use_fleet(
+            build_fleet(
+                self.groups, self.hosts_labels, self.streams, self.defaults, f"rev-{self.revision}"
+            )
+        )
+
+    def step(self, dt: timedelta = timedelta(minutes=1)) -> dict[str, GroupPlan]:
+        plans = self.sim.step(dt)
+        for plan in plans.values():
+            self.decisions.extend(plan.decisions)
+        return plans
+
+    def run(self, duration: timedelta, dt: timedelta = timedelta(minutes=1)) -> None:
+        end = self.now + duration
+        while self.now < end:
+            self.step(dt)
+
+    def plan(self, group: str) -> GroupPlan:
+        """A fresh pass at the current time without moving the clock or hosts."""
+        plan = self.engine.reconcile_group(group, self.sim.observations())
+        self.decisions.extend(plan.decisions)
+        return plan
+
+    def restart(self) -> None:
+        """Drop the engine and open the store again, as after a crash."""
+        self.store.close()
+        self.store = Store(self.db)
+        specs = self.engine.specs
+        self.engine = Engine(self.store, self.clock)
+        self.engine.specs = specs
+        self.sim.engine = self.engine
+
+    def kinds(self, kind: DecisionKind, host: str | None = None) -> list[Decision]:
+        return [d for d in self.decisions if d.kind is kind and (host is None or d.host == host)]

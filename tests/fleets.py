@@ -1,0 +1,58 @@
+"""Build fleets in memory for engine tests, through the same models the loader uses."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler.fleetrepo.fleet import Fleet, Inventory, InventoryHost
+from reconciler.fleetrepo.models import FleetConfig, Group, Stream
+
+API = {"apiVersion": "ostree-fleet/v1alpha1"}
+OLD = "0" * 63 + "1"
+NEW = "0" * 63 + "2"
+NEWER = "0" * 63 + "3"
+
+
+def commit(n: int) -> str:
+    return f"{n:064x}"
+
+
+def build_fleet(
+    groups: Mapping[str, Mapping[str, Any]],
+    hosts: Mapping[str, Mapping[str, str]],
+    streams: Mapping[str, str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    revision: str = "rev-1",
+) -> Fleet:
+    """``groups``: name -> Group fields (stream defaults to `main`); ``hosts``: name -> labels."""
+    streams = streams or {"main": NEW}
+    config = FleetConfig.model_validate(
+        {**API, "kind": "Fleet", "name": "test", "defaults": dict(defaults or {})}
+    )
+    stream_models = {
+        name: Stream.model_validate(
+            {
+                **API,
+                "kind": "Stream",
+                "name": name,
+                "remote": "os",
+                "ref": f"os/{name}",
+                "commit": value,
+            }
+        )
+        for name, value in streams.items()
+    }
+    group_models = {}
+    for name, fields in groups.items():
+        body = {"stream": "main", **fields} if "pin" not in fields else dict(fields)
+        group_models[name] = Group.model_validate({**API, "kind": "Group", "name": name, **body})
+    inventory = Inventory(
+        InventoryHost(name, dict(labels), hashlib.sha256(name.encode()).hexdigest(), "hosts.yaml")
+        for name, labels in hosts.items()
+    )
+    members = {name: tuple(inventory.members(group)) for name, group in group_models.items()}
+    return Fleet(
+        config, stream_models, group_models, {h.name: h for h in inventory.hosts}, members, revision
+    )
