@@ -44,6 +44,7 @@ class Harness:
             self.engine, self.clock, [SimulatedHost(h, booted) for h in hosts], bad, unstageable
         )
         self.decisions: list[Decision] = []
+        self.log: list[tuple[str, Decision]] = []  # (group, decision) in decision order
 
     @property
     def now(self) -> datetime:
@@ -66,9 +67,13 @@ class Harness:
 
     def step(self, dt: timedelta = timedelta(minutes=1)) -> dict[str, GroupPlan]:
         plans = self.sim.step(dt)
-        for plan in plans.values():
-            self.decisions.extend(plan.decisions)
+        for name, plan in plans.items():
+            self.record(name, plan)
         return plans
+
+    def record(self, group: str, plan: GroupPlan) -> None:
+        self.decisions.extend(plan.decisions)
+        self.log.extend((group, d) for d in plan.decisions)
 
     def run(self, duration: timedelta, dt: timedelta = timedelta(minutes=1)) -> None:
         end = self.now + duration
@@ -78,7 +83,7 @@ class Harness:
     def plan(self, group: str) -> GroupPlan:
         """A fresh pass at the current time without moving the clock or hosts."""
         plan = self.engine.reconcile_group(group, self.sim.observations())
-        self.decisions.extend(plan.decisions)
+        self.record(group, plan)
         return plan
 
     def restart(self) -> None:
