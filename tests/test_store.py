@@ -1,0 +1,84 @@
+"""The SQLite store: state and decisions land together or not at all."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from reconciler.errors import StoreUnavailable
+from reconciler.rollout.decisions import Decision, DecisionKind, apply_decision
+from reconciler.rollout.reasons import Reason, ReasonCode
+from reconciler.rollout.state import GroupState
+from reconciler.store import Store
+from tests.fleets import NEW
+
+AT = datetime(2026, 11, 25, 12, tzinfo=UTC)
+
+
+def _started() -> tuple[GroupState, list[Decision]]:
+    state = GroupState("g")
+    decisions = [
+        Decision(
+            DecisionKind.ROLLOUT_STARTED,
+            AT,
+            Reason(ReasonCode.DESIRED_COMMIT_CHANGED, "x"),
+            commit=NEW,
+            revision="abc",
+        ),
+        Decision(
+            DecisionKind.HOST_OFFERED,
+            AT,
+            Reason(ReasonCode.STAGE_TARGET, "y"),
+            host="h1",
+            commit=NEW,
+            wave=0,
+        ),
+    ]
+    for decision in decisions:
+        apply_decision(state, decision)
+    return state, decisions
+
+
+def test_state_and_events_round_trip(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite")
+    state, decisions = _started()
+    store.save(state, decisions)
+    store.close()
+    reopened = Store(tmp_path / "s.sqlite")
+    assert reopened.load("g") == state
+    assert reopened.load("other") == GroupState("other")
+    events = reopened.events("g")
+    assert [(e.kind, e.host, e.rollout, e.revision, e.code) for e in events] == [
+        ("rollout_started", None, 1, "abc", "desired_commit_changed"),
+        ("host_offered", "h1", 1, None, "stage_target"),
+    ]
+
+
+def test_a_failed_write_leaves_the_previous_state(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite")
+    state, decisions = _started()
+    store.save(state, decisions[:1])
+    before = store.load("g")
+    store._db.execute(
+        "CREATE TRIGGER no_events BEFORE INSERT ON events "
+        "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    )
+    with pytest.raises(StoreUnavailable, match="disk full"):
+        store.save(state, decisions)
+    assert store.load("g") == before
+    assert len(store.events()) == 1
+
+
+def test_unopenable_database_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "dir.sqlite").mkdir()
+    with pytest.raises(StoreUnavailable, match="cannot open state database"):
+        Store(tmp_path / "dir.sqlite")
+
+
+def test_wal_mode_is_on(tmp_path: Path) -> None:
+    Store(tmp_path / "s.sqlite").close()
+    mode = sqlite3.connect(tmp_path / "s.sqlite").execute("PRAGMA journal_mode").fetchone()
+    assert mode == ("wal",)
