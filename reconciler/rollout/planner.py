@@ -8,7 +8,7 @@ pass, so a missed event costs nothing and a restart decides the same as before.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -114,7 +114,9 @@ class _Pass:
         self.target = spec.target.commit
         self.policy = spec.policy
         self.decisions: list[Decision] = []
-        self.wakeups: list[datetime] = []
+        self.next_look: datetime | None = None
+        self._shared_plans: dict[tuple[object, ...], HostPlan] = {}
+        self.failed_here = {h for h, commits in state.failed.items() if self.target in commits}
         self.window: RebootWindow = reboot_window(spec.windows, now, spec.policy.reboot_margin)
         self.soak_until: datetime | None = None
         self._blocked: Reason | object | None = _UNKNOWN
@@ -126,10 +128,13 @@ class _Pass:
         apply_decision(self.state, decision)
         self.decisions.append(decision)
         self._blocked = _UNKNOWN  # a decision may change what blocks the rollout
+        if kind is DecisionKind.HOST_FAILED and decision.host is not None:
+            self.failed_here.add(decision.host)
 
     def wake_at(self, when: datetime | None) -> None:
         if when is not None and when > self.now:
-            self.wakeups.append(when)
+            if self.next_look is None or when < self.next_look:
+                self.next_look = when
 
     @property
     def rollout(self) -> Rollout:
@@ -148,7 +153,7 @@ class _Pass:
         progress = self.rollout.hosts.get(host)
         if progress is not None and (progress.succeeded_at or progress.failed_at):
             return True
-        if self.state.failed_on(host, self.target) is not None:
+        if host in self.failed_here:
             return True
         return self.is_stale(self.observed.get(host), self.policy.skip_stale_after)
 
@@ -172,7 +177,7 @@ class _Pass:
             tuple(self.decisions),
             hosts,
             self.status(),
-            min(self.wakeups, default=None),
+            self.next_look,
         )
 
     def ensure_rollout(self) -> None:
@@ -235,14 +240,15 @@ class _Pass:
         """Record successes, failures and drift from what hosts report."""
         rollout, target = self.rollout, self.target
         timeout = self.policy.health_timeout
+        failed_here = self.failed_here
+        latest_report: datetime | None = None  # stale transitions come from the oldest report
         for host in self.spec.order:
-            if self.state.failed_on(host, target) is not None:
+            if host in failed_here:
                 continue
             obs = self.observed.get(host)
             progress = rollout.hosts.get(host)
-            if obs is not None:
-                self.wake_at(obs.received_at + self.policy.stale_after)
-                self.wake_at(obs.received_at + self.policy.skip_stale_after)
+            if obs is not None and (latest_report is None or obs.received_at < latest_report):
+                latest_report = obs.received_at
             on_target = obs is not None and obs.booted_commit == target
             if on_target and obs is not None and obs.greenboot is Greenboot.RED:
                 self.fail(
@@ -307,6 +313,9 @@ class _Pass:
                 )
             else:
                 self.wake_at(deadline)
+        if latest_report is not None:
+            self.wake_at(latest_report + self.policy.stale_after)
+            self.wake_at(latest_report + self.policy.skip_stale_after)
 
     def version_of(self, obs: HostObservation) -> str:
         if obs.booted_commit == self.target and self.spec.target.version:
@@ -420,7 +429,7 @@ class _Pass:
                 progress.offered_at or progress.succeeded_at or progress.failed_at
             ):
                 continue
-            if self.state.failed_on(host, self.target) is not None:
+            if host in self.failed_here:
                 continue
             obs = self.observed.get(host)
             if obs is not None and obs.booted_commit == self.target:
@@ -469,7 +478,7 @@ class _Pass:
             silent = (
                 self.is_stale(obs, self.policy.stale_after)
                 and not self.is_stale(obs, self.policy.skip_stale_after)
-                and self.state.failed_on(host, self.target) is None
+                and host not in self.failed_here
             )
             if busy or silent:
                 key = self.spec.budget_key[host]
@@ -535,7 +544,7 @@ class _Pass:
 
     def host_plan(self, host: str) -> HostPlan:
         target, rollout = self.target, self.rollout
-        failed = self.state.failed_on(host, target)
+        failed = self.state.failed_on(host, target) if host in self.failed_here else None
         if failed is not None:
             state = (
                 HostState.ROLLED_BACK
@@ -569,64 +578,93 @@ class _Pass:
         assert obs is not None
         if progress.updating:
             if obs.boot_id == progress.boot_id_at_reboot and obs.booted_commit != target:
-                return HostPlan(
+                return self.shared(
+                    ("reboot",),
                     HostState.UPDATING,
                     Action.REBOOT,
-                    Reason(
-                        ReasonCode.REBOOT_ALLOWED,
-                        f"reboot into the target now; {self.window.describe(self.now)}",
-                    ),
+                    ReasonCode.REBOOT_ALLOWED,
+                    lambda: "reboot into the target now; " + self.window.describe(self.now),
                 )
-            return HostPlan(
+            return self.shared(
+                ("rebooted",),
                 HostState.UPDATING,
                 Action.NONE,
-                Reason(
-                    ReasonCode.WAITING_FOR_HEALTH,
-                    "rebooted; waiting for greenboot to report the target healthy",
-                ),
+                ReasonCode.WAITING_FOR_HEALTH,
+                lambda: "rebooted; waiting for greenboot to report the target healthy",
             )
         if obs.booted_commit == target:
-            return HostPlan(
+            return self.shared(
+                ("on-target",),
                 HostState.UPDATING,
                 Action.NONE,
-                Reason(
-                    ReasonCode.WAITING_FOR_HEALTH, "runs the target; waiting for greenboot green"
-                ),
+                ReasonCode.WAITING_FOR_HEALTH,
+                lambda: "runs the target; waiting for greenboot green",
             )
-        drift_state = HostState.UNEXPECTED if progress.drifted else None
-        if progress.offered_at is None:
-            blocked = self.blocked()
-            why = blocked or Reason(
-                ReasonCode.WAVE_NOT_OPEN,
-                f"in wave {self.spec.wave_of[host] + 1}/{self.spec.waves_total}, not open yet",
-            )
-            return HostPlan(drift_state or HostState.PENDING, Action.NONE, why)
-        if obs.staged_commit != target:
-            return HostPlan(
-                drift_state or HostState.STAGING,
-                Action.STAGE,
-                Reason(
-                    ReasonCode.WAITING_FOR_STAGE, "download and stage the target; do not reboot"
-                ),
-            )
+        drifted = progress.drifted
         blocked = self.blocked()
-        if blocked is not None:
-            return HostPlan(drift_state or HostState.STAGED, Action.STAGE, blocked)
-        if not self.window.allowed:
-            return HostPlan(
-                drift_state or HostState.STAGED,
-                Action.STAGE,
-                Reason(ReasonCode.WAITING_FOR_WINDOW, self.window.describe(self.now)),
+        if progress.offered_at is None:
+            state = HostState.UNEXPECTED if drifted else HostState.PENDING
+            if blocked is not None:
+                return self.shared(
+                    ("blocked", state), state, Action.NONE, blocked.code, lambda: blocked.message
+                )
+            wave = self.spec.wave_of[host]
+            return self.shared(
+                ("wave", state, wave),
+                state,
+                Action.NONE,
+                ReasonCode.WAVE_NOT_OPEN,
+                lambda: f"in wave {wave + 1}/{self.spec.waves_total}, not open yet",
             )
-        return HostPlan(
-            drift_state or HostState.STAGED,
+        if obs.staged_commit != target:
+            state = HostState.UNEXPECTED if drifted else HostState.STAGING
+            return self.shared(
+                ("staging", state),
+                state,
+                Action.STAGE,
+                ReasonCode.WAITING_FOR_STAGE,
+                lambda: "download and stage the target; do not reboot",
+            )
+        state = HostState.UNEXPECTED if drifted else HostState.STAGED
+        if blocked is not None:
+            return self.shared(
+                ("blocked", state, "staged"),
+                state,
+                Action.STAGE,
+                blocked.code,
+                lambda: blocked.message,
+            )
+        if not self.window.allowed:
+            return self.shared(
+                ("window", state),
+                state,
+                Action.STAGE,
+                ReasonCode.WAITING_FOR_WINDOW,
+                lambda: self.window.describe(self.now),
+            )
+        key = self.spec.budget_key[host]
+        return self.shared(
+            ("budget", state, key),
+            state,
             Action.STAGE,
-            Reason(
-                ReasonCode.WAITING_FOR_BUDGET,
-                "staged; waiting for the reboot budget "
-                f"({_budget_text(self.spec, self.spec.budget_key[host])})",
-            ),
+            ReasonCode.WAITING_FOR_BUDGET,
+            lambda: f"staged; waiting for the reboot budget ({_budget_text(self.spec, key)})",
         )
+
+    def shared(
+        self,
+        key: tuple[object, ...],
+        state: HostState,
+        action: Action,
+        code: ReasonCode,
+        message: Callable[[], str],
+    ) -> HostPlan:
+        """One plan object for every host in the same situation: a pass over 100,000 hosts
+        builds a few dozen sentences, not 100,000."""
+        plan = self._shared_plans.get(key)
+        if plan is None:
+            plan = self._shared_plans[key] = HostPlan(state, action, Reason(code, message()))
+        return plan
 
     def status(self) -> GroupStatus:
         rollout, spec = self.rollout, self.spec
