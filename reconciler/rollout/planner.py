@@ -132,9 +132,11 @@ class _Pass:
             self.failed_here.add(decision.host)
 
     def wake_at(self, when: datetime | None) -> None:
-        if when is not None and when > self.now:
-            if self.next_look is None or when < self.next_look:
-                self.next_look = when
+        """Ask for another pass at ``when`` (the earliest request wins)."""
+        if when is None or when <= self.now:
+            return
+        if self.next_look is None or when < self.next_look:
+            self.next_look = when
 
     @property
     def rollout(self) -> Rollout:
