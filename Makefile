@@ -35,6 +35,7 @@ schema: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/validate_large_fleet.py
+	$(BIN)/python benchmarks/plan_large_fleet.py
 
 lock: $(STAMP)
 	$(BIN)/pip freeze --exclude-editable > constraints.txt.new && mv constraints.txt.new constraints.txt
