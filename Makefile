@@ -25,8 +25,8 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
-# Until the daemon lands (issue 5), the demo validates the example fleet and then a copy
-# with typical pull-request mistakes, to show what ops see in review.
+# Until the daemon lands (issue 5), the demo validates the example fleet and a pull request
+# with typical mistakes, then runs the rollout engine on that fleet in virtual time.
 demo: $(STAMP)
 	$(BIN)/python -m reconciler.demo
 

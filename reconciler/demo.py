@@ -2,7 +2,8 @@
 
 It copies the example fleet into a new Git repository, validates the committed revision, then
 commits a pull request with typical mistakes and shows what review would see, while the last
-good revision stays valid. Everything happens in a temporary directory.
+good revision stays valid. Then it runs the rollout engine on that fleet in virtual time
+(reconciler.demo_rollout). Everything happens in a temporary directory.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from reconciler import demo_rollout
 from reconciler.cli import main as reconciler
+from reconciler.fleetrepo.loader import load_fleet_or_raise
+from reconciler.fleetrepo.sources import GitRevisionSource
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "fleet-repo-schema" / "examples" / "callos"
 
@@ -79,7 +83,29 @@ def run() -> int:
         bad = reconciler(["validate", str(repo), "--rev", "HEAD"])
         _banner("reconciler validate --rev HEAD~1 --format github  (last good revision)")
         last_good = reconciler(["validate", str(repo), "--rev", "HEAD~1", "--format", "github"])
-    print(f"\nexit codes: good={good} broken={bad} last-good={last_good}")
+        print(f"\nexit codes: good={good} broken={bad} last-good={last_good}")
+
+        fleet = load_fleet_or_raise(GitRevisionSource(repo, "HEAD~1"))
+        _git(repo, "reset", "-q", "--hard", "HEAD~1")
+        staging = repo / "streams" / "staging.yaml"
+        staging.write_text(
+            staging.read_text()
+            .replace(fleet.streams["staging"].commit, "b" * 64)
+            .replace("9.20261124.1", "9.20261125.0")
+        )
+        _git(
+            repo,
+            "-c",
+            "user.name=CI",
+            "-c",
+            "user.email=ci@example.net",
+            "commit",
+            "-q",
+            "-am",
+            "staging: build 9.20261125.0",
+        )
+        bad_build = load_fleet_or_raise(GitRevisionSource(repo, "HEAD"))
+        demo_rollout.run(fleet, bad_build, Path(tmp))
     return 0 if (good, bad, last_good) == (0, 1, 0) else 1
 
 
