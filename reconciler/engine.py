@@ -6,6 +6,7 @@ group at a time, so a host report costs a pass over its own group, not the fleet
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -17,6 +18,8 @@ from reconciler.rollout.spec import GroupSpec, fleet_specs
 from reconciler.rollout.state import GroupState
 from reconciler.store import Store
 
+logger = logging.getLogger(__name__)
+
 
 class Engine:
     """Plans groups against the store; keeps specs of the fleet revision in force."""
@@ -26,6 +29,7 @@ class Engine:
         self.clock = clock
         self.specs: dict[str, GroupSpec] = {}
         self._states: dict[str, GroupState] = store.load_all()
+        self.errors: dict[str, Exception] = {}
 
     def use_fleet(self, fleet: Fleet) -> None:
         """Make ``fleet`` (a validated revision) the desired state from now on."""
@@ -53,10 +57,20 @@ class Engine:
         return plan
 
     def reconcile_all(self, observed: Mapping[str, HostObservation]) -> dict[str, GroupPlan]:
-        """Plan every group, dependencies first so a completion unblocks its dependents now."""
+        """Plan every group, dependencies first so a completion unblocks its dependents now.
+
+        A group whose pass fails is logged and left out (its hosts keep their last answer);
+        the other groups are still planned. ``errors`` holds the latest failure per group.
+        """
         plans: dict[str, GroupPlan] = {}
         for group in _dependency_order(self.specs):
-            plans[group] = self.reconcile_group(group, observed)
+            try:
+                plans[group] = self.reconcile_group(group, observed)
+            except Exception as exc:  # a bug or a store failure must not stop the fleet
+                logger.exception("planning group %s failed", group)
+                self.errors[group] = exc
+            else:
+                self.errors.pop(group, None)
         return plans
 
 

@@ -52,6 +52,8 @@ class SimulatedHost:
                 self.staged, self.apply_error = target, None
         elif plan_action is Action.REBOOT and self.staged == target:
             self.reboot(now, bad)
+        elif plan_action is Action.UNSTAGE:
+            self.staged = None
 
     def reboot(self, now: datetime, bad: set[str]) -> None:
         self.boots += 1

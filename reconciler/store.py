@@ -78,10 +78,11 @@ class Store:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # a failed COMMIT may leave it open
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"state database error: {exc}") from exc
 
@@ -100,7 +101,6 @@ class Store:
         """Persist a pass: the new state and its decisions, atomically."""
         if not decisions:
             return
-        rollout = state.rollout.number if state.rollout else None
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO group_state (group_name, state, updated_at) VALUES (?, ?, ?) "
@@ -115,7 +115,7 @@ class Store:
                     (
                         d.at.isoformat(),
                         state.group,
-                        rollout,
+                        d.rollout,
                         d.kind.value,
                         d.host,
                         d.commit,

@@ -61,6 +61,27 @@ def _minutes(delta: timedelta) -> str:
     return format_duration(timedelta(minutes=max(0, int(delta.total_seconds() // 60))))
 
 
+# In the hour that repeats when clocks go back, cronsim may answer with the other of the two
+# local times that look alike; comparing in UTC and stepping on puts such answers right.
+
+
+def _last_start(window: MaintenanceWindow, now: datetime) -> datetime:
+    """The latest start of ``window`` at or before ``now``, in UTC."""
+    probe = (now + _JUST_AFTER).astimezone(ZoneInfo(window.time_zone))
+    for start in CronSim(window.schedule, probe, reverse=True):
+        if start.astimezone(UTC) <= now:
+            return start.astimezone(UTC)
+    raise AssertionError("unreachable: cron schedules repeat")  # pragma: no cover
+
+
+def _next_start(window: MaintenanceWindow, now: datetime) -> datetime:
+    """The first start of ``window`` after ``now``, in UTC."""
+    for start in CronSim(window.schedule, now.astimezone(ZoneInfo(window.time_zone))):
+        if start.astimezone(UTC) > now:
+            return start.astimezone(UTC)
+    raise AssertionError("unreachable: cron schedules repeat")  # pragma: no cover
+
+
 def reboot_window(
     windows: Sequence[MaintenanceWindow], now: datetime, margin: timedelta
 ) -> RebootWindow:
@@ -73,13 +94,13 @@ def reboot_window(
         usable = window.duration - margin
         if usable <= timedelta(0):
             continue  # too short to fit a reboot before it closes
-        local_now = now.astimezone(ZoneInfo(window.time_zone))
-        last_start = next(CronSim(window.schedule, local_now + _JUST_AFTER, reverse=True))
-        last_start = last_start.astimezone(UTC)
+        last_start = _last_start(window, now)
         deadline = last_start + usable
-        if deadline > now and (open_now is None or deadline > (open_now.reboot_deadline or now)):
+        if last_start <= now < deadline and (
+            open_now is None or deadline > (open_now.reboot_deadline or now)
+        ):
             open_now = RebootWindow(True, window, last_start, deadline)
-        next_start = next(CronSim(window.schedule, local_now)).astimezone(UTC)
+        next_start = _next_start(window, now)
         if next_opening is None or next_start < (next_opening.starts_at or next_start):
             next_opening = RebootWindow(False, window, next_start, next_start + usable)
     return open_now or next_opening or RebootWindow(False, windows[0])

@@ -126,6 +126,16 @@ CASES = [
         field="rollout.rebootBudget.maxUnavailable",
     ),
     Broken(
+        "reboot budget of zero",
+        "fleet.yaml",
+        "maxUnavailable: 1",
+        "maxUnavailable: 0",
+        12,
+        "schema.value_error_at",
+        "a budget of 0 never allows a reboot",
+        field="defaults.rollout.rebootBudget.maxUnavailable",
+    ),
+    Broken(
         "waves do not grow",
         "fleet.yaml",
         "waves: [1, 10%, 50%]",
@@ -332,6 +342,9 @@ CASES = [
 ]
 
 
+CASE_BY_NAME = {case.name: case for case in CASES}
+
+
 def _break(fleet_dir: Path, case: Broken) -> None:
     path = fleet_dir / case.file
     if case.old is None:
@@ -396,7 +409,9 @@ def test_selector_matching_nothing_is_a_warning(fleet_dir: Path) -> None:
 
 
 def test_all_errors_are_reported_in_one_run(fleet_dir: Path) -> None:
-    for case in (CASES[1], CASES[5], CASES[11], CASES[17], CASES[18]):
+    for name in ("duplicate key", "unknown field", "unknown stream", "unknown time zone",
+                 "token hash not sha256"):
+        case = CASE_BY_NAME[name]
         _break(fleet_dir, case)
     result = load_fleet(DirectorySource(fleet_dir))
     found = {(p.file, p.code) for p in result.errors}
@@ -448,8 +463,8 @@ def test_other_files_in_the_repo_are_ignored(fleet_dir: Path) -> None:
 
 
 def test_load_or_raise_carries_every_problem(fleet_dir: Path) -> None:
-    _break(fleet_dir, CASES[5])
-    _break(fleet_dir, CASES[11])
+    _break(fleet_dir, CASE_BY_NAME["unknown field"])
+    _break(fleet_dir, CASE_BY_NAME["unknown stream"])
     with pytest.raises(FleetRepoInvalid) as raised:
         load_fleet_or_raise(DirectorySource(fleet_dir))
     assert len(raised.value.problems) == 2

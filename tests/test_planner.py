@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.observed import Greenboot
+from reconciler.observed import Greenboot, HostObservation
 from reconciler.rollout.decisions import DecisionKind
 from reconciler.rollout.planner import Action, GroupPhase, HostState
 from reconciler.rollout.reasons import ReasonCode
@@ -64,9 +64,10 @@ def test_rule2_canaries_first_and_only_open_waves_are_offered(tmp_path: Path) ->
 
 def test_rule3_reboot_budget_counts_updating_and_silent_hosts(tmp_path: Path) -> None:
     h = harness(tmp_path, {"waves": ["100%"], "rebootBudget": {"maxUnavailable": 2}})
-    h.sim.hosts["h6"].online = False  # never reports: counts against the budget
-    h.step()  # offers all
-    plan = h.plan("g")  # all staged now
+    h.sim.hosts["h6"].online = False  # never reports: stale once silent for staleAfter
+    h.step()  # starts the rollout and offers all; the others stage
+    h.clock.advance(timedelta(minutes=10))
+    plan = h.plan("g")
     allowed = [d.host for d in h.kinds(DecisionKind.REBOOT_ALLOWED)]
     assert len(allowed) == 1
     staged_waiting = [
@@ -250,17 +251,23 @@ def test_rule9_new_commit_supersedes_after_updating_hosts_finish(tmp_path: Path)
     h.step()
     h.step()  # one host allowed to reboot, it reboots at the end of this step
     [updating] = h.kinds(DecisionKind.REBOOT_ALLOWED)
-    h.sim.hosts[updating.host or ""].boots -= 1  # it has not rebooted yet: still mid-update
-    h.sim.hosts[updating.host or ""].booted = OLD
+    rebooting = h.sim.hosts[updating.host or ""]
+    rebooting.online = False  # silent while it reboots
     h.change_fleet(streams={"main": NEWER})
     plan = h.plan("g")
     assert [d.kind for d in plan.decisions[:2]] == [
         DecisionKind.ROLLOUT_SUPERSEDED,
         DecisionKind.ROLLOUT_STARTED,
     ]
+    assert plan.decisions[0].commit == NEW  # stamped with the rollout it ends
     assert plan.status.reason.code is ReasonCode.WAITING_FOR_SUPERSEDED_HOSTS
+    assert h.kinds(DecisionKind.REBOOT_ALLOWED, rebooting.name)[-1].commit == NEW
+    h.run(timedelta(minutes=5))
+    assert len(h.kinds(DecisionKind.HOST_OFFERED)) == 6  # nothing new while it is away
+    rebooting.online = True
     h.run(timedelta(hours=3))
-    assert len(h.kinds(DecisionKind.SUPERSEDED_HOST_FINISHED)) == 1
+    [finished] = h.kinds(DecisionKind.SUPERSEDED_HOST_FINISHED)
+    assert "rebooted (now on" in finished.reason.message
     assert {host.booted for host in h.sim.hosts.values()} == {NEWER}
 
 
@@ -320,3 +327,68 @@ def test_same_inputs_give_the_same_decisions_after_a_restart(tmp_path: Path) -> 
     b = h.engine.reconcile_group("g", h.sim.observations())
     assert b.decisions == ()  # the first pass's decisions were persisted
     assert {k: v for k, v in a.hosts.items()} == {k: v for k, v in b.hosts.items()}
+
+
+def test_fewer_waves_in_git_mid_rollout_does_not_break_planning(tmp_path: Path) -> None:
+    h = harness(tmp_path, {**FAST, "soakTime": "0s"})
+    h.run(timedelta(minutes=30))
+    assert len(h.kinds(DecisionKind.WAVE_OPENED)) == 3
+    h.change_fleet(groups={"g": {"hosts": list(HOSTS_6), "rollout": {**FAST, "waves": ["100%"]}}})
+    plan = h.plan("g")
+    assert plan.status.waves_total == 1
+    h.run(timedelta(hours=1))
+    assert len(h.kinds(DecisionKind.ROLLOUT_COMPLETED)) == 1
+
+
+def test_host_that_boots_the_target_on_its_own_must_turn_green_in_time(tmp_path: Path) -> None:
+    h = harness(tmp_path, {**FAST, "waves": ["100%"]})
+    h.sim.hosts["h2"].booted = NEW  # rebooted into a staged target by a power cut, say
+    h.sim.hosts["h2"].greenboot = Greenboot.UNKNOWN
+    plan = h.plan("g")
+    assert plan.hosts["h2"].state is HostState.UPDATING
+    [on_target] = h.kinds(DecisionKind.HOST_ON_TARGET)
+    assert on_target.reason.code is ReasonCode.WAITING_FOR_HEALTH
+    h.run(timedelta(minutes=25))
+    [failed] = h.kinds(DecisionKind.HOST_FAILED)
+    assert (failed.host, failed.reason.code) == ("h2", ReasonCode.HEALTH_TIMEOUT)
+
+
+def test_host_brought_back_after_drift_finishes_before_a_new_commit(tmp_path: Path) -> None:
+    h = harness(tmp_path, {**FAST, "waves": ["100%"]})
+    h.run(timedelta(hours=2))
+    h.sim.hosts["h2"].booted, h.sim.hosts["h2"].boots = OLD, 9
+    h.step()  # drift seen, offered
+    h.step()  # staged, allowed to reboot
+    assert h.kinds(DecisionKind.REBOOT_ALLOWED, "h2")
+    h.sim.hosts["h2"].online = False  # rebooting
+    h.change_fleet(streams={"main": NEWER})
+    plan = h.plan("g")
+    assert plan.decisions[0].kind is DecisionKind.ROLLOUT_SUPERSEDED
+    assert "h2" in plan.state.finishing
+    assert plan.status.reason.code is ReasonCode.WAITING_FOR_SUPERSEDED_HOSTS
+
+
+def test_reverted_commit_left_staged_is_removed(tmp_path: Path) -> None:
+    window = [{"schedule": "0 2 * * *", "duration": "1h", "timeZone": "UTC"}]
+    h = harness(tmp_path, {**FAST, "waves": ["100%"]}, group={"maintenanceWindows": window})
+    h.run(timedelta(minutes=5))
+    assert {host.staged for host in h.sim.hosts.values()} == {NEW}
+    h.change_fleet(streams={"main": OLD})  # revert before any reboot
+    plan = h.plan("g")
+    assert {p.action for p in plan.hosts.values()} == {Action.UNSTAGE}
+    assert plan.hosts["h1"].reason.code is ReasonCode.UNSTAGE
+    h.run(timedelta(minutes=5))
+    assert {host.staged for host in h.sim.hosts.values()} == {None}
+    assert {p.action for p in h.plan("g").hosts.values()} == {Action.NONE}
+
+
+def test_a_host_going_silent_schedules_the_next_look(tmp_path: Path) -> None:
+    h = harness(tmp_path, {**FAST, "staleAfter": "10m", "skipStaleAfter": "1h"})
+    h.run(timedelta(hours=3))
+    h.sim.hosts["h3"].online = False
+    h.clock.advance(timedelta(minutes=70))  # h3 is past skipping; the others just reported
+    h.sim.hosts["h3"].online = True
+    observed = dict(h.sim.observations())
+    observed["h3"] = HostObservation("h3", h.now - timedelta(minutes=70), NEW, "x", Greenboot.GREEN)
+    plan = h.engine.reconcile_group("g", observed)
+    assert plan.requeue_at == h.now + timedelta(minutes=10)

@@ -86,3 +86,25 @@ def test_no_windows_means_any_time() -> None:
     result = reboot_window([], utc(2026, 1, 1), MARGIN)
     assert result.allowed
     assert result.changes_at is None
+
+
+def test_not_allowed_a_moment_before_the_window_opens() -> None:
+    just_before = datetime(2026, 1, 1, 1, 59, 59, 500_000, tzinfo=UTC)
+    result = reboot_window([window("0 2 * * *", "1h", "UTC")], just_before, MARGIN)
+    assert not result.allowed
+    assert result.starts_at == utc(2026, 1, 1, 2, 0)
+
+
+def test_next_opening_after_the_repeated_hour_is_in_the_future() -> None:
+    # 2026-11-01 New York: 01:00-02:00 happens twice. Whatever cronsim answers inside it,
+    # the next opening must lie ahead and no reboot is allowed outside the window.
+    ny = window("30 1 * * *", "1h", "America/New_York")
+    for minute in range(0, 120, 5):
+        now = utc(2026, 11, 1, 5, 0) + timedelta(minutes=minute)
+        result = reboot_window([ny], now, MARGIN)
+        if result.allowed:
+            assert result.starts_at is not None
+            assert result.starts_at <= now < (result.reboot_deadline or now)
+        else:
+            assert result.starts_at is not None
+            assert result.starts_at > now

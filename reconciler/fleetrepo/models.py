@@ -138,6 +138,17 @@ class RebootBudget(Spec):
         "a percent of the group. Hosts that are down or not reporting count "
         "against it.",
     )
+
+    @model_validator(mode="after")
+    def _allows_a_reboot(self) -> RebootBudget:
+        if self.max_unavailable.value == 0:
+            raise _located(
+                ("maxUnavailable",),
+                "a budget of 0 never allows a reboot and the rollout would wait forever; "
+                "use `paused: true` to stop a group",
+            )
+        return self
+
     group_by: list[LabelKey] = Field(
         default_factory=list,
         description="Inventory label keys that split the budget: with `[site]`, "

@@ -38,6 +38,7 @@ class DecisionKind(StrEnum):
     HOST_SUCCEEDED = "host_succeeded"
     HOST_FAILED = "host_failed"
     HOST_DRIFTED = "host_drifted"
+    HOST_ON_TARGET = "host_on_target"
     SUPERSEDED_HOST_FINISHED = "superseded_host_finished"
 
 
@@ -49,7 +50,8 @@ class Decision:
     at: datetime
     reason: Reason
     host: str | None = None
-    commit: str | None = None  # the rollout's target (every decision of a rollout carries it)
+    rollout: int | None = None  # number of the rollout this decision belongs to
+    commit: str | None = None  # that rollout's target
     previous: str | None = None
     revision: str | None = None
     wave: int | None = None
@@ -73,6 +75,7 @@ def apply_decision(state: GroupState, d: Decision) -> None:
     if kind is DecisionKind.ROLLOUT_STARTED:
         assert d.commit is not None
         state.rollouts_started += 1
+        assert d.rollout in (None, state.rollouts_started)
         state.rollout = Rollout(
             state.rollouts_started,
             d.commit,
@@ -135,6 +138,8 @@ def _apply_host_decision(state: GroupState, rollout: Rollout, d: Decision) -> No
             d.at, d.reason, rollout.number
         )
         rollout.last_failure_at = d.at
+    elif kind is DecisionKind.HOST_ON_TARGET:
+        _set_host(rollout, host, on_target_since=d.at)
     elif kind is DecisionKind.HOST_DRIFTED:
         rollout.hosts[host] = HostProgress(drifted=True)
     else:  # pragma: no cover - every kind is handled above

@@ -27,6 +27,7 @@ class Action(StrEnum):
     NONE = "none"
     STAGE = "stage"  # pull and deploy the target for the next boot; never reboot
     REBOOT = "reboot"  # reboot into the staged target now
+    UNSTAGE = "unstage"  # drop a staged deployment that is not the target (rpm-ostree cleanup -p)
 
 
 class HostState(StrEnum):
@@ -124,7 +125,19 @@ class _Pass:
     # -- plumbing ---------------------------------------------------------------------------
 
     def decide(self, kind: DecisionKind, reason: Reason, **fields: object) -> None:
-        decision = Decision(kind, self.now, reason, commit=self.target, **fields)  # type: ignore[arg-type]
+        """Record a decision and apply it to the working state.
+
+        It is stamped with the rollout it belongs to: the new one for ``rollout_started``,
+        the current one (e.g. the superseded one) for everything else.
+        """
+        current = self.state.rollout
+        if kind is DecisionKind.ROLLOUT_STARTED or current is None:
+            fields.setdefault("commit", self.target)
+            fields.setdefault("rollout", self.state.rollouts_started + 1)
+        else:
+            fields.setdefault("commit", current.target)
+            fields.setdefault("rollout", current.number)
+        decision = Decision(kind, self.now, reason, **fields)  # type: ignore[arg-type]
         apply_decision(self.state, decision)
         self.decisions.append(decision)
         self._blocked = _UNKNOWN  # a decision may change what blocks the rollout
@@ -144,11 +157,9 @@ class _Pass:
         return self.state.rollout
 
     def is_stale(self, obs: HostObservation | None, after: timedelta) -> bool:
-        """Silent for ``after``; a host that never reported is silent since the rollout began
-        for skipping, but stale at once (nothing is known about it)."""
-        if obs is None:
-            return after <= self.policy.stale_after or self.now - self.rollout.started_at >= after
-        return self.now - obs.received_at >= after
+        """Silent for ``after``; a host that never reported is silent since the rollout began."""
+        last_heard = self.rollout.started_at if obs is None else obs.received_at
+        return self.now - last_heard >= after
 
     def settled(self, host: str) -> bool:
         """Finished for wave purposes: succeeded, failed on the target, or skipped as stale."""
@@ -172,7 +183,9 @@ class _Pass:
         self.revoke_lapsed_reboots()
         self.grant_reboots()
         self.complete_if_done()
-        hosts = {host: self.host_plan(host) for host in self.spec.order}
+        hosts = {
+            host: self.without_stray_staging(host, self.host_plan(host)) for host in self.spec.order
+        }
         return GroupPlan(
             self.spec,
             self.state,
@@ -190,12 +203,15 @@ class _Pass:
         previous = None
         if current is not None:
             previous = current.target
-            if current.phase in (Phase.ACTIVE, Phase.HALTED):
+            # A completed rollout can still have a host mid-update (one brought back after
+            # drifting); it must finish under the budget like any other.
+            in_progress = current.phase in (Phase.ACTIVE, Phase.HALTED)
+            if in_progress or any(p.updating for p in current.hosts.values()):
                 self.decide(
                     DecisionKind.ROLLOUT_SUPERSEDED,
                     Reason(
                         ReasonCode.SUPERSEDED,
-                        f"superseded by {self.target[:12]} before it completed",
+                        f"superseded by {self.target[:12]} before it was done",
                     ),
                 )
         version = f" ({self.spec.target.version})" if self.spec.target.version else ""
@@ -221,58 +237,72 @@ class _Pass:
             )
 
     def settle_superseded_hosts(self) -> None:
-        """Hosts mid-update when their rollout was superseded finish before anything new."""
+        """Hosts mid-update when their rollout was superseded finish before anything new.
+
+        One that reports it has not rebooted yet is told not to (its permission lapses now);
+        one that is silent may be rebooting and keeps its budget slot until it reports again
+        or its health timeout passes.
+        """
         for host, finishing in list(self.state.finishing.items()):
             obs = self.observed.get(host)
             deadline = finishing.reboot_allowed_at + self.policy.health_timeout
-            rebooted = obs is not None and obs.boot_id != finishing.boot_id_at_reboot
-            if rebooted or self.now >= deadline or host not in self.spec.wave_of:
-                self.decide(
-                    DecisionKind.SUPERSEDED_HOST_FINISHED,
-                    Reason(
-                        ReasonCode.SUPERSEDED_HOST_FINISHED,
-                        f"{host} finished its update to {finishing.target[:12]}",
-                    ),
-                    host=host,
-                )
+            if host not in self.spec.wave_of:
+                outcome = "left the group"
+            elif obs is not None and obs.boot_id != finishing.boot_id_at_reboot:
+                outcome = f"rebooted (now on {(obs.booted_commit or 'unknown')[:12]})"
+            elif obs is not None and not self.is_stale(obs, self.policy.stale_after):
+                outcome = "had not rebooted yet; its permission was withdrawn"
+            elif self.now >= deadline:
+                outcome = "did not report back within the health timeout"
             else:
                 self.wake_at(deadline)
+                continue
+            self.decide(
+                DecisionKind.SUPERSEDED_HOST_FINISHED,
+                Reason(
+                    ReasonCode.SUPERSEDED_HOST_FINISHED,
+                    f"{host}, updating to superseded {finishing.target[:12]}, {outcome}",
+                ),
+                host=host,
+                commit=finishing.target,
+                rollout=finishing.rollout,
+            )
 
     def assess_hosts(self) -> None:
         """Record successes, failures and drift from what hosts report."""
         rollout, target = self.rollout, self.target
-        timeout = self.policy.health_timeout
         failed_here = self.failed_here
-        latest_report: datetime | None = None  # stale transitions come from the oldest report
         for host in self.spec.order:
+            obs = self.observed.get(host)
+            self.wake_at(self.next_silence_change(obs))
             if host in failed_here:
                 continue
-            obs = self.observed.get(host)
             progress = rollout.hosts.get(host)
-            if obs is not None and (latest_report is None or obs.received_at < latest_report):
-                latest_report = obs.received_at
             on_target = obs is not None and obs.booted_commit == target
-            if on_target and obs is not None and obs.greenboot is Greenboot.RED:
-                self.fail(
-                    host,
-                    ReasonCode.GREENBOOT_RED,
-                    f"{host} booted {self.version_of(obs)} and greenboot reports red",
-                )
-                continue
-            if on_target and obs is not None and obs.greenboot is Greenboot.GREEN:
-                if progress is None or progress.succeeded_at is None:
-                    self.decide(
-                        DecisionKind.HOST_SUCCEEDED,
-                        Reason(
-                            ReasonCode.IN_SYNC,
-                            f"{host} runs {self.version_of(obs)}, greenboot green",
-                        ),
-                        host=host,
+            if obs is not None and on_target:
+                if obs.greenboot is Greenboot.RED:
+                    self.fail(
+                        host,
+                        ReasonCode.GREENBOOT_RED,
+                        f"{host} booted {self.version_of(obs)} and greenboot reports red",
                     )
+                elif obs.greenboot is Greenboot.GREEN:
+                    if progress is None or progress.succeeded_at is None:
+                        self.decide(
+                            DecisionKind.HOST_SUCCEEDED,
+                            Reason(
+                                ReasonCode.IN_SYNC,
+                                f"{host} runs {self.version_of(obs)}, greenboot green",
+                            ),
+                            host=host,
+                        )
+                else:
+                    self.await_health(host, progress)
                 continue
-            if progress is None:
+            if progress is None or obs is None:
+                self.check_health_deadline(host, progress)
                 continue
-            if not on_target and progress.succeeded_at is not None and obs is not None:
+            if progress.succeeded_at is not None:
                 self.decide(
                     DecisionKind.HOST_DRIFTED,
                     Reason(
@@ -281,10 +311,8 @@ class _Pass:
                     ),
                     host=host,
                 )
-                continue
-            if (
-                obs is not None
-                and obs.apply_error is not None
+            elif (
+                obs.apply_error is not None
                 and progress.offered_at
                 and obs.apply_error.commit == target
                 and progress.failed_at is None
@@ -294,30 +322,56 @@ class _Pass:
                     ReasonCode.DEPLOY_ERROR,
                     f"{host} could not stage the target: {obs.apply_error.message}",
                 )
-                continue
-            if not progress.updating or progress.reboot_allowed_at is None:
-                continue
-            if not on_target and obs is not None and obs.boot_id != progress.boot_id_at_reboot:
+            elif progress.updating and (
+                progress.on_target_since is not None or obs.boot_id != progress.boot_id_at_reboot
+            ):
+                # It rebooted (or had booted the target) and now runs something else.
                 self.fail(
                     host,
                     ReasonCode.FELL_BACK,
                     f"{host} rebooted but booted {self.version_of(obs)} instead of the "
-                    f"target: greenboot fell back",
-                )
-                continue
-            deadline = progress.reboot_allowed_at + timeout
-            if self.now >= deadline:
-                self.fail(
-                    host,
-                    ReasonCode.HEALTH_TIMEOUT,
-                    f"{host} was not healthy on the target within "
-                    f"{_human(timeout)} of being allowed to reboot",
+                    "target: greenboot fell back",
                 )
             else:
-                self.wake_at(deadline)
-        if latest_report is not None:
-            self.wake_at(latest_report + self.policy.stale_after)
-            self.wake_at(latest_report + self.policy.skip_stale_after)
+                self.check_health_deadline(host, progress)
+
+    def await_health(self, host: str, progress: HostProgress | None) -> None:
+        """A host on the target without a green verdict has the health timeout to get one,
+        counted from its reboot permission or, if it got there on its own, from now."""
+        if progress is None or (
+            progress.reboot_allowed_at is None and progress.on_target_since is None
+        ):
+            self.decide(
+                DecisionKind.HOST_ON_TARGET,
+                Reason(
+                    ReasonCode.WAITING_FOR_HEALTH,
+                    f"{host} runs the target; waiting for greenboot green",
+                ),
+                host=host,
+            )
+            progress = self.rollout.hosts[host]
+        self.check_health_deadline(host, progress)
+
+    def check_health_deadline(self, host: str, progress: HostProgress | None) -> None:
+        if progress is None or not progress.updating:
+            return
+        started = progress.reboot_allowed_at or progress.on_target_since
+        assert started is not None
+        deadline = started + self.policy.health_timeout
+        if self.now >= deadline:
+            self.fail(
+                host,
+                ReasonCode.HEALTH_TIMEOUT,
+                f"{host} was not healthy on the target within {_human(self.policy.health_timeout)}",
+            )
+        else:
+            self.wake_at(deadline)
+
+    def next_silence_change(self, obs: HostObservation | None) -> datetime | None:
+        """When this host next turns stale, or skipped, if it stays silent."""
+        last_heard = self.rollout.started_at if obs is None else obs.received_at
+        stale = last_heard + self.policy.stale_after
+        return stale if stale > self.now else last_heard + self.policy.skip_stale_after
 
     def version_of(self, obs: HostObservation) -> str:
         if obs.booted_commit == self.target and self.spec.target.version:
@@ -386,7 +440,8 @@ class _Pass:
         if rollout.phase is not Phase.ACTIVE:
             return
         while True:
-            opened = rollout.waves_opened
+            # Capped: Git may have shrunk the waves (or the group) since they were opened.
+            opened = min(rollout.waves_opened, len(ends))
             if opened > 0 and (opened - 1) not in rollout.wave_done_at:
                 last = opened - 1
                 if not all(self.settled(h) for h in self.spec.order[: ends[last]]):
@@ -577,7 +632,14 @@ class _Pass:
                 else ReasonCode.STALE
             )
             return HostPlan(HostState.STALE, Action.NONE, Reason(code, f"{host} {seen}"))
-        assert obs is not None
+        if obs is None:
+            return self.shared(
+                ("no-report",),
+                HostState.PENDING,
+                Action.NONE,
+                ReasonCode.NO_REPORT,
+                lambda: "has not reported yet",
+            )
         if progress.updating:
             if obs.boot_id == progress.boot_id_at_reboot and obs.booted_commit != target:
                 return self.shared(
@@ -653,6 +715,28 @@ class _Pass:
             lambda: f"staged; waiting for the reboot budget ({_budget_text(self.spec, key)})",
         )
 
+    def without_stray_staging(self, host: str, plan: HostPlan) -> HostPlan:
+        """A host with nothing to do but another commit staged is told to drop it: otherwise
+        any reboot (a power cut) would boot a commit Git no longer wants."""
+        obs = self.observed.get(host)
+        if (
+            plan.action is not Action.NONE
+            or obs is None
+            or obs.staged_commit in (None, self.target)
+        ):
+            return plan
+        staged = obs.staged_commit or ""
+        return self.shared(
+            ("unstage", plan.state, staged),
+            plan.state,
+            Action.UNSTAGE,
+            ReasonCode.UNSTAGE,
+            lambda: (
+                f"{staged[:12]} is staged but is not the desired commit; "
+                "remove the staged deployment"
+            ),
+        )
+
     def shared(
         self,
         key: tuple[object, ...],
@@ -670,7 +754,8 @@ class _Pass:
 
     def status(self) -> GroupStatus:
         rollout, spec = self.rollout, self.spec
-        opened, total = rollout.waves_opened, spec.waves_total
+        total = spec.waves_total
+        opened = min(rollout.waves_opened, total)
         if not spec.order:
             return GroupStatus(
                 GroupPhase.EMPTY, Reason(ReasonCode.NO_HOSTS, "no hosts"), opened, total

@@ -33,10 +33,12 @@ class ReasonCode(StrEnum):
     STAGE_TARGET = "stage_target"
     REBOOT_ALLOWED = "reboot_allowed"
     REBOOT_REVOKED = "reboot_revoked"
+    UNSTAGE = "unstage"
     REBOOTED = "rebooted"
     IN_SYNC = "in_sync"
     UNEXPECTED_DRIFT = "unexpected"
     STALE = "stale"
+    NO_REPORT = "no_report"
     SKIPPED_STALE = "skipped_stale"
     SUPERSEDED_HOST_FINISHED = "superseded_host_finished"
     # failures

@@ -36,12 +36,14 @@ class HostProgress:
     failed_at: datetime | None = None
     failure: Reason | None = None
     drifted: bool = False  # brought back after it left the target on its own
+    on_target_since: datetime | None = None  # booted the target without being told to
 
     @property
     def updating(self) -> bool:
-        """Allowed to reboot and not yet finished: counts against the reboot budget."""
+        """Allowed to reboot (or on the target) and not yet healthy nor failed: counts against
+        the reboot budget."""
         return (
-            self.reboot_allowed_at is not None
+            (self.reboot_allowed_at is not None or self.on_target_since is not None)
             and self.succeeded_at is None
             and self.failed_at is None
         )
@@ -90,6 +92,7 @@ class FinishingHost:
     target: str
     reboot_allowed_at: datetime
     boot_id_at_reboot: str | None
+    rollout: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
