@@ -120,6 +120,8 @@ class _Pass:
         self.failed_here = {h for h, commits in state.failed.items() if self.target in commits}
         self.window: RebootWindow = reboot_window(spec.windows, now, spec.policy.reboot_margin)
         self.soak_until: datetime | None = None
+        self.stale_cutoff = now - spec.policy.stale_after
+        self.skip_cutoff = now - spec.policy.skip_stale_after
         self._blocked: Reason | object | None = _UNKNOWN
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -156,10 +158,15 @@ class _Pass:
         assert self.state.rollout is not None
         return self.state.rollout
 
-    def is_stale(self, obs: HostObservation | None, after: timedelta) -> bool:
-        """Silent for ``after``; a host that never reported is silent since the rollout began."""
-        last_heard = self.rollout.started_at if obs is None else obs.received_at
-        return self.now - last_heard >= after
+    def last_heard(self, obs: HostObservation | None) -> datetime:
+        """When the host last reported; one that never did is silent since the rollout began."""
+        return self.rollout.started_at if obs is None else obs.received_at
+
+    def stale(self, obs: HostObservation | None) -> bool:
+        return self.last_heard(obs) <= self.stale_cutoff
+
+    def skipped(self, obs: HostObservation | None) -> bool:
+        return self.last_heard(obs) <= self.skip_cutoff
 
     def settled(self, host: str) -> bool:
         """Finished for wave purposes: succeeded, failed on the target, or skipped as stale."""
@@ -168,7 +175,7 @@ class _Pass:
             return True
         if host in self.failed_here:
             return True
-        return self.is_stale(self.observed.get(host), self.policy.skip_stale_after)
+        return self.skipped(self.observed.get(host))
 
     # -- the pass ---------------------------------------------------------------------------
 
@@ -250,7 +257,7 @@ class _Pass:
                 outcome = "left the group"
             elif obs is not None and obs.boot_id != finishing.boot_id_at_reboot:
                 outcome = f"rebooted (now on {(obs.booted_commit or 'unknown')[:12]})"
-            elif obs is not None and not self.is_stale(obs, self.policy.stale_after):
+            elif obs is not None and not self.stale(obs):
                 outcome = "had not rebooted yet; its permission was withdrawn"
             elif self.now >= deadline:
                 outcome = "did not report back within the health timeout"
@@ -272,9 +279,20 @@ class _Pass:
         """Record successes, failures and drift from what hosts report."""
         rollout, target = self.rollout, self.target
         failed_here = self.failed_here
+        # Silence thresholds cost one comparison per host; the next look is taken from the
+        # host that crosses one first.
+        first_to_turn_stale: datetime | None = None
+        first_to_be_skipped: datetime | None = None
         for host in self.spec.order:
             obs = self.observed.get(host)
-            self.wake_at(self.next_silence_change(obs))
+            heard = self.last_heard(obs)
+            if heard > self.stale_cutoff:
+                if first_to_turn_stale is None or heard < first_to_turn_stale:
+                    first_to_turn_stale = heard
+            elif heard > self.skip_cutoff and (
+                first_to_be_skipped is None or heard < first_to_be_skipped
+            ):
+                first_to_be_skipped = heard
             if host in failed_here:
                 continue
             progress = rollout.hosts.get(host)
@@ -334,6 +352,10 @@ class _Pass:
                 )
             else:
                 self.check_health_deadline(host, progress)
+        if first_to_turn_stale is not None:
+            self.wake_at(first_to_turn_stale + self.policy.stale_after)
+        if first_to_be_skipped is not None:
+            self.wake_at(first_to_be_skipped + self.policy.skip_stale_after)
 
     def await_health(self, host: str, progress: HostProgress | None) -> None:
         """A host on the target without a green verdict has the health timeout to get one,
@@ -366,12 +388,6 @@ class _Pass:
             )
         else:
             self.wake_at(deadline)
-
-    def next_silence_change(self, obs: HostObservation | None) -> datetime | None:
-        """When this host next turns stale, or skipped, if it stays silent."""
-        last_heard = self.rollout.started_at if obs is None else obs.received_at
-        stale = last_heard + self.policy.stale_after
-        return stale if stale > self.now else last_heard + self.policy.skip_stale_after
 
     def version_of(self, obs: HostObservation) -> str:
         if obs.booted_commit == self.target and self.spec.target.version:
@@ -532,11 +548,7 @@ class _Pass:
             obs = self.observed.get(host)
             # Silent hosts count until they are written off as skipped, so one dead server
             # does not hold its group's rollout forever.
-            silent = (
-                self.is_stale(obs, self.policy.stale_after)
-                and not self.is_stale(obs, self.policy.skip_stale_after)
-                and host not in self.failed_here
-            )
+            silent = self.stale(obs) and not self.skipped(obs) and host not in self.failed_here
             if busy or silent:
                 key = self.spec.budget_key[host]
                 counts[key] = counts.get(key, 0) + 1
@@ -564,7 +576,7 @@ class _Pass:
             obs = self.observed.get(host)
             if obs is None or obs.staged_commit != self.target or obs.booted_commit == self.target:
                 continue
-            if self.is_stale(obs, self.policy.stale_after):
+            if self.stale(obs):
                 continue
             key = self.spec.budget_key[host]
             if unavailable.get(key, 0) >= self.spec.budget_limit.get(key, 0):
@@ -620,17 +632,13 @@ class _Pass:
         progress = rollout.hosts.get(host) or _NO_PROGRESS
         if obs is not None and obs.booted_commit == target and obs.greenboot is Greenboot.GREEN:
             return _IN_SYNC
-        if self.is_stale(obs, self.policy.stale_after):
+        if self.stale(obs):
             seen = (
                 "never reported"
                 if obs is None
                 else f"last report {_human(self.now - obs.received_at)} ago"
             )
-            code = (
-                ReasonCode.SKIPPED_STALE
-                if self.is_stale(obs, self.policy.skip_stale_after)
-                else ReasonCode.STALE
-            )
+            code = ReasonCode.SKIPPED_STALE if self.skipped(obs) else ReasonCode.STALE
             return HostPlan(HostState.STALE, Action.NONE, Reason(code, f"{host} {seen}"))
         if obs is None:
             return self.shared(
