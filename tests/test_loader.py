@@ -409,8 +409,13 @@ def test_selector_matching_nothing_is_a_warning(fleet_dir: Path) -> None:
 
 
 def test_all_errors_are_reported_in_one_run(fleet_dir: Path) -> None:
-    for name in ("duplicate key", "unknown field", "unknown stream", "unknown time zone",
-                 "token hash not sha256"):
+    for name in (
+        "duplicate key",
+        "unknown field",
+        "unknown stream",
+        "unknown time zone",
+        "token hash not sha256",
+    ):
         case = CASE_BY_NAME[name]
         _break(fleet_dir, case)
     result = load_fleet(DirectorySource(fleet_dir))
