@@ -1,0 +1,138 @@
+"""`reconciler-agent`: report to the reconciler and apply assignments, forever or `--once`.
+
+Configuration comes from flags, then a config file (INI, section [agent], same names as the
+long flags with dashes), then defaults. The agent identifies itself by its token only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import logging
+import shlex
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+from reconciler.agent import AGENT_VERSION
+from reconciler.agent.agent import BOOT_ID_FILE, Agent
+from reconciler.agent.client import Backoff, ReconcilerClient, ReportRejected, ServerUnreachable
+from reconciler.agent.greenboot import MOTD_FILE
+from reconciler.agent.ostree import OstreeBackend
+from reconciler.agent.rpmostree import RpmOstreeBackend
+from reconciler.agent.runner import Runner
+
+log = logging.getLogger("reconciler-agent")
+
+DEFAULTS: Dict[str, str] = {
+    "server": "",
+    "token-file": "/etc/reconciler-agent/token",
+    "backend": "rpm-ostree",
+    "sysroot": "",
+    "os": "",
+    "interval": "60",
+    "long-poll": "0",
+    "reboot-command": "systemctl reboot",
+    "boot-id-file": BOOT_ID_FILE,
+    "greenboot-status-file": MOTD_FILE,
+    "booted-commit-file": "",
+    "ca-file": "",
+}
+
+
+def parse_args(argv: Optional[List[str]]) -> Dict[str, str]:
+    parser = argparse.ArgumentParser(prog="reconciler-agent", description=__doc__)
+    parser.add_argument("--config", default="/etc/reconciler-agent/agent.conf")
+    for name in DEFAULTS:
+        parser.add_argument(f"--{name}", dest=name.replace("-", "_"))
+    parser.add_argument("--once", action="store_true", help="one report/apply cycle, then exit")
+    parser.add_argument("--version", action="version", version=AGENT_VERSION)
+    args = parser.parse_args(argv)
+    config = configparser.ConfigParser()
+    config.read(args.config)  # a missing file is fine: flags and defaults remain
+    section = config["agent"] if config.has_section("agent") else {}
+    settings = {
+        name: (getattr(args, name.replace("-", "_")) or section.get(name) or DEFAULTS[name])
+        for name in DEFAULTS
+    }
+    settings["once"] = "1" if args.once else ""
+    return settings
+
+
+def build_agent(settings: Dict[str, str], runner: Runner) -> Agent:
+    if settings["backend"] == "ostree":
+        if not settings["os"]:
+            raise SystemExit("reconciler-agent: --os is required with --backend ostree")
+        backend: Any = OstreeBackend(
+            runner,
+            settings["os"],
+            settings["sysroot"] or None,
+            settings["booted-commit-file"] or None,
+        )
+    elif settings["backend"] == "rpm-ostree":
+        backend = RpmOstreeBackend(runner)
+    else:
+        raise SystemExit(f"reconciler-agent: unknown backend {settings['backend']!r}")
+    return Agent(
+        backend,
+        shlex.split(settings["reboot-command"]),
+        runner,
+        boot_id_file=settings["boot-id-file"],
+        greenboot_file=settings["greenboot-status-file"],
+    )
+
+
+def cycle(agent: Agent, client: ReconcilerClient, long_poll: float) -> Dict[str, Any]:
+    """Report, apply, and report again at once if anything changed on the host."""
+    assignment = client.report(agent.report(), wait=long_poll)
+    before = agent.last_apply
+    outcome = agent.apply(assignment)
+    log.info(
+        "assignment %s: %s (%s)",
+        assignment.get("action"),
+        outcome,
+        (assignment.get("reason") or {}).get("message", ""),
+    )
+    if agent.last_apply is not before:
+        assignment = client.report(agent.report())
+    return assignment
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = parse_args(argv)
+    if not settings["server"]:
+        print(
+            "reconciler-agent: --server (or server= in the config file) is required",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        with open(settings["token-file"]) as handle:
+            token = handle.read().strip()
+    except OSError as exc:
+        print(f"reconciler-agent: cannot read the token: {exc}", file=sys.stderr)
+        return 2
+    runner = Runner()
+    agent = build_agent(settings, runner)
+    client = ReconcilerClient(settings["server"], token, ca_file=settings["ca-file"] or None)
+    backoff = Backoff()
+    interval, long_poll = float(settings["interval"]), float(settings["long-poll"])
+    while True:
+        try:
+            assignment = cycle(agent, client, long_poll)
+            backoff.reset()
+            delay = float(assignment.get("reportAfterSeconds") or interval)
+        except (ServerUnreachable, ReportRejected) as exc:
+            if settings["once"]:
+                print(f"reconciler-agent: {exc}", file=sys.stderr)
+                return 1
+            delay = backoff.next_delay()
+            log.warning("report failed (%s); retrying in %.0f s", exc, delay)
+        if settings["once"]:
+            return 0
+        time.sleep(0 if long_poll else min(delay, interval))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

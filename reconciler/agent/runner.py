@@ -1,0 +1,36 @@
+"""Running host commands, with failures turned into one exception carrying the error text."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Optional, Sequence
+
+
+class CommandFailed(Exception):
+    """A command exited non-zero, timed out or could not be started; ``str()`` says which."""
+
+
+class Runner:
+    """Runs commands; tests replace it to record them or to answer with captured output."""
+
+    def __init__(self, timeout: float = 1800.0) -> None:
+        self.timeout = timeout
+
+    def run(self, argv: Sequence[str], timeout: Optional[float] = None) -> str:
+        try:
+            done = subprocess.run(
+                list(argv),
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=timeout or self.timeout,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise CommandFailed(f"{argv[0]}: {exc}") from exc
+        if done.returncode != 0:
+            detail = (done.stderr or done.stdout).strip().splitlines()
+            raise CommandFailed(
+                f"`{' '.join(argv)}` exited {done.returncode}: "
+                f"{detail[-1] if detail else 'no output'}"
+            )
+        return done.stdout
