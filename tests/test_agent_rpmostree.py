@@ -20,7 +20,8 @@ def status(name: str):  # type: ignore[no-untyped-def]
 def test_staged_update() -> None:
     parsed = status("staged-update.json")
     assert parsed.error is None
-    assert parsed.booted is not None and parsed.staged is not None
+    assert parsed.booted is not None
+    assert parsed.staged is not None
     assert parsed.booted.version == "31.20200505.3.0"
     assert parsed.staged.base_checksum == NEW
     assert parsed.staged.version == "31.20200517.3.0"
@@ -42,7 +43,8 @@ def test_layered_packages_report_the_base_commit() -> None:
 
 def test_rollback_and_pinned() -> None:
     parsed = status("rollback-present.json")
-    assert parsed.booted is not None and parsed.rollback is not None
+    assert parsed.booted is not None
+    assert parsed.rollback is not None
     assert parsed.booted.base_checksum == NEW
     assert parsed.staged is None
     assert not parsed.rollback.pinned
