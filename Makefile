@@ -21,6 +21,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy reconciler
+	$(BIN)/vermin --target=3.9- --violations --eval-annotations --no-tips -q reconciler/agent
 
 pytest: $(STAMP)
 	$(BIN)/pytest
@@ -38,7 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/plan_large_fleet.py
 
 lock: $(STAMP)
-	$(BIN)/pip freeze --exclude-editable > constraints.txt.new && mv constraints.txt.new constraints.txt
+	( head -2 constraints.txt; $(BIN)/pip freeze --exclude-editable ) > constraints.txt.new && mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -19,27 +19,57 @@ from reconciler.errors import StoreUnavailable
 from reconciler.rollout.decisions import Decision
 from reconciler.rollout.state import GroupState, dump_state, load_state
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS group_state (
-    group_name  TEXT PRIMARY KEY,
-    state       TEXT NOT NULL,
-    updated_at  TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS events (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    at          TEXT NOT NULL,
-    group_name  TEXT NOT NULL,
-    rollout     INTEGER,
-    kind        TEXT NOT NULL,
-    host        TEXT,
-    commit_id   TEXT,
-    wave        INTEGER,
-    code        TEXT NOT NULL,
-    message     TEXT NOT NULL,
-    revision    TEXT
-);
-CREATE INDEX IF NOT EXISTS events_by_group ON events (group_name, id);
-"""
+#: Schema migrations, applied in order; the database records how far it got. Append only.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE group_state (
+        group_name  TEXT PRIMARY KEY,
+        state       TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    );
+    CREATE TABLE events (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        at          TEXT NOT NULL,
+        group_name  TEXT NOT NULL,
+        rollout     INTEGER,
+        kind        TEXT NOT NULL,
+        host        TEXT,
+        commit_id   TEXT,
+        wave        INTEGER,
+        code        TEXT NOT NULL,
+        message     TEXT NOT NULL,
+        revision    TEXT
+    );
+    CREATE INDEX events_by_group ON events (group_name, id);
+    """,
+    """
+    CREATE TABLE host_reports (
+        host         TEXT PRIMARY KEY,
+        received_at  TEXT NOT NULL,
+        body         TEXT NOT NULL
+    );
+    CREATE TABLE report_history (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        host         TEXT NOT NULL,
+        received_at  TEXT NOT NULL,
+        body         TEXT NOT NULL
+    );
+    CREATE INDEX report_history_by_host ON report_history (host, id);
+    """,
+)
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Bring the schema up to date in one transaction per step; return the version."""
+    db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = db.execute("SELECT version FROM schema_version").fetchone()
+    version = row[0] if row else 0
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        db.executescript(
+            f"BEGIN IMMEDIATE; {script}; DELETE FROM schema_version; "
+            f"INSERT INTO schema_version VALUES ({number}); COMMIT;"
+        )
+    return len(MIGRATIONS)
 
 
 @dataclass(frozen=True)
@@ -62,10 +92,12 @@ class Store:
 
     def __init__(self, path: Path | str) -> None:
         try:
-            self._db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+            self._db = sqlite3.connect(
+                str(path), isolation_level=None, timeout=30, check_same_thread=False
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(SCHEMA)
+            migrate(self._db)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open state database {path}: {exc}") from exc
 

@@ -1,0 +1,1 @@
+"""The agent API and the operators' read-only status API (FastAPI)."""

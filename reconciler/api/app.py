@@ -1,0 +1,157 @@
+"""The HTTP API: `POST /v1/report` for agents, read-only status for operators, health."""
+
+import asyncio
+import contextlib
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from reconciler import __version__
+from reconciler.api import problems
+from reconciler.api.limits import ReportBodyLimits
+from reconciler.api.schemas import AgentReport, Assignment, GroupOut, HostOut, ReasonOut, TargetOut
+from reconciler.service import FleetService, token_hash
+
+MAX_WAIT_SECONDS = 300
+_bearer = HTTPBearer(auto_error=False)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def create_app(service: FleetService, operator_token_sha256: str | None = None) -> FastAPI:
+    """The API over ``service``. Operators authenticate with a token whose sha256 is given."""
+    app = FastAPI(
+        title="ostree-fleet reconciler",
+        version=__version__,
+        description="Agent reports and assignments; operator status.",
+    )
+    app.add_middleware(ReportBodyLimits)
+    problems.install(app)
+    changed: dict[str, asyncio.Event] = {}
+
+    def plan_changed(group: str) -> None:
+        event = changed.pop(group, None)
+        if event is not None:
+            event.set()
+
+    service.on_plan_changed = plan_changed
+
+    def agent_host(credentials: Credentials) -> str:
+        if credentials is None:
+            raise HTTPException(401, "missing bearer token")
+        host = service.host_for_token(credentials.credentials)
+        if host is None:
+            raise HTTPException(401, "unknown token")
+        return host
+
+    def operator(credentials: Credentials) -> None:
+        if credentials is None:
+            raise HTTPException(401, "missing bearer token")
+        if (
+            operator_token_sha256 is None
+            or token_hash(credentials.credentials) != operator_token_sha256
+        ):
+            raise HTTPException(401, "not an operator token")
+
+    @app.post(
+        "/v1/report",
+        response_model=Assignment,
+        response_model_by_alias=True,
+        responses={401: {}, 403: {}, 413: {}, 415: {}, 422: {}},
+    )
+    async def report(
+        body: AgentReport,
+        host: Annotated[str, Depends(agent_host)],
+        wait: Annotated[
+            int,
+            Query(
+                ge=0,
+                le=MAX_WAIT_SECONDS,
+                description="Hold the answer up to this many seconds until the assignment changes.",
+            ),
+        ] = 0,
+    ) -> Assignment:
+        """Report the host's state; the answer is its assignment."""
+        if body.host is not None and body.host != host:
+            raise HTTPException(403, f"this token belongs to {host}, not {body.host}")
+        assignment = service.ingest(host, body)
+        deadline = asyncio.get_running_loop().time() + wait
+        while wait and assignment.assignment_id == body.known_assignment:
+            remaining = deadline - asyncio.get_running_loop().time()
+            group = assignment.group
+            if remaining <= 0 or group is None:
+                break
+            look_again = service.plan(group).requeue_after(service.clock.now())
+            timeout = min(remaining, (look_again or timedelta(seconds=remaining)).total_seconds())
+            event = changed.setdefault(group, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout=max(0.01, timeout))
+            assignment = service.assignment(host)
+        return assignment
+
+    @app.get("/v1/hosts", response_model=list[HostOut], dependencies=[Depends(operator)])
+    async def hosts() -> list[HostOut]:
+        """Every host of the inventory with its last report and its plan."""
+        return [_host_out(service, name) for name in service.fleet.hosts]
+
+    @app.get(
+        "/v1/hosts/{name}",
+        response_model=HostOut,
+        dependencies=[Depends(operator)],
+        responses={404: {}},
+    )
+    async def one_host(name: str) -> HostOut:
+        if name not in service.fleet.hosts:
+            raise HTTPException(404, f"no host {name} in the inventory")
+        return _host_out(service, name)
+
+    @app.get("/v1/groups", response_model=list[GroupOut], dependencies=[Depends(operator)])
+    async def groups() -> list[GroupOut]:
+        """Every group with its rollout status."""
+        return [_group_out(service, name) for name in service.fleet.groups]
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _host_out(service: FleetService, name: str) -> HostOut:
+    host = service.fleet.hosts[name]
+    group = service.fleet.group_of(name)
+    observed = service.observed.get(name)
+    plan = service.plan(group).hosts.get(name) if group else None
+    return HostOut(
+        name=name,
+        group=group,
+        labels=dict(host.labels),
+        last_report_at=observed.received_at if observed else None,
+        booted_commit=observed.booted_commit if observed else None,
+        staged_commit=observed.staged_commit if observed else None,
+        greenboot=observed.greenboot.value if observed else None,
+        state=plan.state.value if plan else None,
+        action=plan.action.value if plan else None,
+        reason=ReasonOut(code=plan.reason.code, message=plan.reason.message) if plan else None,
+    )
+
+
+def _group_out(service: FleetService, name: str) -> GroupOut:
+    plan = service.plan(name)
+    target = plan.spec.target
+    by_state: dict[str, int] = {}
+    for host_plan in plan.hosts.values():
+        by_state[host_plan.state.value] = by_state.get(host_plan.state.value, 0) + 1
+    return GroupOut(
+        name=name,
+        target=TargetOut(
+            commit=target.commit, remote=target.remote, ref=target.ref, version=target.version
+        ),
+        phase=plan.status.phase.value,
+        reason=ReasonOut(code=plan.status.reason.code, message=plan.status.reason.message),
+        wave=plan.status.wave,
+        waves_total=plan.status.waves_total,
+        hosts=len(plan.hosts),
+        hosts_by_state=by_state,
+    )

@@ -1,0 +1,119 @@
+"""The wire format between agents and the reconciler: reports in, assignments out.
+
+Field names are camelCase on the wire. Reports tolerate fields they do not know (a newer
+agent must still be able to report to an older server) but reject wrong types and values.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+Checksum = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+ShortText = Annotated[str, StringConstraints(max_length=256)]
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        extra="ignore",
+        frozen=True,
+    )
+
+
+class DeploymentReport(Wire):
+    """One deployment as the agent saw it."""
+
+    checksum: Checksum
+    base_checksum: Checksum = Field(
+        description="Commit from the remote; differs from `checksum` when packages are layered."
+    )
+    version: ShortText | None = None
+    origin: ShortText | None = Field(
+        default=None, description="Origin refspec, e.g. `callos:callos/9/x86_64/production`."
+    )
+    pinned: bool = False
+
+
+class LastApply(Wire):
+    """The outcome of the agent's last attempt to change the host."""
+
+    action: Literal["stage", "reboot", "unstage"]
+    commit: Checksum
+    ok: bool
+    error: Annotated[str, StringConstraints(max_length=4000)] | None = None
+    at: datetime
+
+
+class AgentReport(Wire):
+    """What an agent reports. The host is identified by its token; `host` is optional and,
+    when given, must match."""
+
+    agent_version: ShortText
+    host: ShortText | None = None
+    backend: Literal["rpm-ostree", "ostree"] = "rpm-ostree"
+    boot_id: ShortText | None = None
+    booted: DeploymentReport | None = None
+    staged: DeploymentReport | None = None
+    rollback: DeploymentReport | None = None
+    transaction_running: bool = False
+    status_error: Annotated[str, StringConstraints(max_length=4000)] | None = None
+    greenboot: Literal["green", "red", "unknown"] = "unknown"
+    last_apply: LastApply | None = None
+    known_assignment: ShortText | None = Field(
+        default=None, description="`assignmentId` of the last answer, for long-polling."
+    )
+
+
+class TargetOut(Wire):
+    commit: str
+    remote: str | None
+    ref: str | None
+    version: str | None
+
+
+class ReasonOut(Wire):
+    code: str
+    message: str
+
+
+class Assignment(Wire):
+    """What the host should do now, and why."""
+
+    host: str
+    group: str | None
+    action: Literal["none", "stage", "reboot", "unstage"]
+    state: str
+    target: TargetOut | None
+    reason: ReasonOut
+    report_after_seconds: int = Field(description="When to report next at the latest.")
+    assignment_id: str = Field(description="Changes whenever the assignment changes.")
+
+
+class HostOut(Wire):
+    name: str
+    group: str | None
+    labels: dict[str, str]
+    last_report_at: datetime | None
+    booted_commit: str | None
+    staged_commit: str | None
+    greenboot: str | None
+    state: str | None
+    action: str | None
+    reason: ReasonOut | None
+
+
+class GroupOut(Wire):
+    name: str
+    target: TargetOut
+    phase: str
+    reason: ReasonOut
+    wave: int
+    waves_total: int
+    hosts: int
+    hosts_by_state: dict[str, int]

@@ -1,0 +1,39 @@
+"""A real API server on 127.0.0.1 over a real SQLite file, for API, agent and e2e tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.api.app import create_app
+from reconciler.clock import Clock
+from reconciler.fleetrepo.fleet import Fleet
+from reconciler.reports import SqliteReportStore
+from reconciler.server import BackgroundServer, Listen
+from reconciler.service import FleetService, token_hash
+from reconciler.store import Store
+
+OPERATOR_TOKEN = "operator-secret"
+
+
+@dataclass
+class RunningApi:
+    url: str
+    service: FleetService
+    reports: SqliteReportStore
+
+
+@contextmanager
+def running_api(
+    fleet: Fleet, db: Path, clock: Clock, certfile: str | None = None, keyfile: str | None = None
+) -> Iterator[RunningApi]:
+    store, reports = Store(db), SqliteReportStore(db)
+    service = FleetService(fleet, store, reports, clock)
+    app = create_app(service, operator_token_sha256=token_hash(OPERATOR_TOKEN))
+    scheme = "https" if certfile else "http"
+    with BackgroundServer(app, Listen("127.0.0.1", 0, certfile, keyfile)) as server:
+        yield RunningApi(f"{scheme}://127.0.0.1:{server.port}", service, reports)
+    store.close()
+    reports.close()

@@ -1,0 +1,238 @@
+"""The agent API and operator API on a real uvicorn on 127.0.0.1: every status code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from reconciler.agent.client import ReconcilerClient
+from reconciler.clock import ManualClock
+from tests.api_support import OPERATOR_TOKEN, RunningApi, running_api
+from tests.engine_harness import START
+from tests.fleets import NEW, OLD, build_fleet
+
+HOSTS = {"c1": {}, "c2": {}, "c3": {}}
+GROUPS = {
+    "g": {"hosts": list(HOSTS), "canaries": ["c1"], "rollout": {"waves": [1], "soakTime": "0s"}}
+}
+
+
+def report(
+    host: str | None = None,
+    booted: str = OLD,
+    staged: str | None = None,
+    greenboot: str = "green",
+    boot_id: str = "b1",
+    **extra: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "agentVersion": "0.1.0",
+        "bootId": boot_id,
+        "greenboot": greenboot,
+        "booted": {"checksum": booted, "baseChecksum": booted, "origin": "os:os/main"},
+        "staged": ({"checksum": staged, "baseChecksum": staged} if staged else None),
+        **extra,
+    }
+    if host:
+        body["host"] = host
+    return body
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[RunningApi]:
+    clock = ManualClock(START)
+    with running_api(build_fleet(GROUPS, HOSTS), tmp_path / "state.sqlite", clock) as running:
+        yield running
+
+
+def post(api: RunningApi, body: Any, token: str | None = "c1", **kwargs: Any) -> httpx.Response:
+    headers = auth(token) if token else {}
+    return httpx.post(f"{api.url}/v1/report", json=body, headers=headers, **kwargs)
+
+
+def test_report_returns_the_assignment(api: RunningApi) -> None:
+    answer = post(api, report("c1"))
+    assert answer.status_code == 200
+    body = answer.json()
+    assert (body["host"], body["group"], body["action"], body["state"]) == (
+        "c1",
+        "g",
+        "stage",
+        "staging",
+    )
+    assert body["target"]["commit"] == NEW
+    assert body["reason"]["code"] == "waiting_for_stage"
+    assert body["reportAfterSeconds"] > 0
+    assert body["assignmentId"]
+    assert post(api, report(), token="c2").json()["reason"]["code"] == "wave_not_open"
+
+
+@pytest.mark.parametrize(
+    ("token", "detail"), [(None, "missing bearer token"), ("not-a-token", "unknown token")]
+)
+def test_401_without_a_known_token(api: RunningApi, token: str | None, detail: str) -> None:
+    answer = post(api, report(), token=token)
+    assert answer.status_code == 401
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["www-authenticate"] == "Bearer"
+    assert answer.json()["detail"] == detail
+    assert api.reports.latest() == {}
+
+
+def test_403_when_the_body_names_another_host(api: RunningApi) -> None:
+    answer = post(api, report("c2"), token="c1")
+    assert answer.status_code == 403
+    assert "belongs to c1, not c2" in answer.json()["detail"]
+    assert api.reports.latest() == {}
+
+
+def test_415_for_other_content_types(api: RunningApi) -> None:
+    answer = httpx.post(
+        f"{api.url}/v1/report",
+        content=json.dumps(report()),
+        headers={**auth("c1"), "Content-Type": "text/plain"},
+    )
+    assert answer.status_code == 415
+    assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_413_for_large_bodies_declared_or_streamed(api: RunningApi) -> None:
+    big = report(statusError="x" * 70_000)
+    assert post(api, big).status_code == 413
+
+    def chunks() -> Iterator[bytes]:
+        data = json.dumps(big).encode()
+        for i in range(0, len(data), 8192):
+            yield data[i : i + 8192]
+
+    streamed = httpx.post(
+        f"{api.url}/v1/report",
+        content=chunks(),
+        headers={**auth("c1"), "Content-Type": "application/json"},
+    )
+    assert streamed.status_code == 413
+    assert api.reports.latest() == {}
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ("{not json", {"body"}),
+        (json.dumps(report(booted="xyz")), {"booted.checksum", "booted.baseChecksum"}),
+        (json.dumps(report(greenboot="purple", bootId=7)), {"greenboot", "bootId"}),
+        (json.dumps({"bootId": "b"}), {"agentVersion"}),
+        (json.dumps([1, 2]), {"body"}),
+    ],
+)
+def test_422_names_each_field_at_fault(api: RunningApi, body: str, fields: set[str]) -> None:
+    answer = httpx.post(
+        f"{api.url}/v1/report",
+        content=body,
+        headers={**auth("c1"), "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 422
+    problem = answer.json()
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert {e["field"] for e in problem["errors"]} == fields
+    assert api.reports.latest() == {}
+
+
+def test_422_for_a_bad_wait_parameter(api: RunningApi) -> None:
+    answer = post(api, report(), params={"wait": "forever"})
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["field"] == "query.wait"
+
+
+def test_operator_endpoints_need_the_operator_token(api: RunningApi) -> None:
+    post(api, report("c1"))
+    for path in ("/v1/hosts", "/v1/hosts/c1", "/v1/groups"):
+        assert httpx.get(api.url + path).status_code == 401
+        assert httpx.get(api.url + path, headers=auth("c1")).status_code == 401
+    hosts = httpx.get(api.url + "/v1/hosts", headers=auth(OPERATOR_TOKEN)).json()
+    assert {h["name"] for h in hosts} == set(HOSTS)
+    one = httpx.get(api.url + "/v1/hosts/c1", headers=auth(OPERATOR_TOKEN)).json()
+    assert (one["state"], one["action"], one["bootedCommit"]) == ("staging", "stage", OLD)
+    groups = httpx.get(api.url + "/v1/groups", headers=auth(OPERATOR_TOKEN)).json()
+    assert groups[0]["name"] == "g"
+    assert groups[0]["hostsByState"]["staging"] == 1
+    missing = httpx.get(api.url + "/v1/hosts/nope", headers=auth(OPERATOR_TOKEN))
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+
+
+def test_long_poll_returns_as_soon_as_the_assignment_changes(api: RunningApi) -> None:
+    first = post(api, report(), token="c2").json()
+    assert first["action"] == "none"
+    answers: list[tuple[float, dict[str, Any]]] = []
+
+    def wait_for_change() -> None:
+        start = time.monotonic()
+        body = report(knownAssignment=first["assignmentId"])
+        result = post(api, body, token="c2", params={"wait": 20}, timeout=30).json()
+        answers.append((time.monotonic() - start, result))
+
+    waiter = threading.Thread(target=wait_for_change)
+    waiter.start()
+    time.sleep(0.3)
+    assert not answers  # still held
+    post(api, report(booted=NEW), token="c1")  # the canary is done: wave 2 opens
+    waiter.join(timeout=10)
+    [(elapsed, answer)] = answers
+    assert answer["action"] == "stage"
+    assert elapsed < 5
+
+
+def test_unchanged_heartbeat_does_not_replan(api: RunningApi) -> None:
+    post(api, report("c1"))
+    decisions_before = len(api.service.engine.store.events())
+    for _ in range(5):
+        post(api, report("c1"))
+    assert len(api.service.engine.store.events()) == decisions_before
+    assert len(api.reports.history("c1", limit=50)) == 6
+
+
+def test_https_with_a_certificate(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    clock = ManualClock(START)
+    with running_api(
+        build_fleet(GROUPS, HOSTS), tmp_path / "s.sqlite", clock, str(cert), str(key)
+    ) as api:
+        assert api.url.startswith("https://")
+        client = ReconcilerClient(api.url, "c1", ca_file=str(cert))
+        assert client.report(report())["action"] == "stage"
+        with pytest.raises(httpx.ConnectError):
+            httpx.post(f"{api.url}/v1/report", json=report(), headers=auth("c1"))
