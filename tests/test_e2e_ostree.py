@@ -1,0 +1,122 @@
+"""End to end with real OSTree: real repo over HTTP, real sysroot, real API, real agent.
+
+The only fake is the reboot: a script that makes the sysroot's default deployment "booted"
+and gives the host a new boot id, as a real reboot would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reconciler.clock import SystemClock
+from reconciler.fleetrepo.loader import load_fleet_or_raise
+from reconciler.fleetrepo.sources import DirectorySource
+from tests.api_support import running_api
+from tests.ostree_support import (
+    OS_NAME,
+    REF,
+    SIMULATED_REBOOT,
+    make_archive_repo,
+    ostree,
+    serve_directory,
+    sysroot,
+)
+
+TOKEN = "e2e-agent-token"
+AGENT = Path(sys.executable).parent / "reconciler-agent"
+
+
+def write_fleet(root: Path, target: str) -> None:
+    header = "apiVersion: ostree-fleet/v1alpha1\n"
+    (root / "streams").mkdir(parents=True)
+    (root / "groups").mkdir()
+    (root / "hosts").mkdir()
+    (root / "fleet.yaml").write_text(header + "kind: Fleet\nname: e2e\n")
+    (root / "streams" / "production.yaml").write_text(
+        header + f"kind: Stream\nname: production\nremote: {OS_NAME}\nref: {REF}\n"
+        f"commit: {target}\nversion: '2.0'\n"
+    )
+    (root / "groups" / "call.yaml").write_text(
+        header + "kind: Group\nname: call\nstream: production\nhosts: [call-01]\n"
+        "rollout: {waves: ['100%']}\n"
+    )
+    token_hash = hashlib.sha256(TOKEN.encode()).hexdigest()
+    (root / "hosts" / "site.yaml").write_text(
+        header + f"kind: HostInventory\nhosts:\n  - name: call-01\n    tokenSha256: {token_hash}\n"
+    )
+
+
+@pytest.mark.needs_tool("ostree")
+def test_agent_moves_a_real_sysroot_from_a_to_b(tmp_path: Path) -> None:
+    a, b = make_archive_repo(tmp_path / "repo", ["1.0", "2.0"])
+    write_fleet(tmp_path / "fleet", target=b)
+    fleet = load_fleet_or_raise(DirectorySource(tmp_path / "fleet"))
+    booted_file, boot_id_file = tmp_path / "booted", tmp_path / "boot_id"
+    booted_file.write_text(a + "\n")
+    boot_id_file.write_text("boot-1\n")
+    (tmp_path / "motd").write_text("Boot Status is GREEN - Health Check SUCCESS\n")
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    (tmp_path / "reboot.py").write_text(SIMULATED_REBOOT)
+
+    with (
+        serve_directory(tmp_path / "repo") as repo_url,
+        sysroot(tmp_path / "sysroot", repo_url, booted=a) as root,
+        running_api(fleet, tmp_path / "state.sqlite", SystemClock()) as api,
+    ):
+        reboot = f"{sys.executable} {tmp_path / 'reboot.py'} {root} {booted_file} {boot_id_file}"
+        agent = [
+            str(AGENT),
+            "--once",
+            "--config",
+            "/nonexistent",
+            "--server",
+            api.url,
+            "--token-file",
+            str(tmp_path / "token"),
+            "--backend",
+            "ostree",
+            "--sysroot",
+            str(root),
+            "--os",
+            OS_NAME,
+            "--booted-commit-file",
+            str(booted_file),
+            "--boot-id-file",
+            str(boot_id_file),
+            "--greenboot-status-file",
+            str(tmp_path / "motd"),
+            "--reboot-command",
+            reboot,
+        ]
+
+        def run_agent() -> str:
+            done = subprocess.run(agent, capture_output=True, text=True, timeout=120, check=False)
+            assert done.returncode == 0, done.stderr
+            return done.stderr
+
+        first = api.service.assignment("call-01")
+        assert first.action == "none"  # not reported yet: no report, nothing to do
+        log = run_agent()  # reports A, is told to stage B, pulls and deploys it
+        assert "assignment stage: stage" in log
+        status = ostree("admin", "status", f"--sysroot={root}")
+        assert status.index(b) < status.index(a)  # B is the default for the next boot
+        assert api.service.observed["call-01"].staged_commit == b
+        assert api.service.observed["call-01"].booted_commit == a
+
+        log = run_agent()  # reports B staged, is told to reboot, "reboots"
+        assert "assignment reboot: reboot" in log
+        assert booted_file.read_text().strip() == b
+        assert boot_id_file.read_text().strip() != "boot-1"
+
+        run_agent()  # reports B booted with a new boot id and greenboot green
+        observed = api.service.observed["call-01"]
+        assert (observed.booted_commit, observed.greenboot.value) == (b, "green")
+        final = api.service.assignment("call-01")
+        assert (final.action, final.state, final.reason.code) == ("none", "in_sync", "in_sync")
+        kinds = [e.kind for e in api.service.engine.store.events("call")]
+        assert kinds[-3:] == ["host_succeeded", "wave_completed", "rollout_completed"]
