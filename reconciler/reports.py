@@ -1,14 +1,16 @@
 """Where host reports are kept: the latest per host and a bounded history, in SQLite.
 
-A separate connection from the rollout store with ``synchronous=NORMAL``: a report lost to a
-power cut is simply sent again by its agent a minute later, and not waiting for an fsync per
-report is what lets one server take thousands of reports a second. The interface is small
-(save, latest, history) so another backend (PostgreSQL) can stand behind it later.
+Separate connections from the rollout store with ``synchronous=NORMAL``, and reports are
+written in batches by a writer thread (group commit): a report lost to a crash is simply
+sent again by its agent a minute later, while one transaction per report would cap a server
+at a few hundred reports a second. The interface is small (save, flush, latest, history)
+so another backend (PostgreSQL) can stand behind it later.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -18,10 +20,17 @@ from reconciler.store import migrate
 
 #: Reports kept per host beyond the latest, for "what did this host say before it failed".
 HISTORY_PER_HOST = 100
+#: A batch is written when it holds this many reports or its oldest is this old.
+FLUSH_EVERY = 200
+FLUSH_AFTER_SECONDS = 0.5
+#: Each host's history is cut back once per this many of its reports.
+TRIM_EVERY = 20
 
 
 class ReportStore(Protocol):
     def save(self, host: str, received_at: datetime, body: str) -> None: ...
+
+    def flush(self) -> None: ...
 
     def latest(self) -> dict[str, tuple[datetime, str]]: ...
 
@@ -29,63 +38,134 @@ class ReportStore(Protocol):
 
 
 class SqliteReportStore:
-    """Reports in the same SQLite file as the rollout state."""
+    """Reports in the same SQLite file as the rollout state, written by a background thread.
+
+    The API's event loop only queues a report; a writer thread commits batches, so neither a
+    commit nor a WAL checkpoint ever stalls the answers to other agents.
+    """
 
     def __init__(self, path: Path | str, history_per_host: int = HISTORY_PER_HOST) -> None:
         self.history_per_host = history_per_host
+        self._reader = self._connect(path)
+        self._writer = self._connect(path)
+        self._pending: list[tuple[str, str, str]] = []
+        self._writes_by_host: dict[str, int] = {}
+        self._error: StoreUnavailable | None = None
+        self._written = 0  # batches written, so flush() can wait for the one in flight
+        self._queued = 0
+        self._closing = False
+        self._lock = threading.Condition()
+        self._thread = threading.Thread(target=self._write_loop, name="report-writer", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _connect(path: Path | str) -> sqlite3.Connection:
         try:
-            self._db = sqlite3.connect(
+            db = sqlite3.connect(
                 str(path), isolation_level=None, timeout=30, check_same_thread=False
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            migrate(self._db)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            migrate(db)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open report database {path}: {exc}") from exc
-        self._saved = 0
+        return db
 
     def close(self) -> None:
-        self._db.close()
+        self.flush()
+        with self._lock:
+            self._closing = True
+            self._lock.notify_all()
+        self._thread.join(timeout=30)
+        self._reader.close()
+        self._writer.close()
 
     def save(self, host: str, received_at: datetime, body: str) -> None:
-        """Store a report as the host's latest and append it to its history, atomically."""
-        at = received_at.isoformat()
+        """Queue a report as the host's latest and for its history (written within
+        ``FLUSH_AFTER_SECONDS``; reads wait for it)."""
+        with self._lock:
+            if self._error is not None:
+                raise self._error
+            self._pending.append((host, received_at.isoformat(), body))
+            self._queued += 1
+            if len(self._pending) >= FLUSH_EVERY:
+                self._lock.notify_all()
+
+    def flush(self) -> None:
+        """Wait until every report queued so far is committed."""
+        with self._lock:
+            target = self._queued
+            self._lock.notify_all()
+            while self._written < target and self._error is None and self._thread.is_alive():
+                self._lock.wait(timeout=1)
+            if self._error is not None:
+                raise self._error
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._lock:
+                if not self._pending and not self._closing:
+                    self._lock.wait(timeout=FLUSH_AFTER_SECONDS)
+                if not self._pending and self._closing:
+                    return
+                batch, self._pending = self._pending, []
+            if batch:
+                try:
+                    self._write(batch)
+                except StoreUnavailable as exc:
+                    with self._lock:
+                        self._error = exc
+            with self._lock:
+                self._written += len(batch)
+                self._lock.notify_all()
+
+    def _write(self, batch: list[tuple[str, str, str]]) -> None:
         try:
-            with self._db:
-                self._db.execute("BEGIN")
-                self._db.execute(
+            with self._writer:
+                self._writer.execute("BEGIN")
+                self._writer.executemany(
                     "INSERT INTO host_reports (host, received_at, body) VALUES (?, ?, ?) "
                     "ON CONFLICT (host) DO UPDATE SET received_at = excluded.received_at, "
                     "body = excluded.body",
-                    (host, at, body),
+                    batch,
                 )
-                self._db.execute(
+                self._writer.executemany(
                     "INSERT INTO report_history (host, received_at, body) VALUES (?, ?, ?)",
-                    (host, at, body),
+                    batch,
                 )
-            self._saved += 1
-            if self._saved % 1000 == 0:
-                self.trim()
+            self._trim_hosts_due([host for host, _, _ in batch])
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot store report of {host}: {exc}") from exc
+            raise StoreUnavailable(f"cannot store {len(batch)} report(s): {exc}") from exc
 
-    def trim(self) -> None:
-        """Keep only the newest ``history_per_host`` reports of each host."""
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.execute(
-                "DELETE FROM report_history WHERE id IN (SELECT id FROM (SELECT id, "
-                "ROW_NUMBER() OVER (PARTITION BY host ORDER BY id DESC) AS n "
-                "FROM report_history) WHERE n > ?)",
-                (self.history_per_host,),
+    def _trim_hosts_due(self, hosts: list[str]) -> None:
+        """Cut each host's history back to ``history_per_host`` every so many of its reports.
+
+        One indexed delete per host now and then, rather than a scan of the whole history:
+        a full-table trim stalled the server for a second at a time under load.
+        """
+        due = []
+        for host in hosts:
+            self._writes_by_host[host] = self._writes_by_host.get(host, 0) + 1
+            if self._writes_by_host[host] % TRIM_EVERY == 0:
+                due.append(host)
+        if not due:
+            return
+        with self._writer:
+            self._writer.execute("BEGIN")
+            self._writer.executemany(
+                "DELETE FROM report_history WHERE host = ? AND id <= (SELECT id FROM "
+                "report_history WHERE host = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                [(host, host, self.history_per_host) for host in due],
             )
 
     def latest(self) -> dict[str, tuple[datetime, str]]:
-        rows = self._db.execute("SELECT host, received_at, body FROM host_reports")
+        self.flush()
+        rows = self._reader.execute("SELECT host, received_at, body FROM host_reports")
         return {host: (datetime.fromisoformat(at), body) for host, at, body in rows}
 
     def history(self, host: str, limit: int = 20) -> list[tuple[datetime, str]]:
-        rows = self._db.execute(
+        self.flush()
+        rows = self._reader.execute(
             "SELECT received_at, body FROM report_history WHERE host = ? ORDER BY id DESC LIMIT ?",
             (host, limit),
         )

@@ -63,6 +63,7 @@ class FleetService:
                 host, at, AgentReport.model_validate_json(body)
             )
         self.plans: dict[str, GroupPlan] = {}
+        self._answers: dict[str, tuple[GroupPlan, Assignment]] = {}
         self.on_plan_changed: Callable[[str], None] = lambda group: None
         self.use_fleet(fleet)
 
@@ -84,10 +85,11 @@ class FleetService:
             return None
         return host
 
-    def ingest(self, host: str, report: AgentReport) -> Assignment:
-        """Store a report, re-plan the host's group if it matters, and answer."""
+    def ingest(self, host: str, report: AgentReport, raw: str | None = None) -> Assignment:
+        """Store a report (``raw``, its validated JSON text, when at hand), re-plan the host's
+        group if it matters, and answer."""
         now = self.clock.now()
-        self.reports.save(host, now, report.model_dump_json(by_alias=True))
+        self.reports.save(host, now, raw or report.model_dump_json(by_alias=True))
         observation = observation_from_report(host, now, report)
         previous = self.observed.get(host)
         self.observed[host] = observation
@@ -123,6 +125,14 @@ class FleetService:
                 assignment_id=_assignment_id("none", "", "not_a_member"),
             )
         plan = self.plan(group, replan=replan)
+        cached = self._answers.get(host)
+        if cached is not None and cached[0] is plan:
+            return cached[1]  # the same plan gives the same answer
+        answer = self._answer(host, group, plan)
+        self._answers[host] = (plan, answer)
+        return answer
+
+    def _answer(self, host: str, group: str, plan: GroupPlan) -> Assignment:
         host_plan = plan.hosts[host]
         target = plan.spec.target
         busy = host_plan.action is not Action.NONE
