@@ -11,8 +11,8 @@ import pytest
 from reconciler.errors import StoreUnavailable
 from reconciler.rollout.decisions import Decision, DecisionKind, apply_decision
 from reconciler.rollout.reasons import Reason, ReasonCode
-from reconciler.rollout.state import GroupState
-from reconciler.store import Store
+from reconciler.rollout.state import GroupState, dump_state
+from reconciler.store import MIGRATIONS, Store
 from tests.fleets import NEW
 
 AT = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -84,3 +84,23 @@ def test_wal_mode_is_on(tmp_path: Path) -> None:
     Store(tmp_path / "s.sqlite").close()
     mode = sqlite3.connect(tmp_path / "s.sqlite").execute("PRAGMA journal_mode").fetchone()
     assert mode == ("wal",)
+
+
+def test_an_older_schema_is_migrated_in_place(tmp_path: Path) -> None:
+    db_path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(db_path)
+    db.executescript(MIGRATIONS[0])
+    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    db.execute("INSERT INTO schema_version VALUES (1)")
+    db.execute(
+        "INSERT INTO group_state VALUES ('g', ?, '2026-01-01')",
+        (dump_state(GroupState("g")).decode(),),
+    )
+    db.commit()
+    db.close()
+    store = Store(db_path)
+    assert store.load("g") == GroupState("g")
+    version = store._db.execute("SELECT version FROM schema_version").fetchone()
+    assert version == (len(MIGRATIONS),)
+    tables = {r[0] for r in store._db.execute("SELECT name FROM sqlite_master")}
+    assert {"host_reports", "report_history"} <= tables
