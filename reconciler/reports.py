@@ -84,8 +84,6 @@ class SqliteReportStore:
         """Queue a report as the host's latest and for its history (written within
         ``FLUSH_AFTER_SECONDS``; reads wait for it)."""
         with self._lock:
-            if self._error is not None:
-                raise self._error
             self._pending.append((host, received_at.isoformat(), body))
             self._queued += 1
             if len(self._pending) >= FLUSH_EVERY:
@@ -112,9 +110,11 @@ class SqliteReportStore:
             if batch:
                 try:
                     self._write(batch)
+                    error = None
                 except StoreUnavailable as exc:
-                    with self._lock:
-                        self._error = exc
+                    error = exc  # the batch is lost; its agents report again soon
+                with self._lock:
+                    self._error = error
             with self._lock:
                 self._written += len(batch)
                 self._lock.notify_all()

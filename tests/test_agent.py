@@ -14,7 +14,7 @@ from reconciler.agent.agent import Agent
 from reconciler.agent.client import Backoff
 from reconciler.agent.greenboot import greenboot_status
 from reconciler.agent.rpmostree import RpmOstreeBackend
-from reconciler.agent.runner import CommandFailed
+from reconciler.agent.runner import CommandFailed, Runner
 from tests.agent_support import RecordingRunner
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rpm-ostree"
@@ -153,3 +153,31 @@ def test_importing_the_agent_loads_only_the_standard_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout.split()
     assert [name for name in out if name not in ("reconciler", "__main__")] == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"action": "stage", "target": "abc"},
+        {"action": "stage", "target": {"commit": "--reboot"}},
+        {"action": "reboot", "target": {"commit": STAGED, "remote": 5}},
+        {"action": "stage", "target": {"commit": "e" * 64, "ref": "-x"}},
+        {"action": ["reboot"], "reason": "x", "assignmentId": 7},
+    ],
+)
+def test_odd_answers_change_nothing_and_never_crash(
+    tmp_path: Path, answer: dict[str, object]
+) -> None:
+    agent, runner = agent_on("staged-update.json", tmp_path)
+    outcome = agent.apply(answer)
+    assert outcome.startswith(("not applying", "nothing to do"))
+    assert changes(runner) == []
+
+
+def test_backoff_survives_a_very_long_outage() -> None:
+    backoff = Backoff(base=5, cap=300, rng=random.Random(2))
+    assert all(0 <= backoff.next_delay() <= 300 for _ in range(5000))
+
+
+def test_command_output_that_is_not_utf8_does_not_crash() -> None:
+    assert "\ufffd" in Runner().run(["printf", "\\377ok"])

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import socket
+import threading
 from pathlib import Path
 
 import pytest
 
 from reconciler.agent.__main__ import main, parse_args
+from reconciler.agent.client import ReconcilerClient, ServerUnreachable
 from reconciler.agent.ostree import parse_admin_status
 
 BOOTED_STATUS = """\
@@ -85,3 +87,28 @@ def test_unreachable_server_in_once_mode_is_an_error_not_a_traceback(
 def test_usage_errors(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--config", "/nonexistent", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_garbage_from_the_server_is_unreachable_not_a_crash() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def answer_garbage() -> None:
+        for reply in (
+            b"NOT HTTP AT ALL\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n[1,2,3]  ",
+        ):
+            connection, _ = listener.accept()
+            connection.recv(65536)
+            connection.sendall(reply)
+            connection.close()
+
+    thread = threading.Thread(target=answer_garbage, daemon=True)
+    thread.start()
+    client = ReconcilerClient(f"http://127.0.0.1:{listener.getsockname()[1]}", "t", timeout=5)
+    for _ in range(2):
+        with pytest.raises(ServerUnreachable):
+            client.report({"agentVersion": "x"})
+    thread.join(timeout=5)
+    listener.close()

@@ -15,6 +15,7 @@ import pytest
 
 from reconciler.agent.client import ReconcilerClient
 from reconciler.clock import ManualClock
+from reconciler.errors import StoreUnavailable
 from tests.api_support import OPERATOR_TOKEN, RunningApi, running_api
 from tests.engine_harness import START
 from tests.fleets import NEW, OLD, build_fleet
@@ -236,3 +237,25 @@ def test_https_with_a_certificate(tmp_path: Path) -> None:
         assert client.report(report())["action"] == "stage"
         with pytest.raises(httpx.ConnectError):
             httpx.post(f"{api.url}/v1/report", json=report(), headers=auth("c1"))
+
+
+@pytest.mark.parametrize("wait", ["²", "9" * 5000, "-1", "301"])
+def test_odd_wait_values_are_422_not_500(api: RunningApi, wait: str) -> None:
+    answer = post(api, report(), params={"wait": wait})
+    assert answer.status_code == 422
+
+
+def test_a_failing_store_is_503_and_recovers(
+    api: RunningApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = api.service.engine.store.save
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise StoreUnavailable("disk full")
+
+    monkeypatch.setattr(api.service.engine.store, "save", broken)
+    answer = post(api, report("c1"))
+    assert answer.status_code == 503
+    assert answer.headers["content-type"] == "application/problem+json"
+    monkeypatch.setattr(api.service.engine.store, "save", real)
+    assert post(api, report("c1", boot_id="b2")).status_code == 200

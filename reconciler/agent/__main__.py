@@ -7,6 +7,7 @@ long flags with dashes), then defaults. The agent identifies itself by its token
 from __future__ import annotations
 
 import argparse
+import math
 import configparser
 import logging
 import shlex
@@ -87,11 +88,12 @@ def cycle(agent: Agent, client: ReconcilerClient, long_poll: float) -> Dict[str,
     assignment = client.report(agent.report(), wait=long_poll)
     before = agent.last_apply
     outcome = agent.apply(assignment)
+    reason = assignment.get("reason")
     log.info(
         "assignment %s: %s (%s)",
         assignment.get("action"),
         outcome,
-        (assignment.get("reason") or {}).get("message", ""),
+        reason.get("message", "") if isinstance(reason, dict) else "",
     )
     if agent.last_apply is not before:
         assignment = client.report(agent.report())
@@ -122,16 +124,33 @@ def main(argv: Optional[List[str]] = None) -> int:
         try:
             assignment = cycle(agent, client, long_poll)
             backoff.reset()
-            delay = float(assignment.get("reportAfterSeconds") or interval)
+            # The server's hint, kept within [1 s, interval]; a long-poll answer already
+            # waited on the server, so only the 1 s floor applies then.
+            delay = MIN_DELAY if long_poll else _bounded(assignment.get("reportAfterSeconds"),
+                                                         interval)
         except (ServerUnreachable, ReportRejected) as exc:
             if settings["once"]:
                 print(f"reconciler-agent: {exc}", file=sys.stderr)
                 return 1
-            delay = backoff.next_delay()
+            delay = max(MIN_DELAY, backoff.next_delay())
             log.warning("report failed (%s); retrying in %.0f s", exc, delay)
         if settings["once"]:
             return 0
-        time.sleep(0 if long_poll else min(delay, interval))
+        time.sleep(delay)
+
+
+MIN_DELAY = 1.0
+
+
+def _bounded(hint: Any, interval: float) -> float:
+    """A report delay from the server, clamped to [MIN_DELAY, interval]; junk means interval."""
+    try:
+        value = float(hint)
+    except (TypeError, ValueError):
+        return interval
+    if not math.isfinite(value):
+        return interval
+    return min(max(value, MIN_DELAY), interval)
 
 
 if __name__ == "__main__":

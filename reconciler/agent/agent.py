@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,7 +56,7 @@ class Agent:
 
     def boot_id(self) -> Optional[str]:
         try:
-            return Path(self.boot_id_file).read_text().strip() or None
+            return Path(self.boot_id_file).read_text(errors="replace").strip() or None
         except OSError:
             return None
 
@@ -86,12 +87,21 @@ class Agent:
         Idempotent: a target already staged is not deployed again. A reboot happens only
         for an assignment that says `reboot` now and only once the target is staged.
         """
-        self.known_assignment = assignment.get("assignmentId")
+        known = assignment.get("assignmentId")
+        self.known_assignment = known if isinstance(known, str) else None
         action = assignment.get("action")
-        target = assignment.get("target") or {}
-        commit = str(target.get("commit") or "")
-        if action not in ("stage", "reboot", "unstage") or (action != "unstage" and not commit):
+        target = assignment.get("target")
+        target = target if isinstance(target, dict) else {}
+        if action not in ("stage", "reboot", "unstage"):
             return "nothing to do"
+        if action != "unstage":
+            # What the server says goes into command lines: accept only what an OSTree
+            # commit, remote and ref can look like (nothing that could pass as an option).
+            problem = _invalid_target(target.get("commit"), target.get("remote"),
+                                      target.get("ref"))
+            if problem:
+                return f"not applying: {problem}"
+        commit = str(target.get("commit") or "")
         status = self.backend.status()
         if status.error or status.booted is None:
             return f"not applying: cannot read the host's deployments ({status.error})"
@@ -125,3 +135,17 @@ class Agent:
             return f"{action} failed: {exc}"
         self.last_apply = LastApply(action, commit, True, None, at)
         return f"{action} {commit[:12]} done"
+
+
+_COMMIT = re.compile(r"^[0-9a-f]{64}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+
+
+def _invalid_target(commit: Any, remote: Any, ref: Any) -> Optional[str]:
+    """Why an assignment's target is unusable, or None when it is well-formed."""
+    if not isinstance(commit, str) or not _COMMIT.match(commit):
+        return f"target commit {commit!r} is not a 64-hex OSTree checksum"
+    for field, value in (("remote", remote), ("ref", ref)):
+        if value is not None and (not isinstance(value, str) or not _NAME.match(value)):
+            return f"target {field} {value!r} is not a valid OSTree {field} name"
+    return None

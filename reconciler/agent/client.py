@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import random
 import ssl
@@ -45,15 +46,22 @@ class ReconcilerClient:
             with urllib.request.urlopen(
                 request, timeout=self.timeout + wait, context=self.context
             ) as response:
-                answer: Dict[str, Any] = json.loads(response.read())
-                return answer
+                answer = json.loads(response.read())
         except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")[:500]
+            try:
+                detail = exc.read().decode(errors="replace")[:500]
+            except (OSError, http.client.HTTPException):
+                detail = "(no readable body)"
             if 400 <= exc.code < 500:
                 raise ReportRejected(f"HTTP {exc.code}: {detail}") from exc
             raise ServerUnreachable(f"HTTP {exc.code}: {detail}") from exc
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise ServerUnreachable(str(exc)) from exc
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+            raise ServerUnreachable(f"{type(exc).__name__}: {exc}") from exc
+        if not isinstance(answer, dict):
+            raise ServerUnreachable(
+                f"the server answered {type(answer).__name__}, not an assignment object"
+            )
+        return answer
 
 
 class Backoff:
@@ -67,7 +75,8 @@ class Backoff:
 
     def next_delay(self) -> float:
         self.failures += 1
-        return self.rng.uniform(0, min(self.cap, self.base * 2 ** (self.failures - 1)))
+        exponent = min(self.failures - 1, 16)  # a days-long outage must not overflow a float
+        return self.rng.uniform(0, min(self.cap, self.base * 2**exponent))
 
     def reset(self) -> None:
         self.failures = 0

@@ -86,7 +86,7 @@ class OstreeBackend:
         booted_index = next((i for i, (booted, _) in enumerate(listed) if booted), None)
         if booted_index is None and self.booted_commit_file:
             try:
-                simulated = Path(self.booted_commit_file).read_text().strip()
+                simulated = Path(self.booted_commit_file).read_text(errors="replace").strip()
             except OSError:
                 simulated = ""
             booted_index = next(

@@ -21,7 +21,8 @@ class Runner:
             done = subprocess.run(
                 list(argv),
                 capture_output=True,
-                text=True,
+                encoding="utf-8",
+                errors="replace",  # odd bytes in a tool's output must not crash the agent
                 check=False,
                 timeout=timeout or self.timeout,
             )

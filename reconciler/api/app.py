@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import hmac
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -42,9 +43,8 @@ def create_app(service: FleetService, operator_token_sha256: str | None = None) 
     async def operator(credentials: Credentials) -> None:
         if credentials is None:
             raise HTTPException(401, "missing bearer token")
-        if (
-            operator_token_sha256 is None
-            or token_hash(credentials.credentials) != operator_token_sha256
+        if operator_token_sha256 is None or not hmac.compare_digest(
+            token_hash(credentials.credentials), operator_token_sha256
         ):
             raise HTTPException(401, "not an operator token")
 
@@ -74,18 +74,8 @@ def create_app(service: FleetService, operator_token_sha256: str | None = None) 
         if body.host is not None and body.host != host:
             raise HTTPException(403, f"this token belongs to {host}, not {body.host}")
         assignment = service.ingest(host, body, raw.decode())
-        deadline = asyncio.get_running_loop().time() + wait
-        while wait and assignment.assignment_id == body.known_assignment:
-            remaining = deadline - asyncio.get_running_loop().time()
-            group = assignment.group
-            if remaining <= 0 or group is None:
-                break
-            look_again = service.plan(group).requeue_after(service.clock.now())
-            timeout = min(remaining, (look_again or timedelta(seconds=remaining)).total_seconds())
-            event = changed.setdefault(group, asyncio.Event())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout=max(0.01, timeout))
-            assignment = service.assignment(host)
+        if wait and assignment.assignment_id == body.known_assignment:
+            assignment = await _hold_until_changed(service, changed, host, assignment, wait)
         return Response(assignment.model_dump_json(by_alias=True), media_type="application/json")
 
     _add_report_schemas(app)
@@ -172,7 +162,8 @@ def _wait_seconds(raw: str | None) -> int:
     """The `wait` query parameter: whole seconds, 0 to MAX_WAIT_SECONDS; else a 422."""
     if raw is None:
         return 0
-    if not raw.isdigit() or int(raw) > MAX_WAIT_SECONDS:
+    # isascii: str.isdigit() also accepts "²", which int() refuses.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3) or int(raw) > MAX_WAIT_SECONDS:
         raise RequestValidationError(
             [
                 {
@@ -221,3 +212,32 @@ def _add_report_schemas(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+async def _hold_until_changed(
+    service: FleetService,
+    changed: dict[str, asyncio.Event],
+    host: str,
+    assignment: Assignment,
+    wait: int,
+) -> Assignment:
+    """Long-poll: answer when the host's assignment changes, its plan's next look is due (a
+    soak ending, a window opening), or ``wait`` seconds have passed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    known = assignment.assignment_id
+    while assignment.assignment_id == known:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        group = assignment.group
+        if group is None:  # unmanaged: nothing changes until Git does; hold the line
+            await asyncio.sleep(remaining)
+            return service.assignment(host)
+        look_again = service.plan(group).requeue_after(service.clock.now())
+        timeout = min(remaining, (look_again or timedelta(seconds=remaining)).total_seconds())
+        event = changed.setdefault(group, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout=max(0.01, timeout))
+        assignment = service.assignment(host)
+    return assignment

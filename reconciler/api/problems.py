@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+
+from reconciler.errors import StoreUnavailable
+
+logger = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
 
@@ -38,6 +43,18 @@ def install(app: FastAPI) -> None:
         ]
         fields = ", ".join(sorted({e["field"] for e in errors}))
         return problem(422, "Invalid request", f"invalid fields: {fields}", errors=errors)
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_down(_: Request, exc: StoreUnavailable) -> JSONResponse:
+        logger.error("store unavailable: %s", exc)
+        return problem(
+            503, "Service unavailable", "the state database is unavailable; report again later"
+        )
+
+    @app.exception_handler(Exception)
+    async def bug(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error while answering a request")
+        return problem(500, "Internal error", "an unexpected error occurred; it is logged")
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
