@@ -4,7 +4,9 @@
     ├── FleetRepoInvalid            the fleet repo's author: a revision fails validation
     ├── FleetSourceUnavailable      the caller: a path or Git revision that cannot be read
     │   └── GitRevisionNotFound     the caller: a revision name that does not resolve
-    └── StoreUnavailable            the world: the state database cannot be opened or written
+    ├── StoreUnavailable            the world: the state database cannot be opened or written
+    ├── GitRemoteUnavailable        the world: the fleet repo's remote cannot be fetched
+    └── OstreeRepoUnavailable       the world: an OSTree repository cannot be asked
 
 Library exceptions (``pygit2.GitError``, ``OSError``, ``yaml.YAMLError``) are translated
 into these at the adapter that calls the library, so callers never catch a library type.
@@ -43,3 +45,11 @@ class GitRevisionNotFound(FleetSourceUnavailable):
 
 class StoreUnavailable(ReconcilerError):
     """The SQLite state database could not be opened, read or written."""
+
+
+class GitRemoteUnavailable(ReconcilerError):
+    """The fleet repo could not be cloned or fetched (network, auth, missing repository)."""
+
+
+class OstreeRepoUnavailable(ReconcilerError):
+    """An OSTree repository could not be asked whether it holds a commit."""

@@ -56,6 +56,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX report_history_by_host ON report_history (host, id);
     """,
+    """
+    CREATE TABLE fleet_revisions (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        revision    TEXT NOT NULL,
+        seen_at     TEXT NOT NULL,
+        accepted    INTEGER NOT NULL,
+        code        TEXT NOT NULL,
+        message     TEXT NOT NULL
+    );
+    """,
 )
 
 
@@ -159,6 +169,31 @@ class Store:
                     for d in decisions
                 ],
             )
+
+    def record_revision(
+        self, revision: str, at: datetime, accepted: bool, code: str, message: str
+    ) -> None:
+        """Remember what became of a fleet-repo revision (applied, or refused and why)."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO fleet_revisions (revision, seen_at, accepted, code, "
+                "message) VALUES (?, ?, ?, ?, ?)",
+                (revision, at.isoformat(), int(accepted), code, message),
+            )
+
+    def last_applied_revision(self) -> str | None:
+        """The newest revision that was applied; survives restarts."""
+        row = self._db.execute(
+            "SELECT revision FROM fleet_revisions WHERE accepted = 1 ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return row[0] if row else None
+
+    def last_verdict(self) -> tuple[str, bool, str, str] | None:
+        """(revision, accepted, code, message) of the newest revision considered."""
+        row = self._db.execute(
+            "SELECT revision, accepted, code, message FROM fleet_revisions ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return (row[0], bool(row[1]), row[2], row[3]) if row else None
 
     def events(self, group: str | None = None, after_id: int = 0) -> list[StoredEvent]:
         """Events in the order they were decided, optionally for one group."""

@@ -1,0 +1,156 @@
+"""The daemon's own mirror of the fleet repo, and which of its revisions may take effect.
+
+The mirror is a bare clone in the state directory; revisions are read from it without a
+working tree. :func:`consider_revision` is the gate every new tip passes: a revision that
+fails validation, rewrites the history that was applied, or names an OSTree commit its
+stream's repository does not hold, is refused, and the last good revision stays in force.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import pygit2
+
+from reconciler.errors import GitRemoteUnavailable, OstreeRepoUnavailable
+from reconciler.fleetrepo.fleet import Fleet
+from reconciler.fleetrepo.loader import load_fleet
+from reconciler.fleetrepo.problems import Problem
+from reconciler.fleetrepo.sources import GitRevisionSource
+from reconciler.preflight import commit_exists
+
+
+class FleetMirror:
+    """A bare mirror of the fleet repo's branch, fetched on demand."""
+
+    def __init__(self, url: str, path: Path, branch: str = "main") -> None:
+        self.url, self.path, self.branch = url, path, branch
+        try:
+            if (path / "HEAD").exists():
+                self.repo = pygit2.Repository(str(path))
+            else:
+                self.repo = pygit2.clone_repository(url, str(path), bare=True)
+        except (pygit2.GitError, OSError) as exc:
+            raise GitRemoteUnavailable(f"cannot clone the fleet repo {url}: {exc}") from exc
+
+    def fetch(self) -> str:
+        """Fetch the remote and return the commit id at the tip of the watched branch."""
+        try:
+            self.repo.remotes["origin"].fetch(
+                [f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}"]
+            )
+        except (pygit2.GitError, KeyError, OSError) as exc:
+            raise GitRemoteUnavailable(f"cannot fetch {self.url}: {exc}") from exc
+        return self.tip()
+
+    def tip(self) -> str:
+        try:
+            ref = self.repo.references[f"refs/remotes/origin/{self.branch}"]
+        except KeyError:
+            raise GitRemoteUnavailable(f"branch {self.branch} not found in {self.url}") from None
+        return str(ref.peel(pygit2.Commit).id)
+
+    def builds_on(self, candidate: str, applied: str) -> bool:
+        """True when ``candidate`` is ``applied`` or a descendant of it (no history rewrite)."""
+        return candidate == applied or bool(
+            self.repo.descendant_of(pygit2.Oid(hex=candidate), pygit2.Oid(hex=applied))
+        )
+
+
+class VerdictCode(StrEnum):
+    APPLIED = "applied"
+    UNCHANGED = "unchanged"
+    INVALID = "invalid"
+    HISTORY_REWRITTEN = "history_rewritten"
+    PREFLIGHT_FAILED = "preflight_failed"
+    UNSIGNED = "unsigned"
+
+
+@dataclass(frozen=True)
+class RevisionVerdict:
+    """Whether a fleet-repo revision takes effect, and why."""
+
+    revision: str
+    code: VerdictCode
+    message: str
+    fleet: Fleet | None = None
+    problems: tuple[Problem, ...] = field(default=())
+
+    @property
+    def accepted(self) -> bool:
+        return self.code is VerdictCode.APPLIED
+
+
+CommitChecker = Callable[[str, str], bool]  # (repository URL, commit) -> exists?
+
+
+def consider_revision(
+    mirror: FleetMirror,
+    candidate: str,
+    applied: str | None,
+    applied_fleet: Fleet | None,
+    *,
+    allow_history_rewrite: bool = False,
+    commit_checker: CommitChecker = commit_exists,
+    subdirectory: str = "",
+    verify_signature: Callable[[str], str | None] | None = None,
+) -> RevisionVerdict:
+    """Decide whether ``candidate`` replaces the applied revision; never raises on content."""
+    if candidate == applied:
+        return RevisionVerdict(candidate, VerdictCode.UNCHANGED, "already applied")
+    if (
+        applied is not None
+        and not allow_history_rewrite
+        and not mirror.builds_on(candidate, applied)
+    ):
+        return RevisionVerdict(
+            candidate,
+            VerdictCode.HISTORY_REWRITTEN,
+            f"{candidate[:12]} does not contain the applied revision {applied[:12]}: the "
+            "branch was force-pushed; refusing to act on rewritten history "
+            "(allow it with --allow-history-rewrite)",
+        )
+    if verify_signature is not None:
+        refusal = verify_signature(candidate)
+        if refusal is not None:
+            return RevisionVerdict(candidate, VerdictCode.UNSIGNED, refusal)
+    result = load_fleet(GitRevisionSource(mirror.path, candidate, subdirectory))
+    if result.fleet is None:
+        errors = result.errors
+        first = errors[0]
+        return RevisionVerdict(
+            candidate,
+            VerdictCode.INVALID,
+            f"{len(errors)} error(s); first: {first.location()}: "
+            f"{first.field + ': ' if first.field else ''}{first.message}",
+            problems=result.problems,
+        )
+    missing = _missing_commits(result.fleet, applied_fleet, commit_checker)
+    if missing:
+        return RevisionVerdict(
+            candidate, VerdictCode.PREFLIGHT_FAILED, "; ".join(missing), problems=result.problems
+        )
+    return RevisionVerdict(
+        candidate, VerdictCode.APPLIED, f"applied {candidate[:12]}", result.fleet, result.problems
+    )
+
+
+def _missing_commits(fleet: Fleet, applied: Fleet | None, exists: CommitChecker) -> list[str]:
+    """Streams whose new commit is not in their OSTree repository (or cannot be checked)."""
+    problems = []
+    for name, stream in sorted(fleet.streams.items()):
+        before = applied.streams.get(name) if applied else None
+        if stream.url is None or (before is not None and before.commit == stream.commit):
+            continue
+        try:
+            if not exists(stream.url, stream.commit):
+                problems.append(
+                    f"stream {name}: commit {stream.commit[:12]} is not in "
+                    f"{stream.url} (a typo?); nothing was started"
+                )
+        except OstreeRepoUnavailable as exc:
+            problems.append(f"stream {name}: cannot check commit {stream.commit[:12]}: {exc}")
+    return problems

@@ -1,0 +1,168 @@
+"""The daemon's Git gate, on real repositories pushed to with real git."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from reconciler.errors import GitRemoteUnavailable, OstreeRepoUnavailable
+from reconciler.gitsource import FleetMirror, VerdictCode, consider_revision
+from reconciler.preflight import commit_exists
+from reconciler.store import Store
+from tests.conftest import EXAMPLE_FLEET, git
+from tests.ostree_support import make_archive_repo, serve_directory
+
+
+def always(url: str, commit: str) -> bool:
+    return True
+
+
+class Remote:
+    """A bare 'origin' and an ops working copy that pushes to it."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.bare = tmp / "origin.git"
+        self.work = tmp / "work"
+        git(tmp, "init", "-q", "--bare", "-b", "main", str(self.bare))
+        shutil.copytree(EXAMPLE_FLEET, self.work)
+        git(self.work, "init", "-q", "-b", "main")
+        git(self.work, "remote", "add", "origin", str(self.bare))
+        self.commit("initial fleet")
+
+    def commit(self, message: str, edit: Callable[[Path], None] | None = None) -> str:
+        if edit:
+            edit(self.work)
+        git(self.work, "add", "-A")
+        git(self.work, "commit", "-q", "--allow-empty", "-m", message)
+        git(self.work, "push", "-q", "--force", "origin", "main")
+        return git(self.work, "rev-parse", "HEAD")
+
+
+def replace(path: str, old: str, new: str) -> Callable[[Path], None]:
+    def edit(root: Path) -> None:
+        file = root / path
+        file.write_text(file.read_text().replace(old, new))
+
+    return edit
+
+
+def test_valid_then_invalid_then_fixed(tmp_path: Path) -> None:
+    origin = Remote(tmp_path)
+    mirror = FleetMirror(str(origin.bare), tmp_path / "state" / "fleet.git")
+    first = mirror.fetch()
+    verdict = consider_revision(mirror, first, None, None, commit_checker=always)
+    assert verdict.code is VerdictCode.APPLIED
+    assert verdict.fleet is not None
+
+    broken = origin.commit(
+        "typo", replace("groups/callservers-nyc.yaml", "stream: production", "stream: prodution")
+    )
+    assert mirror.fetch() == broken
+    refused = consider_revision(mirror, broken, first, verdict.fleet, commit_checker=always)
+    assert refused.code is VerdictCode.INVALID
+    assert "groups/callservers-nyc.yaml:9:1: stream: unknown stream `prodution`" in refused.message
+    assert not refused.accepted
+
+    fixed = origin.commit(
+        "fix", replace("groups/callservers-nyc.yaml", "stream: prodution", "stream: production")
+    )
+    # The invalid commit is in the history of the fix; the fix still builds on `first`.
+    assert (
+        consider_revision(mirror, mirror.fetch(), first, verdict.fleet, commit_checker=always).code
+        is VerdictCode.APPLIED
+    )
+    assert consider_revision(mirror, fixed, fixed, None).code is VerdictCode.UNCHANGED
+
+
+def test_force_push_that_drops_the_applied_commit_is_refused(tmp_path: Path) -> None:
+    origin = Remote(tmp_path)
+    applied = origin.commit(
+        "audited change", replace("streams/production.yaml", "9.20261117.0", "9.20261117.1")
+    )
+    mirror = FleetMirror(str(origin.bare), tmp_path / "state" / "fleet.git")
+    assert mirror.fetch() == applied
+    git(origin.work, "reset", "-q", "--hard", "HEAD~1")
+    rewritten = origin.commit(
+        "rewritten history", replace("fleet.yaml", "soakTime: 2h", "soakTime: 3h")
+    )
+    assert mirror.fetch() == rewritten
+    refused = consider_revision(mirror, rewritten, applied, None, commit_checker=always)
+    assert refused.code is VerdictCode.HISTORY_REWRITTEN
+    assert "force-pushed" in refused.message
+    allowed = consider_revision(
+        mirror, rewritten, applied, None, commit_checker=always, allow_history_rewrite=True
+    )
+    assert allowed.code is VerdictCode.APPLIED
+
+
+def test_unreachable_remote_is_the_worlds_fault(tmp_path: Path) -> None:
+    with pytest.raises(GitRemoteUnavailable):
+        FleetMirror(str(tmp_path / "nowhere.git"), tmp_path / "state" / "fleet.git")
+
+
+def test_applied_revision_survives_a_restart(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite")
+    now = datetime(2026, 11, 25, tzinfo=UTC)
+    store.record_revision("a" * 40, now, True, "applied", "applied aaaa")
+    store.record_revision("b" * 40, now, False, "invalid", "1 error(s)")
+    store.close()
+    store = Store(tmp_path / "s.sqlite")
+    assert store.last_applied_revision() == "a" * 40
+    assert store.last_verdict() == ("b" * 40, False, "invalid", "1 error(s)")
+
+
+@pytest.mark.needs_tool("ostree")
+def test_preflight_against_a_real_ostree_repo_over_http(tmp_path: Path) -> None:
+    [built] = make_archive_repo(tmp_path / "repo", ["9.20261125.0"])
+    with serve_directory(tmp_path / "repo") as url:
+        assert commit_exists(url, built)
+        assert not commit_exists(url, "0" * 64)
+        assert commit_exists(f"file://{tmp_path / 'repo'}", built)
+        origin = Remote(tmp_path)
+        good = origin.commit(
+            "point production at the real repo",
+            lambda root: (
+                replace("streams/production.yaml", "https://ostree.callos.example.net/repo", url)(
+                    root
+                ),
+                replace(
+                    "streams/production.yaml",
+                    "3f9a0c2e6b1d5a8f4c7e0b3d9a2f6c1e5b8d4a7f0c3e6b9d2a5f8c1e4b7d0a36",
+                    built,
+                )(root),
+                replace(
+                    "streams/staging.yaml", "url: https://ostree.callos.example.net/repo\n", ""
+                )(root),
+            ),
+        )
+        mirror = FleetMirror(str(origin.bare), tmp_path / "state" / "fleet.git")
+        assert mirror.fetch() == good
+        applied = consider_revision(mirror, good, None, None)
+        assert applied.code is VerdictCode.APPLIED
+        typo = origin.commit(
+            "typo in the commit",
+            replace(
+                "streams/production.yaml", built, built[:-1] + ("0" if built[-1] != "0" else "1")
+            ),
+        )
+        refused = consider_revision(mirror, mirror.fetch(), good, applied.fleet)
+        assert refused.code is VerdictCode.PREFLIGHT_FAILED
+        assert "stream production" in refused.message
+        assert "nothing was started" in refused.message
+        assert typo == mirror.tip()
+
+
+def test_preflight_that_cannot_ask_refuses(tmp_path: Path) -> None:
+    origin = Remote(tmp_path)
+    mirror = FleetMirror(str(origin.bare), tmp_path / "state" / "fleet.git")
+
+    def unreachable(url: str, commit: str) -> bool:
+        raise OstreeRepoUnavailable(f"{url}: connection refused")
+
+    verdict = consider_revision(mirror, mirror.fetch(), None, None, commit_checker=unreachable)
+    assert verdict.code is VerdictCode.PREFLIGHT_FAILED
+    assert "cannot check" in verdict.message
