@@ -123,22 +123,15 @@ def test_preflight_against_a_real_ostree_repo_over_http(tmp_path: Path) -> None:
         assert not commit_exists(url, "0" * 64)
         assert commit_exists(f"file://{tmp_path / 'repo'}", built)
         origin = Remote(tmp_path)
-        good = origin.commit(
-            "point production at the real repo",
-            lambda root: (
-                replace("streams/production.yaml", "https://ostree.callos.example.net/repo", url)(
-                    root
-                ),
-                replace(
-                    "streams/production.yaml",
-                    "3f9a0c2e6b1d5a8f4c7e0b3d9a2f6c1e5b8d4a7f0c3e6b9d2a5f8c1e4b7d0a36",
-                    built,
-                )(root),
-                replace(
-                    "streams/staging.yaml", "url: https://ostree.callos.example.net/repo\n", ""
-                )(root),
-            ),
-        )
+        real_commit = "3f9a0c2e6b1d5a8f4c7e0b3d9a2f6c1e5b8d4a7f0c3e6b9d2a5f8c1e4b7d0a36"
+        example_url = "https://ostree.callos.example.net/repo"
+
+        def point_production_at_the_real_repo(root: Path) -> None:
+            replace("streams/production.yaml", example_url, url)(root)
+            replace("streams/production.yaml", real_commit, built)(root)
+            replace("streams/staging.yaml", f"url: {example_url}\n", "")(root)
+
+        good = origin.commit("use the real repo", point_production_at_the_real_repo)
         mirror = FleetMirror(str(origin.bare), tmp_path / "state" / "fleet.git")
         assert mirror.fetch() == good
         applied = consider_revision(mirror, good, None, None)
