@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -23,6 +24,8 @@ from reconciler.reports import ReportStore
 from reconciler.rollout.planner import Action, GroupPlan
 from reconciler.rollout.reasons import ReasonCode
 from reconciler.store import Store
+
+logger = logging.getLogger(__name__)
 
 #: How soon an agent with work to do reports again, and the longest it stays silent.
 BUSY_REPORT_SECONDS = 15
@@ -64,7 +67,7 @@ class FleetService:
             )
         self.plans: dict[str, GroupPlan] = {}
         self._answers: dict[str, tuple[GroupPlan, Assignment]] = {}
-        self.on_plan_changed: Callable[[str], None] = lambda group: None
+        self.plan_listeners: list[Callable[[str, GroupPlan | None], None]] = []
         self.use_fleet(fleet)
 
     def use_fleet(self, fleet: Fleet) -> None:
@@ -73,8 +76,9 @@ class FleetService:
         self._hosts_by_token = {h.token_sha256: h.name for h in fleet.hosts.values()}
         self.engine.use_fleet(fleet)
         self.plans.clear()
+        self._answers.clear()
         for group in fleet.groups:
-            self.on_plan_changed(group)
+            self._notify(group, None)
 
     def host_for_token(self, token: str) -> str | None:
         """The host whose token this is. The lookup is by the token's sha256, so timing can
@@ -105,9 +109,26 @@ class FleetService:
             return cached
         plan = self.engine.reconcile_group(group, self.observed)
         self.plans[group] = plan
+        for decision in plan.decisions:
+            logger.info(
+                "%s",
+                decision.reason.message,
+                extra={
+                    "group": group,
+                    "decision": decision.kind.value,
+                    "host": decision.host,
+                    "reason": decision.reason.code.value,
+                    "revision": self.fleet.revision,
+                    "commit": decision.commit,
+                },
+            )
         if cached is None or plan.hosts != cached.hosts or plan.status != cached.status:
-            self.on_plan_changed(group)
+            self._notify(group, plan)
         return plan
+
+    def _notify(self, group: str, plan: GroupPlan | None) -> None:
+        for listener in self.plan_listeners:
+            listener(group, plan)
 
     def assignment(self, host: str, replan: bool = False) -> Assignment:
         group = self.fleet.group_of(host)

@@ -33,12 +33,12 @@ def create_app(service: FleetService, operator_token_sha256: str | None = None) 
     problems.install(app)
     changed: dict[str, asyncio.Event] = {}
 
-    def plan_changed(group: str) -> None:
+    def plan_changed(group: str, _: object) -> None:
         event = changed.pop(group, None)
         if event is not None:
             event.set()
 
-    service.on_plan_changed = plan_changed
+    service.plan_listeners.append(plan_changed)
 
     async def operator(credentials: Credentials) -> None:
         if credentials is None:

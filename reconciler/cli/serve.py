@@ -1,0 +1,95 @@
+"""`reconciler serve`: run the daemon. Flags, then RECONCILER_* environment variables, then an
+optional TOML config file (`--config`), then defaults."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from reconciler import logs
+from reconciler.daemon import Daemon, ServeConfig
+from reconciler.errors import ReconcilerError
+from reconciler.server import Listen
+
+SETTINGS: dict[str, tuple[str, Any]] = {
+    # name: (help, default)
+    "repo": ("fleet repo: a local path or a URL (https, ssh, file)", None),
+    "branch": ("branch to follow", "main"),
+    "subdir": ("the fleet's directory inside the repository", ""),
+    "state-dir": ("directory for the SQLite file and the Git mirror", "/var/lib/reconciler"),
+    "host": ("address to listen on", "127.0.0.1"),
+    "port": ("port to listen on", "8443"),
+    "tls-cert": ("certificate file for HTTPS", None),
+    "tls-key": ("key file for HTTPS", None),
+    "operator-token-sha256": ("sha256 of the operators' token for the status API", None),
+    "poll-interval": ("seconds between polls of the remote", "30"),
+    "log-format": ("text or json", "text"),
+}
+
+
+def register(verbs: Any) -> None:
+    parser: argparse.ArgumentParser = verbs.add_parser(
+        "serve", help="run the reconciler daemon", description=__doc__
+    )
+    parser.add_argument("--config", type=Path, help="TOML file with the settings below")
+    for name, (text, default) in SETTINGS.items():
+        parser.add_argument(f"--{name}", help=f"{text} (default: {default})")
+    parser.add_argument(
+        "--allow-history-rewrite",
+        action="store_true",
+        help="act on a force-pushed branch that drops the applied commit",
+    )
+    parser.add_argument(
+        "--no-watch", action="store_true", help="do not watch a local repository's refs; poll only"
+    )
+    parser.set_defaults(run=run)
+
+
+def settings_from(args: argparse.Namespace) -> dict[str, Any]:
+    from_file: dict[str, Any] = {}
+    if args.config is not None:
+        from_file = tomllib.loads(args.config.read_text())
+    values = {}
+    for name, (_, default) in SETTINGS.items():
+        values[name] = (
+            getattr(args, name.replace("-", "_"))
+            or os.environ.get("RECONCILER_" + name.upper().replace("-", "_"))
+            or from_file.get(name)
+            or default
+        )
+    return values
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        values = settings_from(args)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        print(f"reconciler serve: cannot read {args.config}: {exc}", file=sys.stderr)
+        return 2
+    if not values["repo"]:
+        print("reconciler serve: --repo (or RECONCILER_REPO) is required", file=sys.stderr)
+        return 2
+    logs.configure(json_lines=values["log-format"] == "json")
+    config = ServeConfig(
+        repo=str(values["repo"]),
+        state_dir=Path(values["state-dir"]),
+        branch=values["branch"],
+        subdirectory=values["subdir"],
+        listen=Listen(values["host"], int(values["port"]), values["tls-cert"], values["tls-key"]),
+        operator_token_sha256=values["operator-token-sha256"],
+        poll_interval=float(values["poll-interval"]),
+        allow_history_rewrite=args.allow_history_rewrite,
+        watch=not args.no_watch,
+    )
+    try:
+        daemon = Daemon(config)
+    except ReconcilerError as exc:
+        print(f"reconciler serve: {exc}", file=sys.stderr)
+        return 1
+    asyncio.run(daemon.run())
+    return 0

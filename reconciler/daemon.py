@@ -1,0 +1,254 @@
+"""`reconciler serve`: the event-driven daemon.
+
+Three triggers all mean "look at the repo again" and are coalesced into one pass: a watch on
+a local repository's refs (a push renames `refs/heads/<branch>.lock` into place), a jittered
+poll for remotes, and webhooks (a later step). Each pass fetches the mirror and puts the new
+tip through the gate (:func:`reconciler.gitsource.consider_revision`); a refused revision is
+logged and recorded, and the last good one stays in force. Timers re-plan a group when its
+plan asked to be looked at again (a soak ending, a window opening), so waves advance when due
+rather than at the next report; a periodic resync catches anything missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+
+from reconciler.api.app import create_app
+from reconciler.clock import Clock, SystemClock
+from reconciler.errors import GitRemoteUnavailable, ReconcilerError
+from reconciler.fleetrepo.fleet import Fleet
+from reconciler.fleetrepo.loader import load_fleet
+from reconciler.fleetrepo.sources import GitRevisionSource
+from reconciler.gitsource import FleetMirror, RevisionVerdict, VerdictCode, consider_revision
+from reconciler.reports import SqliteReportStore
+from reconciler.rollout.planner import GroupPlan
+from reconciler.server import Listen, make_server
+from reconciler.service import FleetService
+from reconciler.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+class NoValidRevision(ReconcilerError):
+    """The daemon has never applied a revision and the current tip is refused."""
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    repo: str
+    state_dir: Path
+    branch: str = "main"
+    subdirectory: str = ""
+    listen: Listen = field(default_factory=lambda: Listen("127.0.0.1", 8443))
+    operator_token_sha256: str | None = None
+    poll_interval: float = 30.0
+    resync_interval: float = 300.0
+    allow_history_rewrite: bool = False
+    watch: bool = True
+
+
+class _RefsChanged(FileSystemEventHandler):
+    """Any write under refs/ or to packed-refs means "look again"; reads are ignored."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self.wake = wake
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("created", "modified", "moved", "deleted"):
+            self.wake()
+
+
+class Daemon:
+    def __init__(self, config: ServeConfig, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(config.state_dir / "state.sqlite")
+        self.reports = SqliteReportStore(config.state_dir / "state.sqlite")
+        self.mirror = FleetMirror(config.repo, config.state_dir / "fleet.git", config.branch)
+        self.applied = self.store.last_applied_revision()
+        fleet = self._applied_fleet()
+        try:
+            verdict = self._consider(self.mirror.fetch(), fleet)
+        except GitRemoteUnavailable as exc:
+            if fleet is None:
+                raise
+            logger.warning("cannot fetch the fleet repo; keeping %s: %s", self.applied, exc)
+        else:
+            if verdict.accepted:
+                fleet = verdict.fleet
+        if fleet is None:
+            raise NoValidRevision(
+                "no revision of the fleet repo has ever been valid; the tip "
+                "was refused (see the log); fix it and start again"
+            )
+        self.service = FleetService(fleet, self.store, self.reports, self.clock)
+        self.app = self._build_app()
+        self.scheduler: AsyncIOScheduler | None = None
+        self._dirty: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- Git ----------------------------------------------------------------------------
+
+    def _applied_fleet(self) -> Fleet | None:
+        if self.applied is None:
+            return None
+        result = load_fleet(
+            GitRevisionSource(self.mirror.path, self.applied, self.config.subdirectory)
+        )
+        return result.fleet
+
+    def _consider(self, tip: str, current: Fleet | None) -> RevisionVerdict:
+        verdict = consider_revision(
+            self.mirror,
+            tip,
+            self.applied,
+            current,
+            allow_history_rewrite=self.config.allow_history_rewrite,
+            subdirectory=self.config.subdirectory,
+        )
+        if verdict.code is not VerdictCode.UNCHANGED:
+            self.store.record_revision(
+                tip, self.clock.now(), verdict.accepted, verdict.code.value, verdict.message
+            )
+            log = logger.info if verdict.accepted else logger.error
+            log(
+                "fleet revision %s: %s",
+                verdict.code.value,
+                verdict.message,
+                extra={"revision": tip, "verdict": verdict.code.value},
+            )
+        if verdict.accepted:
+            self.applied = tip
+        return verdict
+
+    def request_sync(self) -> None:
+        """Thread-safe: ask for a look at the repo; many requests make one pass."""
+        if self._loop is not None and self._dirty is not None:
+            self._loop.call_soon_threadsafe(self._dirty.set)
+
+    async def _sync_loop(self) -> None:
+        assert self._dirty is not None
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                tip = await asyncio.to_thread(self.mirror.fetch)
+                current = self.service.fleet
+                verdict = await asyncio.to_thread(self._consider, tip, current)
+            except ReconcilerError as exc:
+                logger.error("fleet repo sync failed: %s", exc)
+                continue
+            if verdict.accepted and verdict.fleet is not None:
+                self.service.use_fleet(verdict.fleet)
+
+    # -- timers ---------------------------------------------------------------------------
+
+    def _schedule_look_again(self, group: str, plan: GroupPlan | None) -> None:
+        if self.scheduler is None or plan is None or plan.requeue_at is None:
+            return
+        self.scheduler.add_job(
+            self._look_again,
+            "date",
+            run_date=plan.requeue_at,
+            args=[group],
+            id=f"look-again:{group}",
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+
+    async def _look_again(self, group: str) -> None:
+        if group in self.service.fleet.groups:
+            self.service.plan(group)
+
+    async def _resync(self) -> None:
+        self.request_sync()
+        for group in list(self.service.fleet.groups):
+            self.service.plan(group, replan=True)
+
+    # -- HTTP -----------------------------------------------------------------------------
+
+    def _build_app(self) -> FastAPI:
+        app = create_app(self.service, self.config.operator_token_sha256)
+
+        @app.get("/readyz")
+        async def readyz() -> JSONResponse:
+            last = self.store.last_verdict()
+            body = {
+                "status": "ready",
+                "revision": self.service.fleet.revision,
+                "lastVerdict": None
+                if last is None
+                else {
+                    "revision": last[0],
+                    "accepted": last[1],
+                    "code": last[2],
+                    "message": last[3],
+                },
+            }
+            return JSONResponse(body)
+
+        return app
+
+    # -- running --------------------------------------------------------------------------
+
+    async def run(self, server: uvicorn.Server | None = None) -> None:
+        """Serve until SIGTERM/SIGINT (or ``server.should_exit``); then shut down cleanly."""
+        self._loop = asyncio.get_running_loop()
+        self._dirty = asyncio.Event()
+        self.scheduler = AsyncIOScheduler(event_loop=self._loop)
+        self.service.plan_listeners.append(self._schedule_look_again)
+        self.scheduler.add_job(
+            self._poll,
+            "interval",
+            seconds=self.config.poll_interval,
+            jitter=self.config.poll_interval / 10,
+            id="poll",
+        )
+        self.scheduler.add_job(
+            self._resync, "interval", seconds=self.config.resync_interval, id="resync"
+        )
+        self.scheduler.start()
+        observer = self._watch()
+        sync = asyncio.create_task(self._sync_loop())
+        for group in list(self.service.fleet.groups):
+            self.service.plan(group)  # schedules each group's first look-again
+        self.server = server or make_server(self.app, self.config.listen)
+        try:
+            await self.server.serve()
+        finally:
+            sync.cancel()
+            if observer is not None:
+                observer.stop()
+                observer.join(timeout=5)
+            self.scheduler.shutdown(wait=False)
+            self.reports.close()
+            self.store.close()
+            logger.info("stopped", extra={"revision": self.applied})
+
+    async def _poll(self) -> None:
+        self.request_sync()
+
+    def _watch(self) -> BaseObserver | None:
+        local = Path(self.config.repo.removeprefix("file://"))
+        if not self.config.watch or not local.is_dir():
+            return None
+        refs = local / "refs" if (local / "refs").is_dir() else local / ".git" / "refs"
+        observer = Observer()
+        handler = _RefsChanged(self.request_sync)
+        observer.schedule(handler, str(refs), recursive=True)
+        observer.schedule(handler, str(refs.parent), recursive=False)  # packed-refs
+        observer.start()
+        return observer

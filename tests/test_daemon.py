@@ -1,0 +1,133 @@
+"""`reconciler serve`, end to end on real repositories: a push reaches agents by itself."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from reconciler.daemon import Daemon, NoValidRevision, ServeConfig
+from reconciler.server import Listen
+from tests.daemon_support import BackgroundDaemon
+from tests.test_gitsource import Remote, replace
+
+OLD_PRODUCTION = "3f9a0c2e6b1d5a8f4c7e0b3d9a2f6c1e5b8d4a7f0c3e6b9d2a5f8c1e4b7d0a36"
+NEW_PRODUCTION = "4a" * 32
+
+
+def no_urls(root: Path) -> None:
+    """The example streams point at an example URL; the daemon's preflight would ask it."""
+    for stream in ("production", "staging"):
+        replace(f"streams/{stream}.yaml", "url: https://ostree.callos.example.net/repo\n", "")(root)
+
+
+def agent_report(booted: str) -> dict[str, Any]:
+    return {
+        "agentVersion": "0.1.0",
+        "bootId": "b1",
+        "greenboot": "green",
+        "booted": {
+            "checksum": booted,
+            "baseChecksum": booted,
+            "origin": "callos:callos/9/x86_64/production",
+        },
+    }
+
+
+def wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.02)
+
+
+def config(tmp_path: Path, origin: Remote, **kwargs: Any) -> ServeConfig:
+    return ServeConfig(
+        repo=str(origin.bare),
+        state_dir=tmp_path / "state",
+        listen=Listen("127.0.0.1", 0),
+        poll_interval=3600,
+        **kwargs,
+    )
+
+
+def test_a_push_reaches_a_long_polling_agent_through_the_watch(tmp_path: Path) -> None:
+    origin = Remote(tmp_path)
+    first = origin.commit("no example urls", no_urls)
+    with BackgroundDaemon(config(tmp_path, origin)) as running:
+        assert httpx.get(running.url + "/readyz").json()["revision"] == first
+        token = {"Authorization": "Bearer demo-token-dub-call-01"}
+        answer = httpx.post(
+            running.url + "/v1/report", json=agent_report(OLD_PRODUCTION), headers=token
+        ).json()
+        assert answer["state"] == "in_sync"
+        result: dict[str, Any] = {}
+
+        def long_poll() -> None:
+            body = {**agent_report(OLD_PRODUCTION), "knownAssignment": answer["assignmentId"]}
+            start = time.monotonic()
+            result["answer"] = httpx.post(
+                running.url + "/v1/report?wait=20", json=body, headers=token, timeout=30
+            ).json()
+            result["seconds"] = time.monotonic() - start
+
+        poller = threading.Thread(target=long_poll)
+        poller.start()
+        time.sleep(0.3)
+        pushed = origin.commit(
+            "production: 9.20261125.0",
+            replace("streams/production.yaml", OLD_PRODUCTION, NEW_PRODUCTION),
+        )
+        poller.join(timeout=25)
+        assert result["answer"]["action"] == "stage", result
+        assert result["answer"]["target"]["commit"] == NEW_PRODUCTION
+        assert result["seconds"] < 5
+        assert httpx.get(running.url + "/readyz").json()["revision"] == pushed
+
+
+def test_an_invalid_push_keeps_the_last_good_revision(tmp_path: Path) -> None:
+    origin = Remote(tmp_path)
+    good = origin.commit("no example urls", no_urls)
+    with BackgroundDaemon(config(tmp_path, origin)) as running:
+        bad = origin.commit(
+            "typo",
+            replace("groups/callservers-nyc.yaml", "stream: production", "stream: prodution"),
+        )
+
+        def refused() -> bool:
+            verdict = httpx.get(running.url + "/readyz").json()["lastVerdict"]
+            return verdict is not None and verdict["revision"] == bad
+
+        wait_for(refused)
+        ready = httpx.get(running.url + "/readyz").json()
+        assert ready["revision"] == good
+        assert ready["lastVerdict"]["code"] == "invalid"
+        assert "groups/callservers-nyc.yaml:9:1" in ready["lastVerdict"]["message"]
+
+
+def test_restart_resumes_from_the_applied_revision_even_if_the_tip_is_bad(
+    tmp_path: Path,
+) -> None:
+    origin = Remote(tmp_path)
+    good = origin.commit("no example urls", no_urls)
+    Daemon(config(tmp_path, origin)).store.close()  # applies `good`
+    origin.commit(
+        "typo", replace("groups/callservers-nyc.yaml", "stream: production", "stream: prodution")
+    )
+    restarted = Daemon(config(tmp_path, origin))
+    assert restarted.service.fleet.revision == good
+    restarted.store.close()
+
+
+def test_refuses_to_start_without_any_valid_revision(tmp_path: Path) -> None:
+    origin = Remote(tmp_path)
+    origin.commit(
+        "typo", replace("groups/callservers-nyc.yaml", "stream: production", "stream: prodution")
+    )
+    with pytest.raises(NoValidRevision):
+        Daemon(config(tmp_path, origin))
