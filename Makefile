@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/validate_large_fleet.py
 	$(BIN)/python benchmarks/plan_large_fleet.py
 	$(BIN)/python benchmarks/report_ingestion.py
+	$(BIN)/python benchmarks/push_latency.py
 
 lock: $(STAMP)
 	( head -2 constraints.txt; $(BIN)/pip freeze --exclude-editable ) > constraints.txt.new && mv constraints.txt.new constraints.txt

@@ -1,0 +1,147 @@
+"""Push-to-assignment latency: from `git push` returning to a long-polling agent's new answer.
+
+A real bare repository, a real daemon (mirror, watch, gate, API on uvicorn) in this process,
+and an agent long-polling over loopback. Each round pushes a commit that moves production to
+another OSTree commit and times how long until the agent's assignment names it.
+Target (issue 5): median <= 250 ms through the watch. Prints the figures; asserts nothing.
+Usage: python benchmarks/push_latency.py [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from reconciler.daemon import Daemon, ServeConfig
+from reconciler.server import Listen, make_server
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "fleet-repo-schema" / "examples" / "callos"
+PRODUCTION = "3f9a0c2e6b1d5a8f4c7e0b3d9a2f6c1e5b8d4a7f0c3e6b9d2a5f8c1e4b7d0a36"
+TOKEN = {"Authorization": "Bearer demo-token-dub-call-01"}
+
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(cwd),
+            "-c",
+            "user.name=Bench",
+            "-c",
+            "user.email=bench@example.net",
+            *args,
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+def report(known: str | None) -> dict[str, object]:
+    return {
+        "agentVersion": "bench",
+        "bootId": "b",
+        "greenboot": "green",
+        "knownAssignment": known,
+        "booted": {
+            "checksum": PRODUCTION,
+            "baseChecksum": PRODUCTION,
+            "origin": "callos:callos/9/x86_64/production",
+        },
+    }
+
+
+def start_fleet_repo(tmp: Path) -> tuple[Path, Path]:
+    """A bare origin with the example fleet, and a working copy that pushes to it."""
+    bare, work = tmp / "origin.git", tmp / "work"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    shutil.copytree(EXAMPLE, work)
+    for stream in ("production", "staging"):  # no preflight against example URLs
+        path = work / "streams" / f"{stream}.yaml"
+        path.write_text(
+            path.read_text().replace("url: https://ostree.callos.example.net/repo\n", "")
+        )
+    git(work, "init", "-q", "-b", "main")
+    git(work, "remote", "add", "origin", str(bare))
+    git(work, "add", "-A")
+    git(work, "commit", "-qm", "initial")
+    git(work, "push", "-q", "origin", "main")
+    return bare, work
+
+
+def long_poll(client: httpx.Client, url: str, known: str, into: dict[str, object]) -> None:
+    into.update(client.post(url + "?wait=20", json=report(known), headers=TOKEN).json())
+    into["at"] = time.perf_counter()
+
+
+def one_round(
+    client: httpx.Client, url: str, work: Path, known: str, current: str, target: str
+) -> tuple[float, str]:
+    """Park a long-poll, push production -> target, return (latency s, new assignment id)."""
+    answer: dict[str, object] = {}
+    poller = threading.Thread(target=long_poll, args=(client, url, known, answer))
+    poller.start()
+    time.sleep(0.2)  # the long-poll is parked on the server
+    stream = work / "streams" / "production.yaml"
+    stream.write_text(stream.read_text().replace(current, target))
+    git(work, "commit", "-qam", f"production -> {target[:8]}")
+    git(work, "push", "-q", "origin", "main")
+    pushed = time.perf_counter()
+    poller.join(timeout=25)
+    seen = answer.get("target")
+    if not isinstance(seen, dict) or seen.get("commit") != target:
+        raise RuntimeError(f"the agent saw {answer}")
+    return float(answer["at"]) - pushed, str(answer["assignmentId"])  # type: ignore[arg-type]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        bare, work = start_fleet_repo(tmp)
+        daemon = Daemon(
+            ServeConfig(
+                repo=str(bare),
+                state_dir=tmp / "state",
+                listen=Listen("127.0.0.1", 0),
+                poll_interval=3600,
+            )
+        )
+        server = make_server(daemon.app, daemon.config.listen)
+        thread = threading.Thread(target=lambda: asyncio.run(daemon.run(server)), daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.01)
+        url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/v1/report"
+        latencies = []
+        with httpx.Client(timeout=30) as client:
+            known = client.post(url, json=report(None), headers=TOKEN).json()["assignmentId"]
+            current = PRODUCTION
+            for number in range(args.rounds):
+                target = f"c{number:03x}" * 16  # a letter first: YAML must read a string
+                latency, known = one_round(client, url, work, known, current, target)
+                latencies.append(latency)
+                current = target
+        server.should_exit = True
+        thread.join(timeout=10)
+    ms = sorted(1000 * x for x in latencies)
+    print(
+        f"push-to-assignment through the watch, {len(ms)} pushes: median "
+        f"{statistics.median(ms):.0f} ms, min {ms[0]:.0f} ms, max {ms[-1]:.0f} ms "
+        "(target: median <= 250 ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
