@@ -2,7 +2,7 @@
 
 Three triggers all mean "look at the repo again" and are coalesced into one pass: a watch on
 a local repository's refs (a push renames `refs/heads/<branch>.lock` into place), a jittered
-poll for remotes, and webhooks (a later step). Each pass fetches the mirror and puts the new
+poll for remotes, and signed webhooks from the forge. Each pass fetches the mirror and puts the new
 tip through the gate (:func:`reconciler.gitsource.consider_revision`); a refused revision is
 logged and recorded, and the last good one stays in force. Timers re-plan a group when its
 plan asked to be looked at again (a soak ending, a window opening), so waves advance when due
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -37,8 +37,12 @@ from reconciler.rollout.planner import GroupPlan
 from reconciler.server import Listen, make_server
 from reconciler.service import FleetService
 from reconciler.store import Store
+from reconciler.webhooks import check_webhook
 
 logger = logging.getLogger(__name__)
+
+#: Forges send whole push payloads; GitHub caps them at 25 MB, we only need to hash them.
+MAX_WEBHOOK_BYTES = 25 * 1024 * 1024
 
 
 class NoValidRevision(ReconcilerError):
@@ -57,6 +61,7 @@ class ServeConfig:
     resync_interval: float = 300.0
     allow_history_rewrite: bool = False
     watch: bool = True
+    webhook_secret: str | None = None
 
 
 class _RefsChanged(FileSystemEventHandler):
@@ -183,6 +188,9 @@ class Daemon:
     def _build_app(self) -> FastAPI:
         app = create_app(self.service, self.config.operator_token_sha256)
 
+        if self.config.webhook_secret is not None:
+            self._add_webhook(app, self.config.webhook_secret)
+
         @app.get("/readyz")
         async def readyz() -> JSONResponse:
             last = self.store.last_verdict()
@@ -201,6 +209,24 @@ class Daemon:
             return JSONResponse(body)
 
         return app
+
+    def _add_webhook(self, app: FastAPI, secret: str) -> None:
+        @app.post("/v1/webhook", status_code=202, responses={401: {}, 413: {}})
+        async def webhook(request: Request) -> JSONResponse:
+            """A forge says the repo changed: look again (the payload is not trusted)."""
+            body = b""
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_WEBHOOK_BYTES:
+                    raise HTTPException(413, f"a webhook may be at most {MAX_WEBHOOK_BYTES} bytes")
+            check = check_webhook(request.headers, body, secret)
+            if not check.ok:
+                logger.warning(
+                    "webhook refused: %s", check.reason, extra={"provider": check.provider}
+                )
+                raise HTTPException(401, check.reason)
+            self.request_sync()
+            return JSONResponse({"accepted": True, "provider": check.provider}, status_code=202)
 
     # -- running --------------------------------------------------------------------------
 

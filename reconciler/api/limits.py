@@ -16,7 +16,7 @@ class ReportBodyLimits:
         self.app, self.max_bytes = app, max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/v1/report":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])

@@ -29,6 +29,7 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "operator-token-sha256": ("sha256 of the operators' token for the status API", None),
     "poll-interval": ("seconds between polls of the remote", "30"),
     "log-format": ("text or json", "text"),
+    "webhook-secret-file": ("file holding the webhook secret (enables POST /v1/webhook)", None),
 }
 
 
@@ -75,6 +76,13 @@ def run(args: argparse.Namespace) -> int:
         print("reconciler serve: --repo (or RECONCILER_REPO) is required", file=sys.stderr)
         return 2
     logs.configure(json_lines=values["log-format"] == "json")
+    secret = None
+    if values["webhook-secret-file"]:
+        try:
+            secret = Path(values["webhook-secret-file"]).read_text().strip()
+        except OSError as exc:
+            print(f"reconciler serve: cannot read the webhook secret: {exc}", file=sys.stderr)
+            return 2
     config = ServeConfig(
         repo=str(values["repo"]),
         state_dir=Path(values["state-dir"]),
@@ -85,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         poll_interval=float(values["poll-interval"]),
         allow_history_rewrite=args.allow_history_rewrite,
         watch=not args.no_watch,
+        webhook_secret=secret,
     )
     try:
         daemon = Daemon(config)

@@ -1,0 +1,58 @@
+"""Webhook authentication for GitHub, GitLab, Gitea/Forgejo and a generic HMAC-SHA256.
+
+A webhook only says "look at the repo again" (level-triggered): its payload is never trusted
+for what changed, so all that matters is that it really came from the forge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WebhookCheck:
+    ok: bool
+    provider: str
+    reason: str
+
+
+def _hmac_hex(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def check_webhook(headers: Mapping[str, str], body: bytes, secret: str) -> WebhookCheck:
+    """Whether the request carries a valid signature (or token) for ``secret``.
+
+    ``headers`` must be case-insensitive (Starlette's are). Checked in this order:
+    GitHub ``X-Hub-Signature-256: sha256=<hex>``, Gitea/Forgejo ``X-Gitea-Signature`` /
+    ``X-Forgejo-Signature: <hex>``, GitLab ``X-Gitlab-Token: <secret>``, and the generic
+    ``X-Signature-256: sha256=<hex>``.
+    """
+    expected = _hmac_hex(secret, body)
+    for header, provider, prefix in (
+        ("x-hub-signature-256", "github", "sha256="),
+        ("x-signature-256", "generic", "sha256="),
+        ("x-forgejo-signature", "forgejo", ""),
+        ("x-gitea-signature", "gitea", ""),
+    ):
+        value = headers.get(header)
+        if value is None:
+            continue
+        given = value.strip().removeprefix(prefix).lower()
+        if hmac.compare_digest(given, expected):
+            return WebhookCheck(True, provider, "signature valid")
+        return WebhookCheck(False, provider, f"{header} does not match the payload")
+    token = headers.get("x-gitlab-token")
+    if token is not None:
+        if hmac.compare_digest(token.encode(), secret.encode()):
+            return WebhookCheck(True, "gitlab", "token valid")
+        return WebhookCheck(False, "gitlab", "X-Gitlab-Token is wrong")
+    return WebhookCheck(
+        False,
+        "unknown",
+        "no signature header (X-Hub-Signature-256, "
+        "X-Gitlab-Token, X-Gitea-Signature or X-Signature-256)",
+    )
