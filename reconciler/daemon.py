@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +75,15 @@ class _RefsChanged(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("created", "modified", "moved", "deleted"):
             self.wake()
+
+
+def _keep_signals_for_shutdown() -> None:
+    """uvicorn stops on SIGTERM/SIGINT and then re-raises the signal to the handler that was
+    there before it. With the default handler the process would die before our shutdown
+    (flushing reports, closing the database) runs; a no-op handler lets it finish."""
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, lambda *_: None)
 
 
 class Daemon:
@@ -252,6 +263,7 @@ class Daemon:
         for group in list(self.service.fleet.groups):
             self.service.plan(group)  # schedules each group's first look-again
         self.server = server or make_server(self.app, self.config.listen)
+        _keep_signals_for_shutdown()
         try:
             await self.server.serve()
         finally:
