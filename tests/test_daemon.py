@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -10,8 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
+from reconciler.cli import main
 from reconciler.daemon import Daemon, NoValidRevision, ServeConfig
 from reconciler.server import Listen
+from reconciler.service import token_hash
 from tests.daemon_support import BackgroundDaemon
 from tests.test_gitsource import Remote, replace
 
@@ -131,3 +134,30 @@ def test_refuses_to_start_without_any_valid_revision(tmp_path: Path) -> None:
     )
     with pytest.raises(NoValidRevision):
         Daemon(config(tmp_path, origin))
+
+
+def test_status_command_against_a_running_daemon(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    origin = Remote(tmp_path)
+    origin.commit("no example urls", no_urls)
+    settings = config(tmp_path, origin, operator_token_sha256=token_hash("ops"))
+    with BackgroundDaemon(settings) as running:
+        httpx.post(
+            running.url + "/v1/report",
+            json=agent_report(OLD_PRODUCTION),
+            headers={"Authorization": "Bearer demo-token-dub-call-01"},
+        )
+        assert main(["status", "--server", running.url, "--token", "ops", "--json"]) == 0
+        data = json.loads(capsys.readouterr().out)
+        assert {g["name"] for g in data["groups"]} >= {"callservers-dub", "staging-lab"}
+        assert (
+            main(
+                ["status", "--server", running.url, "--token", "ops", "--group", "callservers-dub"]
+            )
+            == 0
+        )
+        text = capsys.readouterr().out
+        assert "callservers-dub" in text
+        assert "dub-call-01" in text
+        assert main(["status", "--server", running.url, "--token", "wrong"]) == 2

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from reconciler import __version__
-from reconciler.cli import schema, serve, validate
+from reconciler.cli import schema, serve, status, validate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.register(verbs)
     schema.register(verbs)
     serve.register(verbs)
+    status.register(verbs)
     return parser
 
 

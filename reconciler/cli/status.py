@@ -1,0 +1,105 @@
+"""`reconciler status`: groups, waves and hosts with their reasons, from a running server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+STATE_STYLES = {
+    "in_sync": "green",
+    "failed": "red",
+    "rolled_back": "red",
+    "stale": "yellow",
+    "updating": "cyan",
+    "staged": "blue",
+    "staging": "blue",
+    "unexpected": "magenta",
+}
+
+
+def register(verbs: Any) -> None:
+    parser: argparse.ArgumentParser = verbs.add_parser(
+        "status", help="show groups, waves and hosts of a running reconciler", description=__doc__
+    )
+    parser.add_argument(
+        "--server", default=os.environ.get("RECONCILER_SERVER", "http://127.0.0.1:8443")
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("RECONCILER_OPERATOR_TOKEN"),
+        help="operator token (or RECONCILER_OPERATOR_TOKEN)",
+    )
+    parser.add_argument("--group", help="only this group")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(run=run)
+
+
+def fetch(server: str, path: str, token: str | None) -> Any:
+    request = urllib.request.Request(
+        server.rstrip("/") + path,
+        headers={"Authorization": f"Bearer {token or ''}", "Accept": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        groups = fetch(args.server, "/v1/groups", args.token)
+        hosts = fetch(args.server, "/v1/hosts", args.token)
+    except urllib.error.HTTPError as exc:
+        print(
+            f"reconciler status: {args.server} answered {exc.code}: "
+            f"{exc.read().decode(errors='replace')[:300]}",
+            file=sys.stderr,
+        )
+        return 2 if exc.code in (401, 403) else 1
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        print(f"reconciler status: cannot reach {args.server}: {exc}", file=sys.stderr)
+        return 1
+    if args.group:
+        groups = [g for g in groups if g["name"] == args.group]
+        hosts = [h for h in hosts if h["group"] == args.group]
+    if args.json:
+        json.dump({"groups": groups, "hosts": hosts}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    console = Console()
+    summary = Table(title="Groups", show_lines=False)
+    for column in ("group", "target", "wave", "phase", "hosts", "why"):
+        summary.add_column(column)
+    for group in groups:
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(group["hostsByState"].items()))
+        target = group["target"]
+        summary.add_row(
+            group["name"],
+            target.get("version") or target["commit"][:12],
+            f"{group['wave']}/{group['wavesTotal']}",
+            group["phase"],
+            counts,
+            group["reason"]["message"],
+        )
+    console.print(summary)
+    for group in groups:
+        table = Table(title=f"{group['name']}")
+        for column in ("host", "state", "action", "booted", "why"):
+            table.add_column(column)
+        for host in (h for h in hosts if h["group"] == group["name"]):
+            state = host["state"] or "-"
+            table.add_row(
+                host["name"],
+                f"[{STATE_STYLES.get(state, 'white')}]{state}[/]",
+                host["action"] or "-",
+                (host["bootedCommit"] or "-")[:12],
+                (host["reason"] or {}).get("message", "-"),
+            )
+        console.print(table)
+    return 0
