@@ -38,6 +38,7 @@ from reconciler.reports import SqliteReportStore
 from reconciler.rollout.planner import GroupPlan
 from reconciler.server import Listen, make_server
 from reconciler.service import FleetService
+from reconciler.signatures import SignatureTrust, check_commit_signature
 from reconciler.store import Store
 from reconciler.webhooks import check_webhook
 
@@ -64,6 +65,7 @@ class ServeConfig:
     allow_history_rewrite: bool = False
     watch: bool = True
     webhook_secret: str | None = None
+    signatures: SignatureTrust = field(default_factory=SignatureTrust)
 
 
 class _RefsChanged(FileSystemEventHandler):
@@ -127,11 +129,17 @@ class Daemon:
         return result.fleet
 
     def _consider(self, tip: str, current: Fleet | None) -> RevisionVerdict:
+        trust = self.config.signatures
         verdict = consider_revision(
             self.mirror,
             tip,
             self.applied,
             current,
+            verify_signature=(
+                (lambda revision: check_commit_signature(self.mirror.path, revision, trust))
+                if trust.configured
+                else None
+            ),
             allow_history_rewrite=self.config.allow_history_rewrite,
             subdirectory=self.config.subdirectory,
         )

@@ -204,6 +204,7 @@ def test_unchanged_heartbeat_does_not_replan(api: RunningApi) -> None:
     assert len(api.reports.history("c1", limit=50)) == 6
 
 
+@pytest.mark.needs_tool("openssl")
 def test_https_with_a_certificate(tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(

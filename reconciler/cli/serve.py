@@ -15,6 +15,7 @@ from reconciler import logs
 from reconciler.daemon import Daemon, ServeConfig
 from reconciler.errors import ReconcilerError
 from reconciler.server import Listen
+from reconciler.signatures import SignatureTrust
 
 SETTINGS: dict[str, tuple[str, Any]] = {
     # name: (help, default)
@@ -30,6 +31,8 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "poll-interval": ("seconds between polls of the remote", "30"),
     "log-format": ("text or json", "text"),
     "webhook-secret-file": ("file holding the webhook secret (enables POST /v1/webhook)", None),
+    "trusted-gpg-home": ("GnuPG home holding the keys trusted to sign fleet commits", None),
+    "allowed-signers": ("ssh-keygen allowed-signers file of keys trusted to sign", None),
 }
 
 
@@ -94,6 +97,10 @@ def run(args: argparse.Namespace) -> int:
         allow_history_rewrite=args.allow_history_rewrite,
         watch=not args.no_watch,
         webhook_secret=secret,
+        signatures=SignatureTrust(
+            Path(values["trusted-gpg-home"]) if values["trusted-gpg-home"] else None,
+            Path(values["allowed-signers"]) if values["allowed-signers"] else None,
+        ),
     )
     try:
         daemon = Daemon(config)
