@@ -26,8 +26,8 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
-# Until the daemon lands (issue 5), the demo validates the example fleet and a pull request
-# with typical mistakes, then runs the rollout engine on that fleet in virtual time.
+# The demo: real OSTree repo, fleet Git repo, `reconciler serve` and five agents on test
+# sysroots; a push rolls out until one host falls back and the rollout halts (~15 s).
 demo: $(STAMP)
 	$(BIN)/python -m reconciler.demo
 

@@ -1,113 +1,351 @@
-"""`make demo` until the daemon lands: the fleet repo workflow ops will live with.
+"""`make demo`: the whole system on one machine, in about half a minute.
 
-It copies the example fleet into a new Git repository, validates the committed revision, then
-commits a pull request with typical mistakes and shows what review would see, while the last
-good revision stays valid. Then it runs the rollout engine on that fleet in virtual time
-(reconciler.demo_rollout). Everything happens in a temporary directory.
+Real parts: an OSTree archive repository with two builds served on 127.0.0.1, a bare Git
+fleet repo pushed to with `git`, `reconciler serve` (mirror, watch, gate, API on uvicorn), and
+five `reconciler-agent` processes with the ostree backend on their own test sysroots. The only
+fake is the reboot (a script; on one host it plays greenboot falling back because the new
+build's health check fails).
+
+The story: an invalid pull request is refused and the last good revision stays in force;
+then production moves to build 2.0. The canary updates and soaks, the next wave opens, the
+first host of that wave fails its health check and falls back, and the rollout halts there.
+Without `ostree` it says how to install it and shows the same engine on simulated hosts.
 """
 
 from __future__ import annotations
 
-import shutil
+import asyncio
+import hashlib
+import logging
+import os
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from reconciler import demo_rollout
-from reconciler.cli import main as reconciler
-from reconciler.fleetrepo.loader import load_fleet_or_raise
-from reconciler.fleetrepo.sources import GitRevisionSource
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "fleet-repo-schema" / "examples" / "callos"
+from reconciler import demo_validate
+from reconciler.daemon import Daemon, ServeConfig
+from reconciler.rollout.planner import GroupPlan
+from reconciler.rollout.spec import rollout_order
+from reconciler.server import Listen, make_server
+from reconciler.testbed import (
+    OS_NAME,
+    REF,
+    SIMULATED_REBOOT,
+    have_ostree,
+    make_archive_repo,
+    make_sysroot,
+    remove_sysroot,
+    serve_directory,
+)
 
-BROKEN_EDITS = {
-    # A typo in a field name, a commit pasted with a missing character, a misspelt zone.
-    "groups/callservers-nyc.yaml": [("  soakTime: 4h", "  soakTime: 4h\n  maxUnavailible: 2")],
-    "streams/production.yaml": [("commit: 3f9a0c2e", "commit: 3f9a0c2")],
-    "groups/callservers-sin.yaml": [("Asia/Singapore", "Asia/Singapur")],
+HOSTS = [f"call-0{i}" for i in range(1, 6)]
+GROUP = "callservers"
+HEADER = "apiVersion: ostree-fleet/v1alpha1\n"
+STYLE = {
+    "in_sync": "green",
+    "failed": "bold red",
+    "rolled_back": "bold red",
+    "updating": "cyan",
+    "staged": "blue",
+    "staging": "blue",
+    "pending": "white",
+    "stale": "yellow",
 }
 
 
 def _git(repo: Path, *args: str) -> str:
     return subprocess.run(
-        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+        ["git", "-C", str(repo), "-c", "user.name=Ops", "-c", "user.email=ops@example.net", *args],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
 
 
-def _banner(text: str) -> None:
-    print(f"\n=== {text}", flush=True)
+def write_fleet(root: Path, repo_url: str, commit: str, version: str) -> None:
+    for folder in ("streams", "groups", "hosts"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    (root / "fleet.yaml").write_text(
+        HEADER + "kind: Fleet\nname: demo\ndefaults:\n  rollout:\n"
+        "    waves: [1, 60%]\n    soakTime: 4s\n    healthTimeout: 60s\n"
+        "    rebootBudget: {maxUnavailable: 1}\n    failureThreshold: 1\n"
+    )
+    (root / "streams" / "production.yaml").write_text(
+        HEADER + f"kind: Stream\nname: production\nremote: {OS_NAME}\nurl: {repo_url}\n"
+        f"ref: {REF}\ncommit: {commit}\nversion: '{version}'\n"
+    )
+    (root / "groups" / f"{GROUP}.yaml").write_text(
+        HEADER + f"kind: Group\nname: {GROUP}\nstream: production\nhosts: [{', '.join(HOSTS)}]\n"
+        "canaries: [call-01]\nmaintenanceWindows: []\n"
+    )
+    lines = [HEADER + "kind: HostInventory", "labels: {site: demo}", "hosts:"]
+    for host in HOSTS:
+        digest = hashlib.sha256(f"token-{host}".encode()).hexdigest()
+        lines += [f"  - name: {host}", f"    tokenSha256: {digest}"]
+    (root / "hosts" / "demo.yaml").write_text("\n".join(lines) + "\n")
 
 
-def run() -> int:
-    if not EXAMPLE.is_dir():
-        print(f"demo: example fleet not found at {EXAMPLE}", file=sys.stderr)
-        return 2
-    with tempfile.TemporaryDirectory(prefix="fleet-demo-") as tmp:
-        repo = Path(tmp) / "fleet"
-        shutil.copytree(EXAMPLE, repo)
-        _git(repo, "init", "-q", "-b", "main")
-        _git(repo, "add", "-A")
-        _git(
-            repo,
-            "-c",
-            "user.name=Ops",
-            "-c",
-            "user.email=ops@example.net",
-            "commit",
-            "-q",
-            "-m",
-            "Initial fleet",
+def start_agent(
+    tmp: Path, host: str, server: str, bad_commit: str | None
+) -> subprocess.Popen[bytes]:
+    home = tmp / "hosts" / host
+    (home / "token").write_text(f"token-{host}\n")
+    (home / "motd").write_text("Boot Status is GREEN - Health Check SUCCESS\n")
+    reboot = [
+        sys.executable,
+        str(tmp / "reboot.py"),
+        str(home / "sysroot"),
+        str(home / "booted"),
+        str(home / "boot_id"),
+        *([bad_commit] if bad_commit else []),
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "reconciler.agent",
+        "--config",
+        "/nonexistent",
+        "--server",
+        server,
+        "--token-file",
+        str(home / "token"),
+        "--backend",
+        "ostree",
+        "--os",
+        OS_NAME,
+        "--sysroot",
+        str(home / "sysroot"),
+        "--booted-commit-file",
+        str(home / "booted"),
+        "--boot-id-file",
+        str(home / "boot_id"),
+        "--greenboot-status-file",
+        str(home / "motd"),
+        "--reboot-command",
+        subprocess.list2cmdline(reboot),
+        "--interval",
+        "2",
+        "--long-poll",
+        "5",
+    ]
+    with (home / "agent.log").open("wb") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        _banner("reconciler validate --rev HEAD  (the example fleet, read from Git)")
-        good = reconciler(["validate", str(repo), "--rev", "HEAD"])
 
-        for name, edits in BROKEN_EDITS.items():
-            path = repo / name
-            text = path.read_text()
-            for old, new in edits:
-                text = text.replace(old, new)
-            path.write_text(text)
-        _git(
-            repo,
-            "-c",
-            "user.name=Ops",
-            "-c",
-            "user.email=ops@example.net",
-            "commit",
-            "-q",
-            "-am",
-            "Bump production, tune nyc",
-        )
-        _banner("reconciler validate --rev HEAD  (a pull request with three mistakes)")
-        bad = reconciler(["validate", str(repo), "--rev", "HEAD"])
-        _banner("reconciler validate --rev HEAD~1 --format github  (last good revision)")
-        last_good = reconciler(["validate", str(repo), "--rev", "HEAD~1", "--format", "github"])
-        print(f"\nexit codes: good={good} broken={bad} last-good={last_good}")
 
-        fleet = load_fleet_or_raise(GitRevisionSource(repo, "HEAD~1"))
-        _git(repo, "reset", "-q", "--hard", "HEAD~1")
-        staging = repo / "streams" / "staging.yaml"
-        staging.write_text(
-            staging.read_text()
-            .replace(fleet.streams["staging"].commit, "b" * 64)
-            .replace("9.20261124.1", "9.20261125.0")
+def view(plan: GroupPlan | None, versions: dict[str, str], title: str) -> Panel:
+    table = Table(expand=True)
+    for column in ("host", "wave", "state", "action", "runs", "why"):
+        table.add_column(column, overflow="fold")
+    if plan is not None:
+        for host in plan.spec.order:
+            host_plan = plan.hosts[host]
+            state = host_plan.state.value
+            table.add_row(
+                host,
+                str(plan.spec.wave_of[host] + 1),
+                f"[{STYLE.get(state, 'white')}]{state}[/]",
+                host_plan.action.value,
+                versions.get(host, "?"),
+                host_plan.reason.message,
+            )
+        status = plan.status
+        heading = (
+            f"[bold]{GROUP}[/] → {plan.spec.target.version}: {status.phase.value}, "
+            f"wave {status.wave}/{status.waves_total} — {status.reason.message}"
         )
-        _git(
-            repo,
-            "-c",
-            "user.name=CI",
-            "-c",
-            "user.email=ci@example.net",
-            "commit",
-            "-q",
-            "-am",
-            "staging: build 9.20261125.0",
+    else:
+        heading = "starting…"
+    return Panel(Group(heading, table), title=title)
+
+
+def wait_until(check: Callable[[], bool], seconds: float, refresh: Callable[[], None]) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        refresh()
+        if check():
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def run(console: Console | None = None, budget_seconds: float = 90) -> int:  # noqa: PLR0915
+    console = console or Console()
+    if not have_ostree():
+        console.print(
+            "[yellow]`ostree` is not installed[/]: `sudo apt-get install ostree` "
+            "(Debian/Ubuntu) or `sudo dnf install ostree` runs the real demo.\n"
+            "Showing the SIMULATED version instead: same engine, simulated hosts, "
+            "virtual time."
         )
-        bad_build = load_fleet_or_raise(GitRevisionSource(repo, "HEAD"))
-        demo_rollout.run(fleet, bad_build, Path(tmp))
-    return 0 if (good, bad, last_good) == (0, 1, 0) else 1
+        return demo_validate.run()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="fleet-demo-") as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "reboot.py").write_text(SIMULATED_REBOOT)
+        console.rule("1. OSTree builds 1.0 and 2.0, served on 127.0.0.1")
+        old, new = make_archive_repo(tmp / "ostree-repo", ["1.0", "2.0"])
+        agents: list[subprocess.Popen[bytes]] = []
+        with serve_directory(tmp / "ostree-repo") as repo_url:
+            console.print(f"  {repo_url}  1.0 = {old[:12]}  2.0 = {new[:12]}")
+            console.rule("2. The fleet repo (bare, pushed to with git) and five call servers")
+            bare, work = tmp / "fleet.git", tmp / "fleet"
+            subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+            write_fleet(work, repo_url, old, "1.0")
+            _git(tmp, "init", "-q", "-b", "main", str(work))
+            _git(work, "remote", "add", "origin", str(bare))
+            _git(work, "add", "-A")
+            _git(work, "commit", "-qm", "Fleet: five call servers on CallOS 1.0")
+            _git(work, "push", "-q", "origin", "main")
+            for host in HOSTS:
+                home = tmp / "hosts" / host
+                make_sysroot(home / "sysroot", repo_url, old)
+                (home / "booted").write_text(old + "\n")
+                (home / "boot_id").write_text(f"{host}-boot-1\n")
+            daemon = Daemon(
+                ServeConfig(
+                    repo=str(bare),
+                    state_dir=tmp / "state",
+                    listen=Listen("127.0.0.1", 0),
+                    poll_interval=3600,
+                )
+            )
+            server = make_server(daemon.app, daemon.config.listen)
+            thread = threading.Thread(target=lambda: asyncio.run(daemon.run(server)), daemon=True)
+            thread.start()
+            while not server.started:
+                time.sleep(0.01)
+            url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+            console.print(f"  reconciler serve on {url}, watching {bare}")
+            order = rollout_order(GROUP, tuple(HOSTS), ["call-01"])
+            failing = order[1]  # the first host of the second wave
+            versions = {host: "1.0" for host in HOSTS}
+            try:
+                agents = [
+                    start_agent(tmp, host, url, new if host == failing else None) for host in HOSTS
+                ]
+                service = daemon.service
+
+                def in_sync_on_old() -> bool:
+                    plan = service.plans.get(GROUP)
+                    return (
+                        plan is not None
+                        and len(service.observed) == len(HOSTS)
+                        and all(p.state.value == "in_sync" for p in plan.hosts.values())
+                    )
+
+                if not wait_until(in_sync_on_old, 20, lambda: None):
+                    console.print("[red]agents did not report in time[/]")
+                    return 1
+                console.print("  all five agents report CallOS 1.0, in sync")
+
+                console.rule("3. A pull request with a typo is merged")
+                stream = work / "streams" / "production.yaml"
+                stream.write_text(stream.read_text().replace(old, new[:-1]))
+                _git(work, "commit", "-qam", "production: 2.0 (typo in the commit)")
+                _git(work, "push", "-q", "origin", "main")
+                wait_until(
+                    lambda: (
+                        (daemon.store.last_verdict() or ("",))[0] == _git(work, "rev-parse", "HEAD")
+                    ),
+                    10,
+                    lambda: None,
+                )
+                verdict = daemon.store.last_verdict()
+                console.print(
+                    f"  refused ({verdict[2] if verdict else '?'}): {verdict[3] if verdict else ''}"
+                )
+                console.print(f"  still in force: {service.fleet.revision}")
+
+                console.rule("4. The fix: production moves to CallOS 2.0")
+                stream.write_text(
+                    stream.read_text().replace(new[:-1], new).replace("'1.0'", "'2.0'")
+                )
+                _git(work, "commit", "-qam", "production: 2.0")
+                _git(work, "push", "-q", "origin", "main")
+                pushed = time.monotonic()
+
+                def refresh_versions() -> None:
+                    for host in HOSTS:
+                        booted = (tmp / "hosts" / host / "booted").read_text().strip()
+                        versions[host] = "2.0" if booted == new else "1.0"
+
+                def finished() -> bool:
+                    plan = service.plans.get(GROUP)
+                    return plan is not None and plan.status.phase.value in ("halted", "in_sync")
+
+                with Live(
+                    view(None, versions, "rollout"), console=console, refresh_per_second=8
+                ) as live:
+
+                    def refresh() -> None:
+                        refresh_versions()
+                        live.update(
+                            view(
+                                service.plans.get(GROUP),
+                                versions,
+                                f"rollout, {time.monotonic() - pushed:.0f}s after the push",
+                            )
+                        )
+
+                    done = wait_until(
+                        finished, max(10.0, budget_seconds - (time.monotonic() - started)), refresh
+                    )
+                plan = service.plans.get(GROUP)
+                console.print()
+                console.rule("5. Summary")
+                events = [e for e in daemon.store.events(GROUP) if e.commit == new]
+                for event in events:
+                    if event.kind in (
+                        "rollout_started",
+                        "wave_opened",
+                        "wave_completed",
+                        "host_succeeded",
+                        "host_failed",
+                        "rollout_halted",
+                    ):
+                        console.print(f"  {event.at:%H:%M:%S}  {event.kind:16} {event.message}")
+                halted = plan is not None and plan.status.phase.value == "halted"
+                rolled_back = plan is not None and plan.hosts[failing].state.value == "rolled_back"
+                untouched = [h for h in HOSTS if versions[h] == "1.0" and h != failing]
+                console.print(
+                    f"\n  {sum(v == '2.0' for v in versions.values())} host(s) on 2.0; "
+                    f"{failing} fell back to 1.0 and will not be offered 2.0 again; rollout "
+                    f"{'HALTED' if halted else plan.status.phase.value if plan else '?'} "
+                    f"{time.monotonic() - pushed:.0f}s after the push; "
+                    f"{', '.join(untouched) or 'no other host'} never rebooted into 2.0."
+                )
+                return 0 if done and halted and rolled_back else 1
+            finally:
+                for agent in agents:
+                    agent.terminate()
+                for agent in agents:
+                    agent.wait(timeout=10)
+                server.should_exit = True
+                thread.join(timeout=15)
+                for host in HOSTS:
+                    remove_sysroot(tmp / "hosts" / host / "sysroot")
+
+
+def main() -> int:
+    # The demo shows the daemon's refusals and decisions itself; its log would repeat them.
+    logging.getLogger("reconciler").addHandler(logging.NullHandler())
+    logging.getLogger("reconciler").propagate = False
+    return run()
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(main())
