@@ -3,7 +3,8 @@
 A real bare repository, a real daemon (mirror, watch, gate, API on uvicorn) in this process,
 and an agent long-polling over loopback. Each round pushes a commit that moves production to
 another OSTree commit and times how long until the agent's assignment names it.
-Target (issue 5): median <= 250 ms through the watch. Prints the figures; asserts nothing.
+Targets (issue 5): median <= 250 ms through the watch, <= 500 ms through a webhook (the
+watch off). Prints the figures; asserts nothing.
 Usage: python benchmarks/push_latency.py [--rounds N]
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import hmac
 import shutil
 import statistics
 import subprocess
@@ -26,6 +29,7 @@ from reconciler.server import Listen, make_server
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "fleet-repo-schema" / "examples" / "callos"
 PRODUCTION = "3f9a0c2e6b1d5a8f4c7e0b3d9a2f6c1e5b8d4a7f0c3e6b9d2a5f8c1e4b7d0a36"
+SECRET = "bench-webhook-secret"
 TOKEN = {"Authorization": "Bearer demo-token-dub-call-01"}
 
 
@@ -84,7 +88,13 @@ def long_poll(client: httpx.Client, url: str, known: str, into: dict[str, object
 
 
 def one_round(
-    client: httpx.Client, url: str, work: Path, known: str, current: str, target: str
+    client: httpx.Client,
+    url: str,
+    work: Path,
+    known: str,
+    current: str,
+    target: str,
+    webhook: bool,
 ) -> tuple[float, str]:
     """Park a long-poll, push production -> target, return (latency s, new assignment id)."""
     answer: dict[str, object] = {}
@@ -96,6 +106,17 @@ def one_round(
     git(work, "commit", "-qam", f"production -> {target[:8]}")
     git(work, "push", "-q", "origin", "main")
     pushed = time.perf_counter()
+    if webhook:  # what a forge sends after the push
+        body = b'{"ref": "refs/heads/main"}'
+        signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        client.post(
+            url.replace("/v1/report", "/v1/webhook"),
+            content=body,
+            headers={
+                "X-Hub-Signature-256": f"sha256={signature}",
+                "Content-Type": "application/json",
+            },
+        )
     poller.join(timeout=25)
     seen = answer.get("target")
     if not isinstance(seen, dict) or seen.get("commit") != target:
@@ -107,6 +128,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
+    for webhook in (False, True):
+        ms = measure(args.rounds, webhook)
+        how, target = ("a signed webhook (watch off)", 500) if webhook else ("the watch", 250)
+        print(
+            f"push-to-assignment through {how}, {len(ms)} pushes: median "
+            f"{statistics.median(ms):.0f} ms, min {ms[0]:.0f} ms, max {ms[-1]:.0f} ms "
+            f"(target: median <= {target} ms)"
+        )
+
+
+def measure(rounds: int, webhook: bool) -> list[float]:
+    """Latencies in ms, sorted."""
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         bare, work = start_fleet_repo(tmp)
@@ -116,6 +149,8 @@ def main() -> None:
                 state_dir=tmp / "state",
                 listen=Listen("127.0.0.1", 0),
                 poll_interval=3600,
+                watch=not webhook,
+                webhook_secret=SECRET,
             )
         )
         server = make_server(daemon.app, daemon.config.listen)
@@ -128,19 +163,14 @@ def main() -> None:
         with httpx.Client(timeout=30) as client:
             known = client.post(url, json=report(None), headers=TOKEN).json()["assignmentId"]
             current = PRODUCTION
-            for number in range(args.rounds):
+            for number in range(rounds):
                 target = f"c{number:03x}" * 16  # a letter first: YAML must read a string
-                latency, known = one_round(client, url, work, known, current, target)
+                latency, known = one_round(client, url, work, known, current, target, webhook)
                 latencies.append(latency)
                 current = target
         server.should_exit = True
         thread.join(timeout=10)
-    ms = sorted(1000 * x for x in latencies)
-    print(
-        f"push-to-assignment through the watch, {len(ms)} pushes: median "
-        f"{statistics.median(ms):.0f} ms, min {ms[0]:.0f} ms, max {ms[-1]:.0f} ms "
-        "(target: median <= 250 ms)"
-    )
+    return sorted(1000 * x for x in latencies)
 
 
 if __name__ == "__main__":
