@@ -161,3 +161,45 @@ def test_status_command_against_a_running_daemon(
         assert "callservers-dub" in text
         assert "dub-call-01" in text
         assert main(["status", "--server", running.url, "--token", "wrong"]) == 2
+
+
+def test_a_remote_is_polled(tmp_path: Path) -> None:
+    origin = Remote(tmp_path)
+    origin.commit("no example urls", no_urls)
+    settings = ServeConfig(
+        repo=f"file://{origin.bare}",
+        state_dir=tmp_path / "state",
+        listen=Listen("127.0.0.1", 0),
+        poll_interval=0.3,
+        watch=False,
+    )
+    with BackgroundDaemon(settings) as running:
+        pushed = origin.commit(
+            "production", replace("streams/production.yaml", OLD_PRODUCTION, NEW_PRODUCTION)
+        )
+        wait_for(lambda: httpx.get(running.url + "/readyz").json()["revision"] == pushed)
+
+
+def test_a_soak_ends_on_a_timer_without_any_report(tmp_path: Path) -> None:
+    origin = Remote(tmp_path)
+
+    def short_soak(root: Path) -> None:
+        no_urls(root)
+        replace("groups/staging-lab.yaml", "soakTime: 30m", "soakTime: 2s")(root)
+
+    origin.commit("lab soaks for 2 s", short_soak)
+    with BackgroundDaemon(config(tmp_path, origin)) as running:
+        service = running.daemon.service
+        target = service.fleet.streams["staging"].commit
+        canary = service.plan("staging-lab").spec.order[0]
+        body = agent_report(target)
+        answer = httpx.post(
+            running.url + "/v1/report",
+            json=body,
+            headers={"Authorization": f"Bearer demo-token-{canary}"},
+        ).json()
+        assert answer["state"] == "in_sync"
+        status = service.plans["staging-lab"].status
+        assert (status.phase.value, status.wave) == ("soaking", 1)
+        # Nobody reports; the look-again timer alone must open the next wave.
+        wait_for(lambda: service.plans["staging-lab"].status.wave == 2, timeout=10)
