@@ -11,7 +11,6 @@ Usage: python benchmarks/push_latency.py [--rounds N]
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import hmac
 import shutil
@@ -24,8 +23,8 @@ from pathlib import Path
 
 import httpx
 
-from reconciler.daemon import Daemon, ServeConfig
-from reconciler.server import Listen, make_server
+from reconciler.daemon import DaemonThread, ServeConfig
+from reconciler.server import Listen
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "fleet-repo-schema" / "examples" / "callos"
 PRODUCTION = "3f9a0c2e6b1d5a8f4c7e0b3d9a2f6c1e5b8d4a7f0c3e6b9d2a5f8c1e4b7d0a36"
@@ -143,24 +142,17 @@ def measure(rounds: int, webhook: bool) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         bare, work = start_fleet_repo(tmp)
-        daemon = Daemon(
-            ServeConfig(
-                repo=str(bare),
-                state_dir=tmp / "state",
-                listen=Listen("127.0.0.1", 0),
-                poll_interval=3600,
-                watch=not webhook,
-                webhook_secret=SECRET,
-            )
+        settings = ServeConfig(
+            repo=str(bare),
+            state_dir=tmp / "state",
+            listen=Listen("127.0.0.1", 0),
+            poll_interval=3600,
+            watch=not webhook,
+            webhook_secret=SECRET,
         )
-        server = make_server(daemon.app, daemon.config.listen)
-        thread = threading.Thread(target=lambda: asyncio.run(daemon.run(server)), daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.01)
-        url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/v1/report"
         latencies = []
-        with httpx.Client(timeout=30) as client:
+        with DaemonThread(settings) as running, httpx.Client(timeout=30) as client:
+            url = running.url + "/v1/report"
             known = client.post(url, json=report(None), headers=TOKEN).json()["assignmentId"]
             current = PRODUCTION
             for number in range(rounds):
@@ -168,8 +160,6 @@ def measure(rounds: int, webhook: bool) -> list[float]:
                 latency, known = one_round(client, url, work, known, current, target, webhook)
                 latencies.append(latency)
                 current = target
-        server.should_exit = True
-        thread.join(timeout=10)
     return sorted(1000 * x for x in latencies)
 
 

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,3 +299,34 @@ class Daemon:
         observer.schedule(handler, str(refs.parent), recursive=False)  # packed-refs
         observer.start()
         return observer
+
+
+class DaemonThread:
+    """A daemon serving on its own event loop in a background thread (demo, tests, benchmarks).
+
+    Use as a context manager; ``url`` is where it listens (port 0 picks a free port).
+    """
+
+    def __init__(self, config: ServeConfig, clock: Clock | None = None) -> None:
+        self.daemon = Daemon(config, clock)
+        self.server = make_server(self.daemon.app, config.listen)
+        self.thread = threading.Thread(
+            target=lambda: asyncio.run(self.daemon.run(self.server)), daemon=True
+        )
+
+    def __enter__(self) -> DaemonThread:
+        self.thread.start()
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("the daemon failed to start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+    @property
+    def url(self) -> str:
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://{self.daemon.config.listen.host}:{port}"

@@ -14,14 +14,12 @@ Without `ostree` it says how to install it and shows the same engine on simulate
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,10 +30,10 @@ from rich.panel import Panel
 from rich.table import Table
 
 from reconciler import demo_validate
-from reconciler.daemon import Daemon, ServeConfig
+from reconciler.daemon import DaemonThread, ServeConfig
 from reconciler.rollout.planner import GroupPlan
 from reconciler.rollout.spec import rollout_order
-from reconciler.server import Listen, make_server
+from reconciler.server import Listen
 from reconciler.testbed import (
     OS_NAME,
     REF,
@@ -215,20 +213,15 @@ def run(console: Console | None = None, budget_seconds: float = 90) -> int:  # n
                 make_sysroot(home / "sysroot", repo_url, old)
                 (home / "booted").write_text(old + "\n")
                 (home / "boot_id").write_text(f"{host}-boot-1\n")
-            daemon = Daemon(
+            running = DaemonThread(
                 ServeConfig(
                     repo=str(bare),
                     state_dir=tmp / "state",
                     listen=Listen("127.0.0.1", 0),
                     poll_interval=3600,
                 )
-            )
-            server = make_server(daemon.app, daemon.config.listen)
-            thread = threading.Thread(target=lambda: asyncio.run(daemon.run(server)), daemon=True)
-            thread.start()
-            while not server.started:
-                time.sleep(0.01)
-            url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+            ).__enter__()
+            daemon, url = running.daemon, running.url
             console.print(f"  reconciler serve on {url}, watching {bare}")
             order = rollout_order(GROUP, tuple(HOSTS), ["call-01"])
             failing = order[1]  # the first host of the second wave
@@ -334,8 +327,7 @@ def run(console: Console | None = None, budget_seconds: float = 90) -> int:  # n
                     agent.terminate()
                 for agent in agents:
                     agent.wait(timeout=10)
-                server.should_exit = True
-                thread.join(timeout=15)
+                running.__exit__()
                 for host in HOSTS:
                     remove_sysroot(tmp / "hosts" / host / "sysroot")
 

@@ -16,8 +16,7 @@ import pytest
 from reconciler.clock import SystemClock
 from reconciler.fleetrepo.loader import load_fleet_or_raise
 from reconciler.fleetrepo.sources import DirectorySource
-from tests.api_support import running_api
-from tests.ostree_support import (
+from reconciler.testbed import (
     OS_NAME,
     REF,
     SIMULATED_REBOOT,
@@ -26,6 +25,7 @@ from tests.ostree_support import (
     serve_directory,
     sysroot,
 )
+from tests.api_support import running_api
 
 TOKEN = "e2e-agent-token"
 AGENT = Path(sys.executable).parent / "reconciler-agent"

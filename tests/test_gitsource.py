@@ -13,8 +13,8 @@ from reconciler.errors import GitRemoteUnavailable, OstreeRepoUnavailable
 from reconciler.gitsource import FleetMirror, VerdictCode, consider_revision
 from reconciler.preflight import commit_exists
 from reconciler.store import Store
+from reconciler.testbed import make_archive_repo, serve_directory
 from tests.conftest import EXAMPLE_FLEET, git
-from tests.ostree_support import make_archive_repo, serve_directory
 
 
 def always(url: str, commit: str) -> bool:
