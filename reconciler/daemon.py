@@ -30,7 +30,7 @@ from watchdog.observers.api import BaseObserver
 
 from reconciler.api.app import create_app
 from reconciler.clock import Clock, SystemClock
-from reconciler.errors import GitRemoteUnavailable, ReconcilerError
+from reconciler.errors import ReconcilerError
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.sources import GitRevisionSource
@@ -100,11 +100,15 @@ class Daemon:
         self.applied = self.store.last_applied_revision()
         fleet = self._applied_fleet()
         try:
-            verdict = self._consider(self.mirror.fetch(), fleet)
-        except GitRemoteUnavailable as exc:
+            tip = self.mirror.fetch()
+            verdict = self._judge(tip, fleet)
+            self._record(tip, verdict)
+        except Exception as exc:  # the world or a bug: keep the last good revision if any
             if fleet is None:
                 raise
-            logger.warning("cannot fetch the fleet repo; keeping %s: %s", self.applied, exc)
+            logger.warning(
+                "cannot consider the fleet repo's tip; keeping %s: %s", self.applied, exc
+            )
         else:
             if verdict.accepted:
                 fleet = verdict.fleet
@@ -129,9 +133,11 @@ class Daemon:
         )
         return result.fleet
 
-    def _consider(self, tip: str, current: Fleet | None) -> RevisionVerdict:
+    def _judge(self, tip: str, current: Fleet | None) -> RevisionVerdict:
+        """Put ``tip`` through the gate. Touches only the mirror and the network, so it may
+        run in a worker thread; recording the verdict is :meth:`_record`'s job."""
         trust = self.config.signatures
-        verdict = consider_revision(
+        return consider_revision(
             self.mirror,
             tip,
             self.applied,
@@ -144,6 +150,9 @@ class Daemon:
             allow_history_rewrite=self.config.allow_history_rewrite,
             subdirectory=self.config.subdirectory,
         )
+
+    def _record(self, tip: str, verdict: RevisionVerdict) -> None:
+        """Store and log a verdict; on the thread that owns the store (the event loop's)."""
         if verdict.code is not VerdictCode.UNCHANGED:
             self.store.record_revision(
                 tip, self.clock.now(), verdict.accepted, verdict.code.value, verdict.message
@@ -157,7 +166,6 @@ class Daemon:
             )
         if verdict.accepted:
             self.applied = tip
-        return verdict
 
     def request_sync(self) -> None:
         """Thread-safe: ask for a look at the repo; many requests make one pass."""
@@ -171,10 +179,13 @@ class Daemon:
             self._dirty.clear()
             try:
                 tip = await asyncio.to_thread(self.mirror.fetch)
-                current = self.service.fleet
-                verdict = await asyncio.to_thread(self._consider, tip, current)
+                verdict = await asyncio.to_thread(self._judge, tip, self.service.fleet)
+                self._record(tip, verdict)
             except ReconcilerError as exc:
                 logger.error("fleet repo sync failed: %s", exc)
+                continue
+            except Exception:  # a bug must not silently end the following of the repo
+                logger.exception("fleet repo sync failed unexpectedly; will try again")
                 continue
             if verdict.accepted and verdict.fleet is not None:
                 self.service.use_fleet(verdict.fleet)

@@ -139,18 +139,43 @@ def consider_revision(
 
 
 def _missing_commits(fleet: Fleet, applied: Fleet | None, exists: CommitChecker) -> list[str]:
-    """Streams whose new commit is not in their OSTree repository (or cannot be checked)."""
+    """New stream and pin commits that their OSTree repository does not hold (or that
+    cannot be checked). A pin is looked up in the repositories of the streams that use its
+    remote (any stream's, when the pin names none)."""
     problems = []
     for name, stream in sorted(fleet.streams.items()):
         before = applied.streams.get(name) if applied else None
         if stream.url is None or (before is not None and before.commit == stream.commit):
             continue
-        try:
-            if not exists(stream.url, stream.commit):
-                problems.append(
-                    f"stream {name}: commit {stream.commit[:12]} is not in "
-                    f"{stream.url} (a typo?); nothing was started"
-                )
-        except OstreeRepoUnavailable as exc:
-            problems.append(f"stream {name}: cannot check commit {stream.commit[:12]}: {exc}")
+        problems += _check(f"stream {name}", stream.commit, [stream.url], exists)
+    for name, group in sorted(fleet.groups.items()):
+        pin = group.pin
+        before_group = applied.groups.get(name) if applied else None
+        pinned_before = before_group.pin if before_group else None
+        if pin is None or (pinned_before is not None and pinned_before.commit == pin.commit):
+            continue
+        urls = sorted(
+            {
+                s.url
+                for s in fleet.streams.values()
+                if s.url and (pin.remote is None or s.remote == pin.remote)
+            }
+        )
+        if urls:  # with no repository URL declared, there is nothing to ask
+            problems += _check(f"group {name} (pinned)", pin.commit, urls, exists)
     return problems
+
+
+def _check(what: str, commit: str, urls: list[str], exists: CommitChecker) -> list[str]:
+    unreachable = []
+    for url in urls:
+        try:
+            if exists(url, commit):
+                return []
+        except OstreeRepoUnavailable as exc:
+            unreachable.append(str(exc))
+    if unreachable:
+        return [f"{what}: cannot check commit {commit[:12]}: {'; '.join(unreachable)}"]
+    return [
+        f"{what}: commit {commit[:12]} is not in {', '.join(urls)} (a typo?); nothing was started"
+    ]

@@ -7,6 +7,7 @@ question without pulling anything.
 
 from __future__ import annotations
 
+import http.client
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -37,5 +38,6 @@ def commit_exists(repo_url: str, commit: str, timeout: float = 10.0) -> bool:
         if exc.code in (404, 410):
             return False
         raise OstreeRepoUnavailable(f"{target}: HTTP {exc.code}") from exc
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        # ValueError and InvalidURL: a URL that passes the schema but not urllib (a typo).
         raise OstreeRepoUnavailable(f"{target}: {exc}") from exc

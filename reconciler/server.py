@@ -30,6 +30,9 @@ def make_server(app: FastAPI, listen: Listen) -> uvicorn.Server:
         ssl_certfile=listen.certfile,
         ssl_keyfile=listen.keyfile,
         access_log=False,
+        # Long-polls may hold a request for minutes; on SIGTERM give them a few seconds, not
+        # their whole wait, so shutdown ends well inside systemd's TimeoutStopSec.
+        timeout_graceful_shutdown=5,
         lifespan="off",
     )
     return uvicorn.Server(config)

@@ -66,16 +66,18 @@ def _gpg(trust: SignatureTrust, signature: Path, payload: Path, revision: str) -
         text=True,
         check=False,
     )
-    if result.returncode == 0 and "[GNUPG:] VALIDSIG" in result.stdout:
+    status = result.stdout
+    # gpg exits 0 and says VALIDSIG even for a revoked or expired key: require GOODSIG and
+    # refuse every status that says the key or signature should no longer be trusted.
+    refusals = ("REVKEYSIG", "EXPKEYSIG", "EXPSIG", "ERRSIG", "BADSIG", "NO_PUBKEY")
+    if (
+        result.returncode == 0
+        and "[GNUPG:] GOODSIG" in status
+        and "[GNUPG:] VALIDSIG" in status
+        and not any(f"[GNUPG:] {word}" in status for word in refusals)
+    ):
         return None
-    detail = next(
-        (
-            line
-            for line in result.stdout.splitlines()
-            if "NO_PUBKEY" in line or "BADSIG" in line or "ERRSIG" in line
-        ),
-        "",
-    )
+    detail = next((line for line in status.splitlines() if any(w in line for w in refusals)), "")
     return f"commit {revision[:12]}: OpenPGP signature not trusted ({detail or 'invalid'})"
 
 

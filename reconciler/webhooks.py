@@ -31,6 +31,8 @@ def check_webhook(headers: Mapping[str, str], body: bytes, secret: str) -> Webho
     ``X-Forgejo-Signature: <hex>``, GitLab ``X-Gitlab-Token: <secret>``, and the generic
     ``X-Signature-256: sha256=<hex>``.
     """
+    if not secret:
+        raise ValueError("an empty webhook secret would let anyone trigger the daemon")
     expected = _hmac_hex(secret, body)
     for header, provider, prefix in (
         ("x-hub-signature-256", "github", "sha256="),
@@ -42,12 +44,13 @@ def check_webhook(headers: Mapping[str, str], body: bytes, secret: str) -> Webho
         if value is None:
             continue
         given = value.strip().removeprefix(prefix).lower()
-        if hmac.compare_digest(given, expected):
+        # bytes: compare_digest refuses non-ASCII str, and a header is the sender's to choose
+        if hmac.compare_digest(given.encode(errors="replace"), expected.encode()):
             return WebhookCheck(True, provider, "signature valid")
         return WebhookCheck(False, provider, f"{header} does not match the payload")
     token = headers.get("x-gitlab-token")
     if token is not None:
-        if hmac.compare_digest(token.encode(), secret.encode()):
+        if hmac.compare_digest(token.encode(errors="replace"), secret.encode()):
             return WebhookCheck(True, "gitlab", "token valid")
         return WebhookCheck(False, "gitlab", "X-Gitlab-Token is wrong")
     return WebhookCheck(

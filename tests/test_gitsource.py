@@ -17,6 +17,9 @@ from reconciler.testbed import make_archive_repo, serve_directory
 from tests.conftest import EXAMPLE_FLEET, git
 
 
+PINNED = "5c2e8a1f4b7d0c3e6a9f2b5d8c1e4a7f0b3d6c9e2a5f8b1d4c7e0a3f6b9d2c58"
+
+
 def always(url: str, commit: str) -> bool:
     return True
 
@@ -129,6 +132,7 @@ def test_preflight_against_a_real_ostree_repo_over_http(tmp_path: Path) -> None:
         def point_production_at_the_real_repo(root: Path) -> None:
             replace("streams/production.yaml", example_url, url)(root)
             replace("streams/production.yaml", real_commit, built)(root)
+            replace("groups/callservers-fra-dsp.yaml", PINNED, built)(root)  # preflighted too
             replace("streams/staging.yaml", f"url: {example_url}\n", "")(root)
 
         good = origin.commit("use the real repo", point_production_at_the_real_repo)
@@ -159,3 +163,22 @@ def test_preflight_that_cannot_ask_refuses(tmp_path: Path) -> None:
     verdict = consider_revision(mirror, mirror.fetch(), None, None, commit_checker=unreachable)
     assert verdict.code is VerdictCode.PREFLIGHT_FAILED
     assert "cannot check" in verdict.message
+
+
+def test_a_new_pin_is_preflighted_against_its_remotes_repository(tmp_path: Path) -> None:
+    origin = Remote(tmp_path)
+    mirror = FleetMirror(str(origin.bare), tmp_path / "state" / "fleet.git")
+    first = consider_revision(mirror, mirror.fetch(), None, None, commit_checker=always)
+    origin.commit("re-pin", replace("groups/callservers-fra-dsp.yaml", PINNED, "d" * 64))
+    asked: list[tuple[str, str]] = []
+
+    def only_known(url: str, commit: str) -> bool:
+        asked.append((url, commit))
+        return commit != "d" * 64
+
+    verdict = consider_revision(
+        mirror, mirror.fetch(), first.revision, first.fleet, commit_checker=only_known
+    )
+    assert verdict.code is VerdictCode.PREFLIGHT_FAILED
+    assert "group callservers-fra-dsp (pinned): commit dddddddddddd is not in" in verdict.message
+    assert asked == [("https://ostree.callos.example.net/repo", "d" * 64)]

@@ -36,6 +36,13 @@ SETTINGS: dict[str, tuple[str, Any]] = {
 }
 
 
+#: On/off settings: a flag, or RECONCILER_ALLOW_HISTORY_REWRITE=1, or `no-watch = true` in TOML.
+FLAGS: dict[str, tuple[str, Any]] = {
+    "allow-history-rewrite": ("act on a force-pushed branch that drops the applied commit", False),
+    "no-watch": ("do not watch a local repository's refs; poll only", False),
+}
+
+
 def register(verbs: Any) -> None:
     parser: argparse.ArgumentParser = verbs.add_parser(
         "serve", help="run the reconciler daemon", description=__doc__
@@ -43,30 +50,29 @@ def register(verbs: Any) -> None:
     parser.add_argument("--config", type=Path, help="TOML file with the settings below")
     for name, (text, default) in SETTINGS.items():
         parser.add_argument(f"--{name}", help=f"{text} (default: {default})")
-    parser.add_argument(
-        "--allow-history-rewrite",
-        action="store_true",
-        help="act on a force-pushed branch that drops the applied commit",
-    )
-    parser.add_argument(
-        "--no-watch", action="store_true", help="do not watch a local repository's refs; poll only"
-    )
+    for name, (text, _) in FLAGS.items():
+        parser.add_argument(f"--{name}", action="store_true", help=text)
     parser.set_defaults(run=run)
 
 
 def settings_from(args: argparse.Namespace) -> dict[str, Any]:
+    """Each setting from the first place that sets it: flag, environment, file, default."""
     from_file: dict[str, Any] = {}
     if args.config is not None:
         from_file = tomllib.loads(args.config.read_text())
     values = {}
-    for name, (_, default) in SETTINGS.items():
-        values[name] = (
-            getattr(args, name.replace("-", "_"))
-            or os.environ.get("RECONCILER_" + name.upper().replace("-", "_"))
-            or from_file.get(name)
-            or default
+    for name, (_, default) in {**SETTINGS, **FLAGS}.items():
+        flag = getattr(args, name.replace("-", "_"))
+        env = os.environ.get("RECONCILER_" + name.upper().replace("-", "_"))
+        # `poll-interval = 0` in the file is a value, not "unset": skip only what is None.
+        values[name] = next(
+            (v for v in (flag or None, env, from_file.get(name)) if v is not None), default
         )
     return values
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).lower() in ("1", "true", "yes", "on")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,6 +92,13 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"reconciler serve: cannot read the webhook secret: {exc}", file=sys.stderr)
             return 2
+        if not secret:
+            print(
+                "reconciler serve: the webhook secret file is empty; an empty secret would "
+                "let anyone trigger the daemon",
+                file=sys.stderr,
+            )
+            return 2
     config = ServeConfig(
         repo=str(values["repo"]),
         state_dir=Path(values["state-dir"]),
@@ -94,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
         listen=Listen(values["host"], int(values["port"]), values["tls-cert"], values["tls-key"]),
         operator_token_sha256=values["operator-token-sha256"],
         poll_interval=float(values["poll-interval"]),
-        allow_history_rewrite=args.allow_history_rewrite,
-        watch=not args.no_watch,
+        allow_history_rewrite=_truthy(values["allow-history-rewrite"]),
+        watch=not _truthy(values["no-watch"]),
         webhook_secret=secret,
         signatures=SignatureTrust(
             Path(values["trusted-gpg-home"]) if values["trusted-gpg-home"] else None,
