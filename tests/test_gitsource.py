@@ -16,7 +16,6 @@ from reconciler.store import Store
 from reconciler.testbed import make_archive_repo, serve_directory
 from tests.conftest import EXAMPLE_FLEET, git
 
-
 PINNED = "5c2e8a1f4b7d0c3e6a9f2b5d8c1e4a7f0b3d6c9e2a5f8b1d4c7e0a3f6b9d2c58"
 
 
