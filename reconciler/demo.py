@@ -17,11 +17,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack, suppress
 from pathlib import Path
 
 from rich.console import Console, Group
@@ -141,6 +143,7 @@ def start_agent(
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,  # its own process group, so cleanup reaches its children
         )
 
 
@@ -197,7 +200,11 @@ def run(console: Console | None = None, budget_seconds: float = 90) -> int:  # n
         console.rule("1. OSTree builds 1.0 and 2.0, served on 127.0.0.1")
         old, new = make_archive_repo(tmp / "ostree-repo", ["1.0", "2.0"])
         agents: list[subprocess.Popen[bytes]] = []
-        with serve_directory(tmp / "ostree-repo") as repo_url:
+        with serve_directory(tmp / "ostree-repo") as repo_url, ExitStack() as cleanup:
+            # Registered first, so they run last and whatever fails: agents, then the
+            # daemon, then the sysroots (whose immutable bits would block removing tmp).
+            cleanup.callback(_remove_sysroots, tmp)
+            cleanup.callback(_stop_agents, agents)
             console.print(f"  {repo_url}  1.0 = {old[:12]}  2.0 = {new[:12]}")
             console.rule("2. The fleet repo (bare, pushed to with git) and five call servers")
             bare, work = tmp / "fleet.git", tmp / "fleet"
@@ -213,123 +220,132 @@ def run(console: Console | None = None, budget_seconds: float = 90) -> int:  # n
                 make_sysroot(home / "sysroot", repo_url, old)
                 (home / "booted").write_text(old + "\n")
                 (home / "boot_id").write_text(f"{host}-boot-1\n")
-            running = DaemonThread(
-                ServeConfig(
-                    repo=str(bare),
-                    state_dir=tmp / "state",
-                    listen=Listen("127.0.0.1", 0),
-                    poll_interval=3600,
+            running = cleanup.enter_context(
+                DaemonThread(
+                    ServeConfig(
+                        repo=str(bare),
+                        state_dir=tmp / "state",
+                        listen=Listen("127.0.0.1", 0),
+                        poll_interval=3600,
+                    )
                 )
-            ).__enter__()
+            )
             daemon, url = running.daemon, running.url
             console.print(f"  reconciler serve on {url}, watching {bare}")
             order = rollout_order(GROUP, tuple(HOSTS), ["call-01"])
             failing = order[1]  # the first host of the second wave
             versions = {host: "1.0" for host in HOSTS}
-            try:
-                agents = [
-                    start_agent(tmp, host, url, new if host == failing else None) for host in HOSTS
-                ]
-                service = daemon.service
+            for host in HOSTS:  # one at a time, so a failed start leaves none orphaned
+                agents.append(start_agent(tmp, host, url, new if host == failing else None))
+            service = daemon.service
 
-                def in_sync_on_old() -> bool:
-                    plan = service.plans.get(GROUP)
-                    return (
-                        plan is not None
-                        and len(service.observed) == len(HOSTS)
-                        and all(p.state.value == "in_sync" for p in plan.hosts.values())
-                    )
-
-                if not wait_until(in_sync_on_old, 20, lambda: None):
-                    console.print("[red]agents did not report in time[/]")
-                    return 1
-                console.print("  all five agents report CallOS 1.0, in sync")
-
-                console.rule("3. A pull request with a typo is merged")
-                stream = work / "streams" / "production.yaml"
-                stream.write_text(stream.read_text().replace(old, new[:-1]))
-                _git(work, "commit", "-qam", "production: 2.0 (typo in the commit)")
-                _git(work, "push", "-q", "origin", "main")
-                wait_until(
-                    lambda: (
-                        (daemon.store.last_verdict() or ("",))[0] == _git(work, "rev-parse", "HEAD")
-                    ),
-                    10,
-                    lambda: None,
-                )
-                verdict = daemon.store.last_verdict()
-                console.print(
-                    f"  refused ({verdict[2] if verdict else '?'}): {verdict[3] if verdict else ''}"
-                )
-                console.print(f"  still in force: {service.fleet.revision}")
-
-                console.rule("4. The fix: production moves to CallOS 2.0")
-                stream.write_text(
-                    stream.read_text().replace(new[:-1], new).replace("'1.0'", "'2.0'")
-                )
-                _git(work, "commit", "-qam", "production: 2.0")
-                _git(work, "push", "-q", "origin", "main")
-                pushed = time.monotonic()
-
-                def refresh_versions() -> None:
-                    for host in HOSTS:
-                        booted = (tmp / "hosts" / host / "booted").read_text().strip()
-                        versions[host] = "2.0" if booted == new else "1.0"
-
-                def finished() -> bool:
-                    plan = service.plans.get(GROUP)
-                    return plan is not None and plan.status.phase.value in ("halted", "in_sync")
-
-                with Live(
-                    view(None, versions, "rollout"), console=console, refresh_per_second=8
-                ) as live:
-
-                    def refresh() -> None:
-                        refresh_versions()
-                        live.update(
-                            view(
-                                service.plans.get(GROUP),
-                                versions,
-                                f"rollout, {time.monotonic() - pushed:.0f}s after the push",
-                            )
-                        )
-
-                    done = wait_until(
-                        finished, max(10.0, budget_seconds - (time.monotonic() - started)), refresh
-                    )
+            def in_sync_on_old() -> bool:
                 plan = service.plans.get(GROUP)
-                console.print()
-                console.rule("5. Summary")
-                events = [e for e in daemon.store.events(GROUP) if e.commit == new]
-                for event in events:
-                    if event.kind in (
-                        "rollout_started",
-                        "wave_opened",
-                        "wave_completed",
-                        "host_succeeded",
-                        "host_failed",
-                        "rollout_halted",
-                    ):
-                        console.print(f"  {event.at:%H:%M:%S}  {event.kind:16} {event.message}")
-                halted = plan is not None and plan.status.phase.value == "halted"
-                rolled_back = plan is not None and plan.hosts[failing].state.value == "rolled_back"
-                untouched = [h for h in HOSTS if versions[h] == "1.0" and h != failing]
-                console.print(
-                    f"\n  {sum(v == '2.0' for v in versions.values())} host(s) on 2.0; "
-                    f"{failing} fell back to 1.0 and will not be offered 2.0 again; rollout "
-                    f"{'HALTED' if halted else plan.status.phase.value if plan else '?'} "
-                    f"{time.monotonic() - pushed:.0f}s after the push; "
-                    f"{', '.join(untouched) or 'no other host'} never rebooted into 2.0."
+                return (
+                    plan is not None
+                    and len(service.observed) == len(HOSTS)
+                    and all(p.state.value == "in_sync" for p in plan.hosts.values())
                 )
-                return 0 if done and halted and rolled_back else 1
-            finally:
-                for agent in agents:
-                    agent.terminate()
-                for agent in agents:
-                    agent.wait(timeout=10)
-                running.__exit__()
+
+            if not wait_until(in_sync_on_old, 20, lambda: None):
+                console.print("[red]agents did not report in time[/]")
+                return 1
+            console.print("  all five agents report CallOS 1.0, in sync")
+
+            console.rule("3. A pull request with a typo is merged")
+            stream = work / "streams" / "production.yaml"
+            stream.write_text(stream.read_text().replace(old, new[:-1]))
+            _git(work, "commit", "-qam", "production: 2.0 (typo in the commit)")
+            _git(work, "push", "-q", "origin", "main")
+            wait_until(
+                lambda: (
+                    (daemon.store.last_verdict() or ("",))[0] == _git(work, "rev-parse", "HEAD")
+                ),
+                10,
+                lambda: None,
+            )
+            verdict = daemon.store.last_verdict()
+            console.print(
+                f"  refused ({verdict[2] if verdict else '?'}): {verdict[3] if verdict else ''}"
+            )
+            console.print(f"  still in force: {service.fleet.revision}")
+
+            console.rule("4. The fix: production moves to CallOS 2.0")
+            stream.write_text(stream.read_text().replace(new[:-1], new).replace("'1.0'", "'2.0'"))
+            _git(work, "commit", "-qam", "production: 2.0")
+            _git(work, "push", "-q", "origin", "main")
+            pushed = time.monotonic()
+
+            def refresh_versions() -> None:
                 for host in HOSTS:
-                    remove_sysroot(tmp / "hosts" / host / "sysroot")
+                    booted = (tmp / "hosts" / host / "booted").read_text().strip()
+                    versions[host] = "2.0" if booted == new else "1.0"
+
+            def finished() -> bool:
+                plan = service.plans.get(GROUP)
+                return plan is not None and plan.status.phase.value in ("halted", "in_sync")
+
+            with Live(
+                view(None, versions, "rollout"), console=console, refresh_per_second=8
+            ) as live:
+
+                def refresh() -> None:
+                    refresh_versions()
+                    live.update(
+                        view(
+                            service.plans.get(GROUP),
+                            versions,
+                            f"rollout, {time.monotonic() - pushed:.0f}s after the push",
+                        )
+                    )
+
+                done = wait_until(
+                    finished, max(10.0, budget_seconds - (time.monotonic() - started)), refresh
+                )
+            plan = service.plans.get(GROUP)
+            console.print()
+            console.rule("5. Summary")
+            events = [e for e in daemon.store.events(GROUP) if e.commit == new]
+            for event in events:
+                if event.kind in (
+                    "rollout_started",
+                    "wave_opened",
+                    "wave_completed",
+                    "host_succeeded",
+                    "host_failed",
+                    "rollout_halted",
+                ):
+                    console.print(f"  {event.at:%H:%M:%S}  {event.kind:16} {event.message}")
+            halted = plan is not None and plan.status.phase.value == "halted"
+            rolled_back = plan is not None and plan.hosts[failing].state.value == "rolled_back"
+            untouched = [h for h in HOSTS if versions[h] == "1.0" and h != failing]
+            console.print(
+                f"\n  {sum(v == '2.0' for v in versions.values())} host(s) on 2.0; "
+                f"{failing} fell back to 1.0 and will not be offered 2.0 again; rollout "
+                f"{'HALTED' if halted else plan.status.phase.value if plan else '?'} "
+                f"{time.monotonic() - pushed:.0f}s after the push; "
+                f"{', '.join(untouched) or 'no other host'} never rebooted into 2.0."
+            )
+            return 0 if done and halted and rolled_back else 1
+
+
+def _stop_agents(agents: list[subprocess.Popen[bytes]]) -> None:
+    """Stop each agent and whatever it started (an ostree pull, the reboot script)."""
+    for agent in agents:
+        with suppress(ProcessLookupError):
+            os.killpg(agent.pid, signal.SIGTERM)
+    for agent in agents:
+        try:
+            agent.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with suppress(ProcessLookupError):
+                os.killpg(agent.pid, signal.SIGKILL)
+            agent.wait()
+
+
+def _remove_sysroots(tmp: Path) -> None:
+    for host in HOSTS:
+        remove_sysroot(tmp / "hosts" / host / "sysroot")
 
 
 def main() -> int:
