@@ -30,7 +30,7 @@ from watchdog.observers.api import BaseObserver
 
 from reconciler.api.app import create_app
 from reconciler.clock import Clock, SystemClock
-from reconciler.errors import ReconcilerError
+from reconciler.errors import GitRemoteUnavailable, ReconcilerError
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.sources import GitRevisionSource
@@ -178,7 +178,12 @@ class Daemon:
             await self._dirty.wait()
             self._dirty.clear()
             try:
-                tip = await asyncio.to_thread(self.mirror.fetch)
+                try:
+                    tip = await asyncio.to_thread(self.mirror.fetch)
+                except GitRemoteUnavailable:
+                    if self.service.metrics is not None:
+                        self.service.metrics.git_fetch_errors.inc()
+                    raise
                 verdict = await asyncio.to_thread(self._judge, tip, self.service.fleet)
                 self._record(tip, verdict)
             except ReconcilerError as exc:
@@ -251,6 +256,10 @@ class Daemon:
                 if len(body) > MAX_WEBHOOK_BYTES:
                     raise HTTPException(413, f"a webhook may be at most {MAX_WEBHOOK_BYTES} bytes")
             check = check_webhook(request.headers, body, secret)
+            if self.service.metrics is not None:
+                self.service.metrics.webhook_requests.labels(
+                    "accepted" if check.ok else "bad_signature"
+                ).inc()
             if not check.ok:
                 logger.warning(
                     "webhook refused: %s", check.reason, extra={"provider": check.provider}

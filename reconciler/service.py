@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import hmac
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -19,6 +20,7 @@ from reconciler.api.schemas import AgentReport, Assignment, ReasonOut, TargetOut
 from reconciler.clock import Clock
 from reconciler.engine import Engine
 from reconciler.fleetrepo.fleet import Fleet
+from reconciler.metrics import OperationalMetrics
 from reconciler.observed import ApplyError, Greenboot, HostObservation
 from reconciler.reports import ReportStore
 from reconciler.rollout.planner import Action, GroupPlan
@@ -67,6 +69,7 @@ class FleetService:
             )
         self.plans: dict[str, GroupPlan] = {}
         self._answers: dict[str, tuple[GroupPlan, Assignment]] = {}
+        self.metrics: OperationalMetrics | None = None  # set by the API that exports them
         self.plan_listeners: list[Callable[[str, GroupPlan | None], None]] = []
         self.use_fleet(fleet)
 
@@ -107,7 +110,16 @@ class FleetService:
         due = cached is not None and cached.requeue_at is not None and now >= cached.requeue_at
         if cached is not None and not replan and not due:
             return cached
-        plan = self.engine.reconcile_group(group, self.observed)
+        started = time.perf_counter()
+        try:
+            plan = self.engine.reconcile_group(group, self.observed)
+        except Exception:
+            if self.metrics is not None:
+                self.metrics.reconcile_errors.labels(group).inc()
+            raise
+        if self.metrics is not None:
+            self.metrics.reconcile_seconds.labels(group).observe(time.perf_counter() - started)
+            self.metrics.last_reconcile.set_to_current_time()
         self.plans[group] = plan
         for decision in plan.decisions:
             logger.info(

@@ -195,6 +195,16 @@ class Store:
         ).fetchone()
         return (row[0], bool(row[1]), row[2], row[3]) if row else None
 
+    def count_events(self, kind: str) -> list[tuple[str, str, int]]:
+        """(group, reason code, count) of the events of one kind, for counters that must
+        survive restarts."""
+        rows = self._db.execute(
+            "SELECT group_name, code, COUNT(*) FROM events WHERE kind = ? "
+            "GROUP BY group_name, code",
+            (kind,),
+        )
+        return [(group, code, int(count)) for group, code, count in rows]
+
     def events(self, group: str | None = None, after_id: int = 0) -> list[StoredEvent]:
         """Events in the order they were decided, optionally for one group."""
         query = "SELECT * FROM events WHERE id > ?"

@@ -9,12 +9,14 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
 from reconciler import __version__
 from reconciler.api import problems
 from reconciler.api.limits import ReportBodyLimits
 from reconciler.api.schemas import AgentReport, Assignment, GroupOut, HostOut, ReasonOut, TargetOut
+from reconciler.metrics import build_registry
 from reconciler.service import FleetService, token_hash
 
 MAX_WAIT_SECONDS = 300
@@ -31,6 +33,8 @@ def create_app(service: FleetService, operator_token_sha256: str | None = None) 
     )
     app.add_middleware(ReportBodyLimits)
     problems.install(app)
+    registry, service.metrics = build_registry(service)
+    reports_counter = service.metrics.agent_reports
     changed: dict[str, asyncio.Event] = {}
 
     def plan_changed(group: str, _: object) -> None:
@@ -62,17 +66,25 @@ def create_app(service: FleetService, operator_token_sha256: str | None = None) 
         parser on the raw bytes is several times cheaper. The OpenAPI document still
         describes all of it (`_REPORT_OPENAPI`).
         """
-        host = _bearer_host(service, request.headers.get("authorization"))
-        wait = _wait_seconds(request.query_params.get("wait"))
-        raw = await request.body()
         try:
-            body = AgentReport.model_validate_json(raw)
-        except ValidationError as exc:
-            raise RequestValidationError(
-                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-            ) from None
-        if body.host is not None and body.host != host:
-            raise HTTPException(403, f"this token belongs to {host}, not {body.host}")
+            host = _bearer_host(service, request.headers.get("authorization"))
+            wait = _wait_seconds(request.query_params.get("wait"))
+            raw = await request.body()
+            try:
+                body = AgentReport.model_validate_json(raw)
+            except ValidationError as exc:
+                raise RequestValidationError(
+                    [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+                ) from None
+            if body.host is not None and body.host != host:
+                raise HTTPException(403, f"this token belongs to {host}, not {body.host}")
+        except HTTPException as exc:
+            reports_counter.labels(_REPORT_RESULTS.get(exc.status_code, "rejected")).inc()
+            raise
+        except RequestValidationError:
+            reports_counter.labels("invalid").inc()
+            raise
+        reports_counter.labels("ok").inc()
         assignment = service.ingest(host, body, raw.decode())
         if wait and assignment.assignment_id == body.known_assignment:
             assignment = await _hold_until_changed(service, changed, host, assignment, wait)
@@ -100,6 +112,8 @@ def create_app(service: FleetService, operator_token_sha256: str | None = None) 
     async def groups() -> list[GroupOut]:
         """Every group with its rollout status."""
         return [_group_out(service, name) for name in service.fleet.groups]
+
+    _add_metrics(app, registry)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -147,6 +161,13 @@ def _group_out(service: FleetService, name: str) -> GroupOut:
     )
 
 
+def _add_metrics(app: FastAPI, registry: CollectorRegistry) -> None:
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus metrics (docs/metrics.md)."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
 def _bearer_host(service: FleetService, header: str | None) -> str:
     """The host an agent's `Authorization: Bearer <token>` belongs to, or 401."""
     scheme, _, token = (header or "").partition(" ")
@@ -176,6 +197,8 @@ def _wait_seconds(raw: str | None) -> int:
         )
     return int(raw)
 
+
+_REPORT_RESULTS = {401: "unauthorized", 403: "forbidden"}
 
 _REPORT_OPENAPI = {
     "requestBody": {

@@ -1,0 +1,175 @@
+"""Prometheus metrics: a public interface (alert rules and dashboards depend on the names).
+
+Fleet state (drift, hosts by state, waves, rollout state, last reports) is computed at scrape
+time from the service's current plans and observations, so it is always level-true and needs
+no bookkeeping. Counters of things that happened (failures, finished rollouts) are read from
+the durable event log, so they survive restarts. Only the reconciler's own operational
+counters (reports, webhooks, fetch errors, reconcile durations) live in process memory.
+Names and meanings: docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+from reconciler.rollout.planner import GroupPhase, HostState
+
+if TYPE_CHECKING:
+    from reconciler.service import FleetService
+
+#: Rollout states as dashboards and alerts see them (GroupPhase, with in_sync -> complete).
+ROLLOUT_STATES = ("progressing", "soaking", "waiting", "paused", "halted", "complete", "empty")
+_PHASE_TO_STATE = {GroupPhase.IN_SYNC: "complete"}
+
+
+class OperationalMetrics:
+    """Counters and histograms the runner updates as things happen."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.reconcile_seconds = Histogram(
+            "fleet_reconcile_duration_seconds",
+            "Time taken by one planning pass of one group.",
+            ["group"],
+            registry=registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        )
+        self.reconcile_errors = Counter(
+            "fleet_reconcile_errors", "Planning passes that failed.", ["group"], registry=registry
+        )
+        self.last_reconcile = Gauge(
+            "fleet_last_successful_reconcile_timestamp_seconds",
+            "When a planning pass last succeeded (Unix time).",
+            registry=registry,
+        )
+        self.git_fetch_errors = Counter(
+            "fleet_git_fetch_errors", "Fetches of the fleet repo that failed.", registry=registry
+        )
+        self.webhook_requests = Counter(
+            "fleet_webhook_requests", "Webhook requests by result.", ["result"], registry=registry
+        )
+        self.agent_reports = Counter(
+            "fleet_agent_reports",
+            "Agent reports by result (ok, unauthorized, forbidden, invalid).",
+            ["result"],
+            registry=registry,
+        )
+
+
+class FleetCollector(Collector):
+    """Computes the fleet-state metrics from the service at scrape time."""
+
+    def __init__(self, service: FleetService) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | InfoMetricFamily]:
+        service = self.service
+        drift = GaugeMetricFamily(
+            "fleet_host_drift",
+            "1 when the host's booted base commit differs from its group's desired commit.",
+            labels=["group", "host"],
+        )
+        since = GaugeMetricFamily(
+            "fleet_host_drift_since_timestamp_seconds",
+            "Since when the host has been drifted: when its group's "
+            "desired commit changed, or when it left it (Unix time).",
+            labels=["group", "host"],
+        )
+        hosts = GaugeMetricFamily(
+            "fleet_group_hosts", "Hosts of a group by state.", labels=["group", "state"]
+        )
+        wave = GaugeMetricFamily(
+            "fleet_rollout_wave", "Waves opened in the group's current rollout.", labels=["group"]
+        )
+        waves = GaugeMetricFamily(
+            "fleet_rollout_waves", "Waves of the group's current rollout.", labels=["group"]
+        )
+        state = GaugeMetricFamily(
+            "fleet_rollout_state",
+            "1 for the group's current rollout state.",
+            labels=["group", "state"],
+        )
+        reported = GaugeMetricFamily(
+            "fleet_host_last_report_timestamp_seconds",
+            "When the host last reported (Unix time).",
+            labels=["host"],
+        )
+        for group in sorted(service.fleet.groups):
+            plan = service.plan(group)
+            target = plan.spec.target.commit
+            rollout = plan.state.rollout
+            counts = {s.value: 0 for s in HostState}
+            for host, host_plan in plan.hosts.items():
+                counts[host_plan.state.value] += 1
+                observed = service.observed.get(host)
+                drifted = observed is None or observed.booted_commit != target
+                drift.add_metric([group, host], 1.0 if drifted else 0.0)
+                if drifted and rollout is not None:
+                    progress = rollout.hosts.get(host)
+                    began = (
+                        progress.offered_at
+                        if progress is not None and progress.drifted and progress.offered_at
+                        else rollout.started_at
+                    )
+                    since.add_metric([group, host], began.timestamp())
+            for name, count in counts.items():
+                hosts.add_metric([group, name], float(count))
+            wave.add_metric([group], float(min(plan.status.wave, plan.status.waves_total)))
+            waves.add_metric([group], float(plan.status.waves_total))
+            current = _PHASE_TO_STATE.get(plan.status.phase, plan.status.phase.value)
+            for name in ROLLOUT_STATES:
+                state.add_metric([group, name], 1.0 if name == current else 0.0)
+        for host, observed in sorted(service.observed.items()):
+            reported.add_metric([host], observed.received_at.timestamp())
+        yield from (drift, since, hosts, wave, waves, state, reported)
+        yield from self._from_event_log()
+        yield from self._revision()
+
+    def _from_event_log(self) -> Iterator[CounterMetricFamily]:
+        failures = CounterMetricFamily(
+            "fleet_host_failures",
+            "Host failures by reason (greenboot_red, fell_back, deploy_error, health_timeout).",
+            labels=["group", "reason"],
+        )
+        finished = CounterMetricFamily(
+            "fleet_rollouts_finished",
+            "Rollouts finished by result (completed, halted, superseded).",
+            labels=["group", "result"],
+        )
+        for group, reason, count in self.service.engine.store.count_events("host_failed"):
+            failures.add_metric([group, reason], float(count))
+        for kind, result in (
+            ("rollout_completed", "completed"),
+            ("rollout_halted", "halted"),
+            ("rollout_superseded", "superseded"),
+        ):
+            for group, _, count in self.service.engine.store.count_events(kind):
+                finished.add_metric([group, result], float(count))
+        yield failures
+        yield finished
+
+    def _revision(self) -> Iterator[GaugeMetricFamily | InfoMetricFamily]:
+        info = InfoMetricFamily(
+            "fleet_repo_revision", "The fleet-repo revision in force.", labels=[]
+        )
+        info.add_metric([], {"revision": self.service.fleet.revision or "working-tree"})
+        valid = GaugeMetricFamily(
+            "fleet_repo_revision_valid",
+            "0 while the newest revision "
+            "of the fleet repo is refused and an older one stays in "
+            "force.",
+        )
+        last = self.service.engine.store.last_verdict()
+        valid.add_metric([], 0.0 if last is not None and not last[1] else 1.0)
+        yield info
+        yield valid
+
+
+def build_registry(service: FleetService) -> tuple[CollectorRegistry, OperationalMetrics]:
+    registry = CollectorRegistry()
+    registry.register(FleetCollector(service))
+    return registry, OperationalMetrics(registry)

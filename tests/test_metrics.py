@@ -1,0 +1,100 @@
+"""/metrics on a real server: the fleet's state as Prometheus sees it, and promtool's lint."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from reconciler.clock import ManualClock
+from tests.api_support import RunningApi, running_api
+from tests.engine_harness import START
+from tests.fleets import NEW, build_fleet
+from tests.test_api import GROUPS, HOSTS, post, report
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[RunningApi]:
+    with running_api(build_fleet(GROUPS, HOSTS), tmp_path / "s.sqlite", ManualClock(START)) as a:
+        yield a
+
+
+def samples(api: RunningApi) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(api.url + "/metrics").text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(
+    found: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    return found[(name, tuple(sorted(labels.items())))]
+
+
+def test_drift_hosts_by_state_and_waves(api: RunningApi) -> None:
+    post(api, report("c1"), token="c1")
+    found = samples(api)
+    assert value(found, "fleet_host_drift", group="g", host="c1") == 1
+    assert (
+        value(found, "fleet_host_drift_since_timestamp_seconds", group="g", host="c1")
+        == START.timestamp()
+    )
+    assert value(found, "fleet_group_hosts", group="g", state="staging") == 1
+    assert value(found, "fleet_rollout_wave", group="g") == 1
+    assert value(found, "fleet_rollout_waves", group="g") == 2
+    assert value(found, "fleet_rollout_state", group="g", state="progressing") == 1
+    assert value(found, "fleet_host_last_report_timestamp_seconds", host="c1") == START.timestamp()
+    assert value(found, "fleet_agent_reports_total", result="ok") == 1
+    assert value(found, "fleet_repo_revision_valid") == 1
+    assert value(found, "fleet_repo_revision_info", revision="rev-1") == 1
+
+    post(api, report(booted=NEW), token="c1")
+    found = samples(api)
+    assert value(found, "fleet_host_drift", group="g", host="c1") == 0
+    assert (
+        "fleet_host_drift_since_timestamp_seconds",
+        (("group", "g"), ("host", "c1")),
+    ) not in found
+
+
+def test_failures_and_finished_rollouts_are_counted_from_the_event_log(api: RunningApi) -> None:
+    post(api, report(), token="c1")  # offered the target
+    post(api, report(booted=NEW, greenboot="red"), token="c1")  # booted it, checks failed
+    found = samples(api)
+    assert value(found, "fleet_host_failures_total", group="g", reason="greenboot_red") == 1
+    assert value(found, "fleet_rollouts_finished_total", group="g", result="halted") == 1
+    assert value(found, "fleet_rollout_state", group="g", state="halted") == 1
+    assert value(found, "fleet_group_hosts", group="g", state="failed") == 1
+
+
+def test_rejected_reports_are_counted_by_result(api: RunningApi) -> None:
+    post(api, report(), token="nope")
+    post(api, report("c2"), token="c1")
+    httpx.post(
+        api.url + "/v1/report",
+        content="{",
+        headers={"Authorization": "Bearer c1", "Content-Type": "application/json"},
+    )
+    found = samples(api)
+    assert value(found, "fleet_agent_reports_total", result="unauthorized") == 1
+    assert value(found, "fleet_agent_reports_total", result="forbidden") == 1
+    assert value(found, "fleet_agent_reports_total", result="invalid") == 1
+
+
+@pytest.mark.needs_tool("promtool")
+def test_promtool_finds_nothing_to_lint(api: RunningApi) -> None:
+    post(api, report(), token="c1")
+    text = httpx.get(api.url + "/metrics").text
+    result = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == ""
+    assert result.stderr.strip() == ""
