@@ -18,9 +18,17 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 
 from reconciler.rollout.planner import GroupPhase, HostState
+from reconciler.rollout.reasons import FAILURE_CODES
 
 if TYPE_CHECKING:
     from reconciler.service import FleetService
+
+FAILURE_REASONS = tuple(sorted(code.value for code in FAILURE_CODES))
+FINISH_RESULTS = {
+    "rollout_completed": "completed",
+    "rollout_halted": "halted",
+    "rollout_superseded": "superseded",
+}
 
 #: Rollout states as dashboards and alerts see them (GroupPhase, with in_sync -> complete).
 ROLLOUT_STATES = ("progressing", "soaking", "waiting", "paused", "halted", "complete", "empty")
@@ -140,15 +148,20 @@ class FleetCollector(Collector):
             "Rollouts finished by result (completed, halted, superseded).",
             labels=["group", "result"],
         )
-        for group, reason, count in self.service.engine.store.count_events("host_failed"):
+        store, groups = self.service.engine.store, sorted(self.service.fleet.groups)
+        # Every series exists from the start at 0: `increase()` cannot see a counter's first
+        # step if the series is born at 1.
+        counts = {(g, reason): 0 for g in groups for reason in FAILURE_REASONS}
+        for group, reason, count in store.count_events("host_failed"):
+            counts[(group, reason)] = count
+        for (group, reason), count in sorted(counts.items()):
             failures.add_metric([group, reason], float(count))
-        for kind, result in (
-            ("rollout_completed", "completed"),
-            ("rollout_halted", "halted"),
-            ("rollout_superseded", "superseded"),
-        ):
-            for group, _, count in self.service.engine.store.count_events(kind):
-                finished.add_metric([group, result], float(count))
+        ended = {(g, result): 0 for g in groups for result in FINISH_RESULTS.values()}
+        for kind, result in FINISH_RESULTS.items():
+            for group, _, count in store.count_events(kind):
+                ended[(group, result)] = ended.get((group, result), 0) + count
+        for (group, result), count in sorted(ended.items()):
+            finished.add_metric([group, result], float(count))
         yield failures
         yield finished
 
