@@ -31,7 +31,16 @@ FINISH_RESULTS = {
 }
 
 #: Rollout states as dashboards and alerts see them (GroupPhase, with in_sync -> complete).
-ROLLOUT_STATES = ("progressing", "soaking", "waiting", "paused", "halted", "complete", "empty")
+ROLLOUT_STATES = (
+    "progressing",
+    "soaking",
+    "waiting_window",
+    "waiting",
+    "paused",
+    "halted",
+    "complete",
+    "empty",
+)
 _PHASE_TO_STATE = {GroupPhase.IN_SYNC: "complete"}
 
 

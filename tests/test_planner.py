@@ -203,6 +203,7 @@ def test_rule6_reboots_only_inside_the_window_with_margin(tmp_path: Path) -> Non
     plan = h.plan("g")
     assert all(p.action is Action.STAGE for p in plan.hosts.values())
     assert {p.reason.code for p in plan.hosts.values()} == {ReasonCode.WAITING_FOR_WINDOW}
+    assert plan.status.phase is GroupPhase.WAITING_WINDOW
     assert (
         "waiting for maintenance window 02:00–03:00 Europe/Dublin, opens in"
         in plan.hosts["h1"].reason.message

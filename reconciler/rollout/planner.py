@@ -47,6 +47,7 @@ class GroupPhase(StrEnum):
     PROGRESSING = "progressing"
     SOAKING = "soaking"
     WAITING = "waiting"
+    WAITING_WINDOW = "waiting_window"  # hosts are staged; reboots wait for a window
     PAUSED = "paused"
     HALTED = "halted"
     EMPTY = "empty"
@@ -198,7 +199,7 @@ class _Pass:
             self.state,
             tuple(self.decisions),
             hosts,
-            self.status(),
+            self.status(hosts),
             self.next_look,
         )
 
@@ -760,7 +761,7 @@ class _Pass:
             plan = self._shared_plans[key] = HostPlan(state, action, Reason(code, message()))
         return plan
 
-    def status(self) -> GroupStatus:
+    def status(self, hosts: Mapping[str, HostPlan]) -> GroupStatus:
         rollout, spec = self.rollout, self.spec
         total = spec.waves_total
         opened = min(rollout.waves_opened, total)
@@ -803,6 +804,14 @@ class _Pass:
                 opened,
                 total,
             )
+        window_wait = next(
+            (p.reason for p in hosts.values() if p.reason.code is ReasonCode.WAITING_FOR_WINDOW),
+            None,
+        )
+        if window_wait is not None and not any(
+            p.state is HostState.UPDATING for p in hosts.values()
+        ):
+            return GroupStatus(GroupPhase.WAITING_WINDOW, window_wait, opened, total)
         done = sum(1 for h in spec.order[: spec.wave_ends[max(0, opened - 1)]] if self.settled(h))
         return GroupStatus(
             GroupPhase.PROGRESSING,
