@@ -153,7 +153,14 @@ class Daemon:
 
     def _record(self, tip: str, verdict: RevisionVerdict) -> None:
         """Store and log a verdict; on the thread that owns the store (the event loop's)."""
-        if verdict.code is not VerdictCode.UNCHANGED:
+        last = self.store.last_verdict()
+        repeated = last is not None and (last[0], last[2]) == (tip, verdict.code.value)
+        back_to_applied = verdict.code is VerdictCode.UNCHANGED and last is not None and not last[1]
+        if back_to_applied:  # the branch went back to the applied commit: nothing is refused
+            self.store.record_revision(
+                tip, self.clock.now(), True, verdict.code.value, verdict.message
+            )
+        elif verdict.code is not VerdictCode.UNCHANGED and not repeated:
             self.store.record_revision(
                 tip, self.clock.now(), verdict.accepted, verdict.code.value, verdict.message
             )
@@ -218,6 +225,8 @@ class Daemon:
         self.request_sync()
         for group in list(self.service.fleet.groups):
             self.service.plan(group, replan=True)
+        if self.service.metrics is not None:  # also true of a fleet with no groups at all
+            self.service.metrics.last_reconcile.set_to_current_time()
 
     # -- HTTP -----------------------------------------------------------------------------
 

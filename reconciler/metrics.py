@@ -116,7 +116,12 @@ class FleetCollector(Collector):
             labels=["host"],
         )
         for group in sorted(service.fleet.groups):
-            plan = service.plan(group)
+            # Read-only: a scrape shows the plans as they are and never plans (that would
+            # persist decisions, and a failing group would fail the whole scrape). A group is
+            # planned at start, on reports, on its look-again timer and every resync.
+            plan = service.plans.get(group)
+            if plan is None:
+                continue
             target = plan.spec.target.commit
             rollout = plan.state.rollout
             counts = {s.value: 0 for s in HostState}
@@ -125,14 +130,12 @@ class FleetCollector(Collector):
                 observed = service.observed.get(host)
                 drifted = observed is None or observed.booted_commit != target
                 drift.add_metric([group, host], 1.0 if drifted else 0.0)
-                if drifted and rollout is not None:
-                    progress = rollout.hosts.get(host)
-                    began = (
-                        progress.offered_at
-                        if progress is not None and progress.drifted and progress.offered_at
-                        else rollout.started_at
-                    )
-                    since.add_metric([group, host], began.timestamp())
+                progress = rollout.hosts.get(host) if rollout is not None else None
+                if drifted and progress is not None and progress.offered_at is not None:
+                    # Drift that a rollout does not explain starts when the host was offered
+                    # the target (its wave opened, it joined, or it was brought back after
+                    # leaving); a host still waiting for its wave is not counted as drifting.
+                    since.add_metric([group, host], progress.offered_at.timestamp())
             for name, count in counts.items():
                 hosts.add_metric([group, name], float(count))
             wave.add_metric([group], float(min(plan.status.wave, plan.status.waves_total)))

@@ -66,6 +66,10 @@ MIGRATIONS: tuple[str, ...] = (
         message     TEXT NOT NULL
     );
     """,
+    # Counters read from the event log by kind (metrics) must not scan the whole table.
+    """
+    CREATE INDEX events_by_kind ON events (kind, group_name, code);
+    """,
 )
 
 

@@ -15,6 +15,7 @@ from reconciler.cli import main
 from reconciler.daemon import Daemon, NoValidRevision, ServeConfig
 from reconciler.server import Listen
 from reconciler.service import token_hash
+from tests.conftest import git
 from tests.daemon_support import BackgroundDaemon
 from tests.test_gitsource import Remote, replace
 
@@ -203,3 +204,26 @@ def test_a_soak_ends_on_a_timer_without_any_report(tmp_path: Path) -> None:
         assert (status.phase.value, status.wave) == ("soaking", 1)
         # Nobody reports; the look-again timer alone must open the next wave.
         wait_for(lambda: service.plans["staging-lab"].status.wave == 2, timeout=10)
+
+
+def test_revision_valid_again_when_the_branch_returns_to_the_applied_commit(
+    tmp_path: Path,
+) -> None:
+    origin = Remote(tmp_path)
+    good = origin.commit("no example urls", no_urls)
+    with BackgroundDaemon(config(tmp_path, origin)) as running:
+
+        def valid() -> float:
+            for line in httpx.get(running.url + "/metrics").text.splitlines():
+                if line.startswith("fleet_repo_revision_valid "):
+                    return float(line.split()[1])
+            raise AssertionError("no fleet_repo_revision_valid")
+
+        assert valid() == 1
+        origin.commit(
+            "typo",
+            replace("groups/callservers-nyc.yaml", "stream: production", "stream: prodution"),
+        )
+        wait_for(lambda: valid() == 0)
+        git(origin.work, "push", "-q", "--force", "origin", f"{good}:main")
+        wait_for(lambda: valid() == 1)

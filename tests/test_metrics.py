@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -98,3 +99,15 @@ def test_promtool_finds_nothing_to_lint(api: RunningApi) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == ""
     assert result.stderr.strip() == ""
+
+
+def test_a_scrape_never_plans(api: RunningApi) -> None:
+    post(api, report("c1"), token="c1")
+    events = len(api.service.engine.store.events())
+    clock = api.service.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(timedelta(days=1))  # every plan's look-again time has passed
+    api.service.plans.pop("g")  # and one group has no plan at all
+    found = samples(api)
+    assert len(api.service.engine.store.events()) == events
+    assert ("fleet_rollout_wave", (("group", "g"),)) not in found
