@@ -76,6 +76,8 @@ class FleetService:
     def use_fleet(self, fleet: Fleet) -> None:
         """Make a new validated fleet revision the desired state; every group is re-planned."""
         self.fleet = fleet
+        # Hosts removed from the inventory are forgotten (their reports stay in the store).
+        self.observed = {h: o for h, o in self.observed.items() if h in fleet.hosts}
         self._hosts_by_token = {h.token_sha256: h.name for h in fleet.hosts.values()}
         self.engine.use_fleet(fleet)
         self.plans.clear()
