@@ -35,6 +35,21 @@ def _git(repo: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+def _commit(repo: Path, message: str, *flags: str) -> None:
+    _git(
+        repo,
+        "-c",
+        "user.name=Ops",
+        "-c",
+        "user.email=ops@example.net",
+        "commit",
+        "-q",
+        *flags,
+        "-m",
+        message,
+    )
+
+
 def _banner(text: str) -> None:
     print(f"\n=== {text}", flush=True)
 
@@ -48,17 +63,7 @@ def run() -> int:
         shutil.copytree(EXAMPLE, repo)
         _git(repo, "init", "-q", "-b", "main")
         _git(repo, "add", "-A")
-        _git(
-            repo,
-            "-c",
-            "user.name=Ops",
-            "-c",
-            "user.email=ops@example.net",
-            "commit",
-            "-q",
-            "-m",
-            "Initial fleet",
-        )
+        _commit(repo, "Initial fleet")
         _banner("reconciler validate --rev HEAD  (the example fleet, read from Git)")
         good = reconciler(["validate", str(repo), "--rev", "HEAD"])
 
@@ -68,17 +73,7 @@ def run() -> int:
             for old, new in edits:
                 text = text.replace(old, new)
             path.write_text(text)
-        _git(
-            repo,
-            "-c",
-            "user.name=Ops",
-            "-c",
-            "user.email=ops@example.net",
-            "commit",
-            "-q",
-            "-am",
-            "Bump production, tune nyc",
-        )
+        _commit(repo, "Bump production, tune nyc", "-a")
         _banner("reconciler validate --rev HEAD  (a pull request with three mistakes)")
         bad = reconciler(["validate", str(repo), "--rev", "HEAD"])
         _banner("reconciler validate --rev HEAD~1 --format github  (last good revision)")
