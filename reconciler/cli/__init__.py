@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from reconciler import __version__
-from reconciler.cli import schema, serve, status, validate
+from reconciler.cli import history, schema, serve, status, validate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema.register(verbs)
     serve.register(verbs)
     status.register(verbs)
+    history.register(verbs)
     return parser
 
 

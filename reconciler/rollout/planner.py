@@ -130,7 +130,8 @@ class _Pass:
     def decide(self, kind: DecisionKind, reason: Reason, **fields: object) -> None:
         """Record a decision and apply it to the working state.
 
-        It is stamped with the rollout it belongs to: the new one for ``rollout_started``,
+        It is stamped with the rollout it belongs to (number, target, and the fleet-repo
+        revision that caused it): the new one for ``rollout_started``,
         the current one (e.g. the superseded one) for everything else.
         """
         current = self.state.rollout
@@ -140,6 +141,7 @@ class _Pass:
         else:
             fields.setdefault("commit", current.target)
             fields.setdefault("rollout", current.number)
+            fields.setdefault("revision", current.revision)  # every event traces to a commit
         decision = Decision(kind, self.now, reason, **fields)  # type: ignore[arg-type]
         apply_decision(self.state, decision)
         self.decisions.append(decision)
