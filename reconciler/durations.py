@@ -35,6 +35,11 @@ def format_duration(value: timedelta) -> str:
     return "".join(parts)
 
 
+def format_minutes(value: timedelta) -> str:
+    """A duration for people, to the minute: ``3h12m``, ``45m``, ``0s`` for less than one."""
+    return format_duration(timedelta(minutes=max(0, int(value.total_seconds() // 60))))
+
+
 def _coerce(value: object) -> object:
     if isinstance(value, str):
         return parse_duration(value)

@@ -100,12 +100,3 @@ class Simulation:
         self.last_plans = plans
         self.clock.advance(dt)
         return plans
-
-    def run_until(self, done: object, dt: timedelta, limit: timedelta) -> bool:
-        """Step until ``done()`` is true or ``limit`` of virtual time has passed."""
-        deadline = self.clock.now() + limit
-        while self.clock.now() < deadline:
-            self.step(dt)
-            if callable(done) and done():
-                return True
-        return False

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
 
-from reconciler.durations import format_duration
+from reconciler.durations import format_minutes
 from reconciler.fleetrepo.models import MaintenanceWindow
 
 _JUST_AFTER = timedelta(seconds=1)  # cronsim's reverse search excludes its start time
@@ -52,13 +52,10 @@ class RebootWindow:
         if self.allowed and self.reboot_deadline is not None:
             return (
                 f"inside maintenance window {span}; reboots may start for another "
-                f"{_minutes(self.reboot_deadline - now)}"
+                f"{format_minutes(self.reboot_deadline - now)}"
             )
-        return f"waiting for maintenance window {span}, opens in {_minutes(self.starts_at - now)}"
-
-
-def _minutes(delta: timedelta) -> str:
-    return format_duration(timedelta(minutes=max(0, int(delta.total_seconds() // 60))))
+        opens_in = format_minutes(self.starts_at - now)
+        return f"waiting for maintenance window {span}, opens in {opens_in}"
 
 
 # In the hour that repeats when clocks go back, cronsim may answer with the other of the two

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from reconciler.durations import format_minutes
 from reconciler.observed import Greenboot, HostObservation
 from reconciler.rollout.decisions import Decision, DecisionKind, apply_decision
 from reconciler.rollout.reasons import Reason, ReasonCode
@@ -387,7 +388,8 @@ class _Pass:
             self.fail(
                 host,
                 ReasonCode.HEALTH_TIMEOUT,
-                f"{host} was not healthy on the target within {_human(self.policy.health_timeout)}",
+                f"{host} was not healthy on the target within "
+                f"{format_minutes(self.policy.health_timeout)}",
             )
         else:
             self.wake_at(deadline)
@@ -639,7 +641,7 @@ class _Pass:
             seen = (
                 "never reported"
                 if obs is None
-                else f"last report {_human(self.now - obs.received_at)} ago"
+                else f"last report {format_minutes(self.now - obs.received_at)} ago"
             )
             code = ReasonCode.SKIPPED_STALE if self.skipped(obs) else ReasonCode.STALE
             return HostPlan(HostState.STALE, Action.NONE, Reason(code, f"{host} {seen}"))
@@ -842,9 +844,3 @@ def _budget_text(spec: GroupSpec, key: BudgetKey) -> str:
         f"{label}={value}" for label, value in zip(spec.budget_labels, key, strict=True)
     )
     return f"at most {limit} updating at once" + (f" in {where}" if where else "")
-
-
-def _human(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"
