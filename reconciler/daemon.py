@@ -35,13 +35,17 @@ from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.sources import GitRevisionSource
 from reconciler.gitsource import FleetMirror, RevisionVerdict, VerdictCode, consider_revision
+from reconciler.gitwriter import CommitSigner, GitIdentity
+from reconciler.promoter import PromotionWritten
 from reconciler.reports import SqliteReportStore
 from reconciler.rollout.planner import GroupPlan
+from reconciler.rolloutnotes import NotesWritten
 from reconciler.server import Listen, make_server
 from reconciler.service import FleetService
 from reconciler.signatures import SignatureTrust, check_commit_signature
 from reconciler.store import Store
 from reconciler.webhooks import check_webhook
+from reconciler.writeback import WriteBack, WriteBackConfig, next_promotion_check
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +71,13 @@ class ServeConfig:
     watch: bool = True
     webhook_secret: str | None = None
     signatures: SignatureTrust = field(default_factory=SignatureTrust)
+    #: Who the reconciler is in the fleet repo's history (rollout notes, promotions).
+    identity: GitIdentity = field(default_factory=GitIdentity)
+    signer: CommitSigner = field(default_factory=CommitSigner)
+    #: Push rollout notes to the remote (needs write access); they are kept in the mirror anyway.
+    push_notes: bool = True
+    #: Make the promotion commits streams declare (needs write access to the fleet repo).
+    promote: bool = True
 
 
 class _RefsChanged(FileSystemEventHandler):
@@ -97,6 +108,9 @@ class Daemon:
         self.store = Store(config.state_dir / "state.sqlite")
         self.reports = SqliteReportStore(config.state_dir / "state.sqlite")
         self.mirror = FleetMirror(config.repo, config.state_dir / "fleet.git", config.branch)
+        # pygit2 objects are not safe to share between threads: every use of the mirror
+        # (fetch, gate, notes, promotions) holds this lock.
+        self.git_lock = threading.Lock()
         self.applied = self.store.last_applied_revision()
         fleet = self._applied_fleet()
         try:
@@ -118,9 +132,18 @@ class Daemon:
                 "was refused (see the log); fix it and start again"
             )
         self.service = FleetService(fleet, self.store, self.reports, self.clock)
+        self.writeback = WriteBack(
+            self.mirror.repo,
+            self.git_lock,
+            self.service,
+            WriteBackConfig(config.identity, config.signer, config.push_notes, config.promote),
+            config.branch,
+            config.subdirectory,
+        )
         self.app = self._build_app()
         self.scheduler: AsyncIOScheduler | None = None
         self._dirty: asyncio.Event | None = None
+        self._writeback_due: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- Git ----------------------------------------------------------------------------
@@ -133,9 +156,17 @@ class Daemon:
         )
         return result.fleet
 
+    def _fetch(self) -> str:
+        with self.git_lock:
+            return self.mirror.fetch()
+
     def _judge(self, tip: str, current: Fleet | None) -> RevisionVerdict:
         """Put ``tip`` through the gate. Touches only the mirror and the network, so it may
         run in a worker thread; recording the verdict is :meth:`_record`'s job."""
+        with self.git_lock:
+            return self._consider(tip, current)
+
+    def _consider(self, tip: str, current: Fleet | None) -> RevisionVerdict:
         trust = self.config.signatures
         return consider_revision(
             self.mirror,
@@ -174,6 +205,15 @@ class Daemon:
         if verdict.accepted:
             self.applied = tip
 
+    def sync(self) -> RevisionVerdict:
+        """One look at the repo on the calling thread (tests and one-shot use)."""
+        tip = self._fetch()
+        verdict = self._judge(tip, self.service.fleet)
+        self._record(tip, verdict)
+        if verdict.accepted and verdict.fleet is not None:
+            self.service.use_fleet(verdict.fleet)
+        return verdict
+
     def request_sync(self) -> None:
         """Thread-safe: ask for a look at the repo; many requests make one pass."""
         if self._loop is not None and self._dirty is not None:
@@ -186,7 +226,7 @@ class Daemon:
             self._dirty.clear()
             try:
                 try:
-                    tip = await asyncio.to_thread(self.mirror.fetch)
+                    tip = await asyncio.to_thread(self._fetch)
                 except GitRemoteUnavailable:
                     if self.service.metrics is not None:
                         self.service.metrics.git_fetch_errors.inc()
@@ -201,6 +241,64 @@ class Daemon:
                 continue
             if verdict.accepted and verdict.fleet is not None:
                 self.service.use_fleet(verdict.fleet)
+
+    # -- writing back: rollout notes and promotions -----------------------------------------
+
+    def request_writeback(self, *_: object) -> None:
+        """Ask for a notes pass and a promotion pass; many requests make one of each."""
+        if self._loop is not None and self._writeback_due is not None:
+            self._loop.call_soon_threadsafe(self._writeback_due.set)
+
+    async def _writeback_loop(self) -> None:
+        assert self._writeback_due is not None
+        while True:
+            await self._writeback_due.wait()
+            self._writeback_due.clear()
+            try:
+                await self._notes_pass()
+                if self.config.promote:
+                    await self._promotion_pass()
+            except Exception:  # a bug must not end the writing back for good
+                logger.exception("writing back to the fleet repo failed unexpectedly")
+
+    async def _notes_pass(self) -> None:
+        writeback = self.writeback
+        lines, last = writeback.pending_notes()
+        if not lines:
+            writeback.nothing_to_write(last)
+            return
+        push = writeback.notes_pushable()
+        try:
+            written: NotesWritten | Exception = await asyncio.to_thread(
+                writeback.write_notes, lines, push
+            )
+        except ReconcilerError as exc:
+            written = exc
+        writeback.notes_written(last, push, written)
+
+    async def _promotion_pass(self) -> None:
+        writeback = self.writeback
+        checks = writeback.promotion_checks()
+        for check in writeback.due(checks):
+            try:
+                written: PromotionWritten | Exception = await asyncio.to_thread(
+                    writeback.write_promotion, check
+                )
+            except ReconcilerError as exc:
+                written = exc
+            attempt = writeback.promotion_done(check, written)
+            if attempt.written is not None:
+                self.request_sync()  # take the promotion in now if it went to the branch
+        when = next_promotion_check(checks)
+        if self.scheduler is not None and when is not None:
+            self.scheduler.add_job(
+                self.request_writeback,
+                "date",
+                run_date=when,
+                id="promotion-due",
+                replace_existing=True,
+                misfire_grace_time=None,
+            )
 
     # -- timers ---------------------------------------------------------------------------
 
@@ -223,6 +321,7 @@ class Daemon:
 
     async def _resync(self) -> None:
         self.request_sync()
+        self.request_writeback()
         for group in list(self.service.fleet.groups):
             self.service.plan(group, replan=True)
         if self.service.metrics is not None:  # also true of a fleet with no groups at all
@@ -283,8 +382,11 @@ class Daemon:
         """Serve until SIGTERM/SIGINT (or ``server.should_exit``); then shut down cleanly."""
         self._loop = asyncio.get_running_loop()
         self._dirty = asyncio.Event()
+        self._writeback_due = asyncio.Event()
+        self._writeback_due.set()  # catch up with anything decided before a restart
         self.scheduler = AsyncIOScheduler(event_loop=self._loop)
         self.service.plan_listeners.append(self._schedule_look_again)
+        self.service.plan_listeners.append(self.request_writeback)
         self.scheduler.add_job(
             self._poll,
             "interval",
@@ -298,6 +400,7 @@ class Daemon:
         self.scheduler.start()
         observer = self._watch()
         sync = asyncio.create_task(self._sync_loop())
+        writeback = asyncio.create_task(self._writeback_loop())
         for group in list(self.service.fleet.groups):
             self.service.plan(group)  # schedules each group's first look-again
         self.server = server or make_server(self.app, self.config.listen)
@@ -306,6 +409,7 @@ class Daemon:
             await self.server.serve()
         finally:
             sync.cancel()
+            writeback.cancel()
             if observer is not None:
                 observer.stop()
                 observer.join(timeout=5)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime
+from types import MappingProxyType
 
 from reconciler.clock import Clock
 from reconciler.fleetrepo.fleet import Fleet
@@ -34,6 +35,10 @@ class Engine:
     def use_fleet(self, fleet: Fleet) -> None:
         """Make ``fleet`` (a validated revision) the desired state from now on."""
         self.specs = fleet_specs(fleet)
+
+    def states(self) -> Mapping[str, GroupState]:
+        """The durable state of every group that has one (read-only view)."""
+        return MappingProxyType(self._states)
 
     def state(self, group: str) -> GroupState:
         return self._states.get(group) or GroupState(group)

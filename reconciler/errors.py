@@ -6,6 +6,9 @@
     │   └── GitRevisionNotFound     the caller: a revision name that does not resolve
     ├── StoreUnavailable            the world: the state database cannot be opened or written
     ├── GitRemoteUnavailable        the world: the fleet repo's remote cannot be fetched
+    ├── GitPushRejected             the world: the remote moved on; build on its tip, retry
+    ├── GitPushFailed               the world: cannot write to the remote (access, network)
+    ├── PromotionImpossible         the fleet repo: a promotion cannot be written into it
     └── OstreeRepoUnavailable       the world: an OSTree repository cannot be asked
 
 Library exceptions (``pygit2.GitError``, ``OSError``, ``yaml.YAMLError``) are translated
@@ -49,6 +52,19 @@ class StoreUnavailable(ReconcilerError):
 
 class GitRemoteUnavailable(ReconcilerError):
     """The fleet repo could not be cloned or fetched (network, auth, missing repository)."""
+
+
+class GitPushRejected(ReconcilerError):
+    """A push was refused because the remote ref moved on (someone else pushed first)."""
+
+
+class GitPushFailed(ReconcilerError):
+    """Writing to the fleet repo failed: no write access, network, or signing."""
+
+
+class PromotionImpossible(ReconcilerError):
+    """A due promotion cannot be written: the stream's file is gone, not editable as plain
+    YAML, or the edited fleet would not validate."""
 
 
 class OstreeRepoUnavailable(ReconcilerError):

@@ -66,6 +66,12 @@ class OperationalMetrics:
         self.git_fetch_errors = Counter(
             "fleet_git_fetch_errors", "Fetches of the fleet repo that failed.", registry=registry
         )
+        self.git_push_errors = Counter(
+            "fleet_git_push_errors",
+            "Pushes to the fleet repo that failed, by what was pushed (notes, promotion).",
+            ["what"],
+            registry=registry,
+        )
         self.webhook_requests = Counter(
             "fleet_webhook_requests", "Webhook requests by result.", ["result"], registry=registry
         )

@@ -9,13 +9,17 @@ decision that was committed survives power loss, which is what makes "persist, t
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from reconciler.promotion import PromotionCheck
 from reconciler.rollout.decisions import Decision
 from reconciler.rollout.state import GroupState, dump_state, load_state
 
@@ -69,6 +73,26 @@ MIGRATIONS: tuple[str, ...] = (
     # Counters read from the event log by kind (metrics) must not scan the whole table.
     """
     CREATE INDEX events_by_kind ON events (kind, group_name, code);
+    """,
+    # How far the event log has been published elsewhere (rollout notes in Git), and every
+    # automatic promotion attempted, so a promotion is never made twice.
+    """
+    CREATE TABLE publication_cursors (
+        name        TEXT PRIMARY KEY,
+        event_id    INTEGER NOT NULL
+    );
+    CREATE TABLE promotions (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        stream         TEXT NOT NULL,
+        source_stream  TEXT NOT NULL,
+        commit_id      TEXT NOT NULL,
+        at             TEXT NOT NULL,
+        outcome        TEXT NOT NULL,
+        revision       TEXT,
+        branch         TEXT,
+        message        TEXT NOT NULL
+    );
+    CREATE INDEX promotions_by_stream ON promotions (stream, commit_id);
     """,
 )
 
@@ -209,12 +233,92 @@ class Store:
         )
         return [(group, code, int(count)) for group, code, count in rows]
 
-    def events(self, group: str | None = None, after_id: int = 0) -> list[StoredEvent]:
-        """Events in the order they were decided, optionally for one group."""
+    def events(
+        self,
+        group: str | None = None,
+        after_id: int = 0,
+        kinds: Collection[str] | None = None,
+    ) -> list[StoredEvent]:
+        """Events in the order they were decided, optionally for one group or some kinds."""
         query = "SELECT * FROM events WHERE id > ?"
-        params: tuple[object, ...] = (after_id,)
+        params: list[object] = [after_id]
         if group is not None:
             query += " AND group_name = ?"
-            params = (after_id, group)
+            params.append(group)
+        if kinds is not None:
+            query += f" AND kind IN ({', '.join('?' for _ in kinds)})"
+            params.extend(kinds)
         rows = self._db.execute(query + " ORDER BY id", params).fetchall()
         return [StoredEvent(r[0], datetime.fromisoformat(r[1]), *r[2:]) for r in rows]
+
+    def last_event_id(self) -> int:
+        row = self._db.execute("SELECT MAX(id) FROM events").fetchone()
+        return int(row[0] or 0)
+
+    def host_outcomes(self, group: str, rollout: int, up_to_id: int) -> tuple[int, int]:
+        """(hosts succeeded, hosts failed) in one rollout of a group, as of an event."""
+        row = self._db.execute(
+            "SELECT SUM(kind = 'host_succeeded'), SUM(kind = 'host_failed') FROM events "
+            "WHERE group_name = ? AND rollout = ? AND id <= ?",
+            (group, rollout, up_to_id),
+        ).fetchone()
+        return int(row[0] or 0), int(row[1] or 0)
+
+    def record_promotion(
+        self,
+        check: PromotionCheck,
+        at: datetime,
+        outcome: str,
+        revision: str | None,
+        branch: str | None,
+        message: str,
+    ) -> None:
+        """Remember a promotion attempt; a made one is never made again."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO promotions (stream, source_stream, commit_id, at, outcome, "
+                "revision, branch, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    check.stream,
+                    check.source,
+                    check.commit,
+                    at.isoformat(),
+                    outcome,
+                    revision,
+                    branch,
+                    message,
+                ),
+            )
+
+    def promoted_commits(self, stream: str) -> set[str]:
+        """Source commits a promotion of ``stream`` was made for (pushed or found in Git)."""
+        rows = self._db.execute(
+            "SELECT commit_id FROM promotions WHERE stream = ? AND outcome != 'failed'",
+            (stream,),
+        )
+        return {row[0] for row in rows}
+
+    def promotions(self) -> list[tuple[str, str, str, datetime, str, str | None, str]]:
+        """(stream, source, commit, at, outcome, revision, message) of every attempt."""
+        rows = self._db.execute(
+            "SELECT stream, source_stream, commit_id, at, outcome, revision, message "
+            "FROM promotions ORDER BY id"
+        ).fetchall()
+        return [(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4], r[5], r[6]) for r in rows]
+
+    def cursor(self, name: str) -> int:
+        """The id of the last event published to ``name`` (0: nothing yet)."""
+        row = self._db.execute(
+            "SELECT event_id FROM publication_cursors WHERE name = ?", (name,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def advance_cursor(self, name: str, event_id: int) -> None:
+        """Remember that events up to ``event_id`` were published; never moves back."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO publication_cursors (name, event_id) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET "
+                "event_id = MAX(event_id, excluded.event_id)",
+                (name, event_id),
+            )

@@ -1,0 +1,121 @@
+"""How the reconciler writes to the fleet repo: as a configured identity, optionally signed,
+pushed without force.
+
+Two things are written: rollout notes (``refs/notes/rollouts``) and promotion commits. Both
+go through :func:`push`, which never force-pushes: a remote that moved on is a
+:class:`GitPushRejected` (fetch, build on the new tip, try again), anything else a
+:class:`GitPushFailed` (no write access, network), which callers report and back off from.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pygit2
+
+from reconciler.errors import GitPushFailed, GitPushRejected
+
+
+@dataclass(frozen=True)
+class GitIdentity:
+    """Who the reconciler is in Git history: author and committer of what it writes."""
+
+    name: str = "fleet reconciler"
+    email: str = "reconciler@localhost"
+
+    def signature(self, at: datetime) -> pygit2.Signature:
+        offset = at.utcoffset()
+        minutes = int(offset.total_seconds() // 60) if offset else 0
+        return pygit2.Signature(self.name, self.email, int(at.timestamp()), minutes)
+
+
+@dataclass(frozen=True)
+class CommitSigner:
+    """Signs commits the way `git commit -S` does: an SSH key file (``gpg.format=ssh``) or an
+    OpenPGP key id with an optional GnuPG home."""
+
+    ssh_key: Path | None = None
+    gpg_key: str | None = None
+    gpg_home: Path | None = None
+
+    @property
+    def configured(self) -> bool:
+        return self.ssh_key is not None or self.gpg_key is not None
+
+    def sign(self, payload: bytes) -> str:
+        """An armored detached signature of ``payload`` (the commit object's text)."""
+        if self.ssh_key is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                data = Path(tmp) / "commit"
+                data.write_bytes(payload)
+                _run(["ssh-keygen", "-Y", "sign", "-n", "git", "-f", str(self.ssh_key), str(data)])
+                return (Path(tmp) / "commit.sig").read_text()
+        if self.gpg_key is not None:
+            home = ["--homedir", str(self.gpg_home)] if self.gpg_home else []
+            command = ["gpg", *home, "--batch", "--no-tty", "--armor", "--detach-sign"]
+            return _run([*command, "--local-user", self.gpg_key], payload).decode()
+        raise ValueError("no signing key configured")
+
+
+def _run(command: list[str], stdin: bytes | None = None) -> bytes:
+    try:
+        result = subprocess.run(command, input=stdin, capture_output=True, check=False)
+    except OSError as exc:
+        raise GitPushFailed(f"cannot sign: {command[0]}: {exc}") from exc
+    if result.returncode != 0:
+        detail = result.stderr.decode(errors="replace").strip()
+        raise GitPushFailed(f"cannot sign with {command[0]}: {detail}")
+    return result.stdout
+
+
+def create_commit(
+    repo: pygit2.Repository,
+    tree: pygit2.Oid,
+    parents: list[pygit2.Oid | str],
+    message: str,
+    identity: GitIdentity,
+    at: datetime,
+    signer: CommitSigner | None = None,
+) -> pygit2.Oid:
+    """A commit object (not on any branch), signed when a signer is configured."""
+    who = identity.signature(at)
+    if signer is None or not signer.configured:
+        return repo.create_commit(None, who, who, message, tree, parents)
+    # The stubs say Oid; libgit2 gives the commit object's text, which is what gets signed.
+    payload = str(repo.create_commit_string(who, who, message, tree, parents))
+    return repo.create_commit_with_signature(payload, signer.sign(payload.encode()))
+
+
+class _PushOutcome(pygit2.RemoteCallbacks):
+    """libgit2 reports a remote's refusal of one ref here rather than raising (HTTP)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: dict[str, str] = {}
+
+    def push_update_reference(self, refname: str, message: str | None) -> None:
+        if message:
+            self.refused[refname] = message
+
+
+_MOVED_ON = ("not present locally", "non-fast-forward", "fetch first", "cannot fast-forward")
+
+
+def push(repo: pygit2.Repository, local_ref: str, remote_ref: str, remote: str = "origin") -> None:
+    """Push ``local_ref`` to ``remote_ref`` as a fast-forward only (never ``+``)."""
+    outcome = _PushOutcome()
+    try:
+        repo.remotes[remote].push([f"{local_ref}:{remote_ref}"], callbacks=outcome)
+    except (pygit2.GitError, KeyError, OSError) as exc:
+        if any(words in str(exc) for words in _MOVED_ON):
+            raise GitPushRejected(f"{remote_ref} moved on in the remote: {exc}") from exc
+        raise GitPushFailed(f"cannot push {remote_ref}: {exc}") from exc
+    refusal = outcome.refused.get(remote_ref)
+    if refusal is not None:
+        if any(words in refusal for words in _MOVED_ON):
+            raise GitPushRejected(f"{remote_ref} moved on in the remote: {refusal}")
+        raise GitPushFailed(f"the remote refused {remote_ref}: {refusal}")

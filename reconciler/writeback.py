@@ -1,0 +1,250 @@
+"""What the daemon writes back to the fleet repo: rollout notes and promotion commits.
+
+Both are level-triggered passes: a trigger (a plan changed, a soak ended, the resync) only
+says "look again"; a pass reads the event log, the rollout state and the reports afresh and
+writes what is missing. Reading the store and the service happens on the caller's thread (the
+event loop's); the Git part may run in a worker thread and holds the mirror's lock. A push
+that fails is reported (log, metric, the promotions table) and tried again only after a
+back-off, never in a tight loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pygit2
+
+from reconciler.errors import GitPushFailed, GitPushRejected, ReconcilerError
+from reconciler.gitwriter import CommitSigner, GitIdentity
+from reconciler.promoter import PromotionOutcome, PromotionWriter, PromotionWritten
+from reconciler.promotion import PromotionCheck, PromotionStatus, check_promotion
+from reconciler.rolloutnotes import NOTED_KINDS, NotesWritten, RolloutNotes, note_lines
+from reconciler.service import FleetService
+from reconciler.store import StoredEvent
+
+logger = logging.getLogger(__name__)
+
+#: After a failed push, wait this long before the next one, doubling up to the longest.
+FIRST_RETRY = timedelta(minutes=1)
+LONGEST_RETRY = timedelta(hours=1)
+NOTES_CURSOR = "notes"
+
+
+@dataclass
+class Backoff:
+    """When something that failed may be tried again, by key (virtual time in tests)."""
+
+    failures: dict[str, int] = field(default_factory=dict)
+    not_before: dict[str, datetime] = field(default_factory=dict)
+
+    def ready(self, key: str, now: datetime) -> bool:
+        return now >= self.not_before.get(key, now)
+
+    def failed(self, key: str, now: datetime) -> timedelta:
+        count = self.failures.get(key, 0) + 1
+        self.failures[key] = count
+        wait: timedelta = min(LONGEST_RETRY, FIRST_RETRY * 2 ** min(count - 1, 16))
+        self.not_before[key] = now + wait
+        return wait
+
+    def succeeded(self, key: str) -> None:
+        self.failures.pop(key, None)
+        self.not_before.pop(key, None)
+
+
+@dataclass(frozen=True)
+class WriteBackConfig:
+    identity: GitIdentity = field(default_factory=GitIdentity)
+    signer: CommitSigner = field(default_factory=CommitSigner)
+    push_notes: bool = True
+    promote: bool = True
+
+
+@dataclass(frozen=True)
+class PromotionAttempt:
+    check: PromotionCheck
+    written: PromotionWritten | None
+    error: str | None = None
+
+
+class WriteBack:
+    """Rollout notes and promotions for one daemon's mirror, store and service."""
+
+    def __init__(
+        self,
+        repo: pygit2.Repository,
+        git_lock: threading.Lock,
+        service: FleetService,
+        config: WriteBackConfig,
+        watched_branch: str,
+        subdirectory: str = "",
+    ) -> None:
+        self.git_lock, self.service, self.config = git_lock, service, config
+        self.store, self.clock = service.engine.store, service.clock
+        self.notes = RolloutNotes(repo, config.identity)
+        self.promoter = PromotionWriter(
+            repo, watched_branch, config.identity, config.signer, subdirectory
+        )
+        self.backoff = Backoff()
+
+    # -- rollout notes ----------------------------------------------------------------------
+
+    def pending_notes(self) -> tuple[dict[str, list[str]], int]:
+        """Note lines for events not yet published, and the id of the last such event."""
+        cursor = self.store.cursor(NOTES_CURSOR)
+        events = self.store.events(after_id=cursor, kinds=NOTED_KINDS)
+
+        def tally(event: StoredEvent) -> tuple[int, int]:
+            if event.rollout is None:
+                return 0, 0
+            return self.store.host_outcomes(event.group, event.rollout, event.id)
+
+        return note_lines(events, tally), max((e.id for e in events), default=cursor)
+
+    def write_notes(self, lines: dict[str, list[str]], push: bool) -> NotesWritten:
+        """The Git half of a notes pass; safe in a worker thread."""
+        with self.git_lock:
+            return self.notes.write(lines, self.clock.now(), push_to_remote=push)
+
+    def notes_pushable(self) -> bool:
+        return self.config.push_notes and self.backoff.ready(NOTES_CURSOR, self.clock.now())
+
+    def notes_written(
+        self, last: int, pushed_wanted: bool, outcome: NotesWritten | Exception
+    ) -> None:
+        """Record how a notes pass went; the cursor moves only once the lines are where they
+        should be (pushed, or local when pushing is off)."""
+        if isinstance(outcome, GitPushFailed | GitPushRejected):
+            wait = self.backoff.failed(NOTES_CURSOR, self.clock.now())
+            self._count_push_error("notes")
+            logger.warning(
+                "cannot push rollout notes (kept in the mirror; next try in %s): %s",
+                wait,
+                outcome,
+            )
+            return
+        if isinstance(outcome, Exception):
+            logger.error("cannot write rollout notes: %s", outcome)
+            return
+        if pushed_wanted or not self.config.push_notes:
+            self.backoff.succeeded(NOTES_CURSOR)
+            self.store.advance_cursor(NOTES_CURSOR, last)
+        if outcome.lines_added:
+            logger.info(
+                "rollout notes: %d line(s) added%s",
+                outcome.lines_added,
+                ", pushed" if outcome.pushed else "",
+                extra={"notes_commit": outcome.notes_commit},
+            )
+
+    def nothing_to_write(self, last: int) -> None:
+        """Events up to ``last`` needed no line (host steps): skip them next time."""
+        self.store.advance_cursor(NOTES_CURSOR, last)
+
+    def publish_notes(self) -> NotesWritten | None:
+        """A whole notes pass on the calling thread (tests and one-shot use)."""
+        lines, last = self.pending_notes()
+        if not lines:
+            self.nothing_to_write(last)
+            return None
+        push = self.notes_pushable()
+        try:
+            written = self.write_notes(lines, push)
+        except ReconcilerError as exc:
+            self.notes_written(last, push, exc)
+            return None
+        self.notes_written(last, push, written)
+        return written
+
+    # -- promotions -----------------------------------------------------------------------
+
+    def _count_push_error(self, what: str) -> None:
+        if self.service.metrics is not None:
+            self.service.metrics.git_push_errors.labels(what).inc()
+
+    def promotion_checks(self) -> list[PromotionCheck]:
+        """Every stream that declares promotion, checked against the fleet in force now."""
+        service = self.service
+        fleet, now = service.fleet, self.clock.now()
+        states = service.engine.states()
+        return [
+            check_promotion(
+                fleet, stream, states, service.observed, self.store.promoted_commits(name), now
+            )
+            for name, stream in sorted(fleet.streams.items())
+            if stream.promotion is not None
+        ]
+
+    def due(self, checks: list[PromotionCheck]) -> list[PromotionCheck]:
+        """Checks that are due and not backing off from a failed attempt."""
+        now = self.clock.now()
+        return [c for c in checks if c.due and self.backoff.ready(_key(c), now)]
+
+    def write_promotion(self, check: PromotionCheck) -> PromotionWritten:
+        """The Git half of a promotion; safe in a worker thread."""
+        stream = self.service.fleet.streams[check.stream]
+        assert stream.promotion is not None
+        with self.git_lock:
+            return self.promoter.promote(check, stream.promotion, stream.commit, self.clock.now())
+
+    def promotion_done(
+        self, check: PromotionCheck, outcome: PromotionWritten | Exception
+    ) -> PromotionAttempt:
+        """Record an attempt: in the promotions table, the log and the metrics."""
+        now = self.clock.now()
+        key = _key(check)
+        if isinstance(outcome, Exception):
+            wait = self.backoff.failed(key, now)
+            message = f"{outcome} (next try in {wait})"
+            self.store.record_promotion(check, now, "failed", None, None, message)
+            self._count_push_error("promotion")
+            logger.error(
+                "promotion of %s to %s failed: %s",
+                check.commit[:12],
+                check.stream,
+                message,
+                extra={"stream": check.stream, "commit": check.commit},
+            )
+            return PromotionAttempt(check, None, message)
+        self.backoff.succeeded(key)
+        if outcome.outcome is not PromotionOutcome.OVERTAKEN:
+            self.store.record_promotion(
+                check, now, outcome.outcome.value, outcome.commit, outcome.branch, outcome.message
+            )
+        logger.info(
+            "promotion of %s to %s: %s",
+            check.commit[:12],
+            check.stream,
+            outcome.message,
+            extra={
+                "stream": check.stream,
+                "commit": check.commit,
+                "revision": outcome.commit,
+                "outcome": outcome.outcome.value,
+            },
+        )
+        return PromotionAttempt(check, outcome)
+
+    def promote_due(self) -> list[PromotionAttempt]:
+        """A whole promotion pass on the calling thread (tests and one-shot use)."""
+        attempts = []
+        for check in self.due(self.promotion_checks()):
+            try:
+                written: PromotionWritten | Exception = self.write_promotion(check)
+            except ReconcilerError as exc:
+                written = exc
+            attempts.append(self.promotion_done(check, written))
+        return attempts
+
+
+def next_promotion_check(checks: list[PromotionCheck]) -> datetime | None:
+    """When a soaking promotion becomes due if nothing else happens first."""
+    soaking = [c.due_at for c in checks if c.status is PromotionStatus.SOAKING and c.due_at]
+    return min(soaking, default=None)
+
+
+def _key(check: PromotionCheck) -> str:
+    return f"promotion:{check.stream}:{check.commit}"

@@ -1,0 +1,58 @@
+"""Simulated hosts that report to a real FleetService and obey its answers, in virtual time.
+
+Unlike :class:`reconciler.simulation.Simulation`, which drives the engine directly, this goes
+through the service the API uses (reports in, assignments out), so what the daemon sees of
+the fleet (observations, plans, the event log) is exactly what real agents would produce.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+
+from reconciler.api.schemas import AgentReport, DeploymentReport
+from reconciler.clock import ManualClock
+from reconciler.rollout.planner import Action
+from reconciler.service import FleetService
+from reconciler.simulation import SimulatedHost
+
+
+class ReportingFleet:
+    def __init__(
+        self,
+        service: FleetService,
+        clock: ManualClock,
+        booted: Mapping[str, str],
+        bad_commits: Iterable[str] = (),
+    ) -> None:
+        self.service, self.clock = service, clock
+        self.hosts = {name: SimulatedHost(name, commit) for name, commit in booted.items()}
+        self.bad = set(bad_commits)
+
+    def report(self, host: SimulatedHost) -> AgentReport:
+        def deployment(commit: str | None) -> DeploymentReport | None:
+            return (
+                None if commit is None else DeploymentReport(checksum=commit, base_checksum=commit)
+            )
+
+        return AgentReport(
+            agent_version="test",
+            boot_id=f"{host.name}-boot-{host.boots}",
+            greenboot=host.greenboot.value,
+            booted=deployment(host.booted),
+            staged=deployment(host.staged),
+        )
+
+    def step(self, dt: timedelta = timedelta(minutes=5)) -> None:
+        """Every host reports once and does what it is told; then time moves on."""
+        now = self.clock.now()
+        for host in self.hosts.values():
+            answer = self.service.ingest(host.name, self.report(host))
+            if answer.target is not None:
+                host.obey(Action(answer.action), answer.target.commit, now, self.bad, set())
+        self.clock.advance(dt)
+
+    def run(self, duration: timedelta, dt: timedelta = timedelta(minutes=5)) -> None:
+        end = self.clock.now() + duration
+        while self.clock.now() < end:
+            self.step(dt)

@@ -1,0 +1,306 @@
+"""Rollout notes and automatic promotion, end to end on real bare repositories in virtual time.
+
+A real daemon (mirror, gate, service, engine, SQLite) runs on a manual clock; simulated hosts
+report through the service. Git is real: the origin is a bare repository that ops push to
+with the git command line, and `git log --notes=rollouts` is what an auditor would run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import reconciler.promoter
+from reconciler.clock import ManualClock
+from reconciler.daemon import Daemon
+from reconciler.gitwriter import CommitSigner, GitIdentity
+from reconciler.promoter import PromotionOutcome, trailers
+from reconciler.promotion import PromotionStatus
+from reconciler.signatures import SignatureTrust, check_commit_signature
+from tests.conftest import git
+from tests.fleet_driver import ReportingFleet
+from tests.test_daemon import OLD_PRODUCTION, config, no_urls
+from tests.test_gitsource import Remote, replace
+
+STAGING = "8e1b4d5f2a7c9e0b3d6f1a4c7e2b5d8f0a3c6e9b2d5f8a1c4e7b0d3f6a9c2e5b"
+START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday morning
+LAB = ("lab-call-01", "lab-call-02", "lab-call-03")
+IDENTITY = GitIdentity("CallOS fleet reconciler", "fleet-bot@callos.example.net")
+
+
+def start(tmp_path: Path, **kwargs: Any) -> tuple[Remote, Daemon, ManualClock, ReportingFleet]:
+    """The example fleet with every host on production's commit; staging's build goes to the
+    lab. Returns the origin, a daemon on a manual clock, and the reporting hosts."""
+    origin = Remote(tmp_path)
+    origin.commit("no example urls", no_urls)
+    clock = ManualClock(START)
+    daemon = Daemon(config(tmp_path, origin, identity=IDENTITY, **kwargs), clock)
+    hosts = {name: OLD_PRODUCTION for name in daemon.service.fleet.hosts}
+    return origin, daemon, clock, ReportingFleet(daemon.service, clock, hosts)
+
+
+def notes(origin: Remote) -> str:
+    return git(origin.bare, "log", "--notes=rollouts", "--format=%H %s%n%N", "main")
+
+
+def tip(origin: Remote, branch: str = "main") -> str:
+    return git(origin.bare, "rev-parse", f"refs/heads/{branch}")
+
+
+def soak_lab(daemon: Daemon, fleet: ReportingFleet, hours: float) -> None:
+    """Let the lab take staging's build and run it for ``hours``."""
+    fleet.run(timedelta(hours=1))
+    assert daemon.service.plan("staging-lab").status.phase.value == "in_sync"
+    fleet.run(timedelta(hours=hours - 1), dt=timedelta(minutes=30))
+
+
+# -- rollout notes ------------------------------------------------------------------------------
+
+
+def test_notes_tell_under_each_commit_what_it_did_to_the_fleet(tmp_path: Path) -> None:
+    origin, daemon, _clock, fleet = start(tmp_path)
+    staging_change = tip(origin)
+    fleet.run(timedelta(hours=1))  # the lab rolls staging's build out and completes
+    daemon.writeback.publish_notes()
+
+    log = notes(origin)
+    under_change = log.split(staging_change, 1)[1].split("\n\n", 1)[0]
+    assert "staging-lab rollout 1 target 8e1b4d5f2a7c: rollout started" in under_change
+    assert "staging-lab rollout 1 wave 1 target 8e1b4d5f2a7c: wave opened" in under_change
+    assert "rollout completed (3 updated, 0 failed)" in under_change
+    assert "2026-11-23T09:00:00Z" in under_change  # times are the decisions' own, in UTC
+
+    # A second pass with nothing new writes nothing; the notes ref only moves forward.
+    before = git(origin.bare, "rev-parse", "refs/notes/rollouts")
+    assert daemon.writeback.publish_notes() is None
+    assert git(origin.bare, "rev-parse", "refs/notes/rollouts") == before
+
+
+def test_notes_survive_a_concurrent_writer_and_a_restart(tmp_path: Path) -> None:
+    origin, daemon, clock, fleet = start(tmp_path)
+    fleet.run(timedelta(minutes=10))
+    daemon.writeback.publish_notes()
+    first_notes = git(origin.bare, "rev-parse", "refs/notes/rollouts")
+
+    # Someone else (another reconciler, an auditor's remark) appends to the notes meanwhile.
+    git(origin.work, "fetch", "-q", "origin", "refs/notes/rollouts:refs/notes/rollouts")
+    git(origin.work, "notes", "--ref=rollouts", "append", "-m", "audited by J. Doe", "HEAD")
+    git(origin.work, "push", "-q", "origin", "refs/notes/rollouts")
+
+    fleet.run(timedelta(hours=1))
+    # A restart that lost the cursor must neither lose nor repeat a line.
+    daemon.store._db.execute("DELETE FROM publication_cursors")
+    restarted = Daemon(daemon.config, clock)
+    written = restarted.writeback.publish_notes()
+    assert written is not None
+    assert written.pushed
+
+    log = notes(origin)
+    assert "audited by J. Doe" in log
+    lab = [line for line in log.splitlines() if " staging-lab " in line]
+    assert len(lab) == len(set(lab))  # no line twice
+    assert sum("rollout started" in line for line in lab) == 1
+    assert sum("rollout completed" in line for line in lab) == 1
+    history = git(origin.bare, "rev-list", "refs/notes/rollouts").splitlines()
+    assert first_notes in history  # fast-forwarded, never rewritten
+
+
+def test_notes_kept_locally_while_the_remote_refuses_them(tmp_path: Path) -> None:
+    origin, daemon, clock, fleet = start(tmp_path)
+    fleet.run(timedelta(minutes=10))
+    lock = origin.bare / "refs" / "notes" / "rollouts.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text("held by someone else\n")
+    assert daemon.writeback.publish_notes() is None  # the push failed: reported, not raised
+    mirror_notes = git(daemon.mirror.path, "log", "--notes=rollouts", "--format=%N", "-1", "main")
+    assert "rollout started" in mirror_notes  # written in the mirror anyway
+    assert daemon.store.cursor("notes") == 0  # and published once the remote takes them
+
+    lock.unlink()
+    held_back = daemon.writeback.publish_notes()  # backing off: no push yet
+    assert held_back is not None
+    assert not held_back.pushed
+    assert "rollout started" not in notes(origin)
+    clock.advance(timedelta(minutes=2))
+    written = daemon.writeback.publish_notes()
+    assert written is not None
+    assert written.pushed
+    assert "rollout started" in notes(origin)
+
+
+# -- promotion ----------------------------------------------------------------------------------
+
+
+def test_staging_build_is_promoted_once_after_the_soak_and_rolls_out(tmp_path: Path) -> None:
+    origin, daemon, _clock, fleet = start(tmp_path)
+    soak_lab(daemon, fleet, hours=47)
+    checks = daemon.writeback.promotion_checks()
+    assert [c.status for c in checks] == [PromotionStatus.SOAKING]
+    assert "has soaked 1d22h10m of 2d on 3 healthy hosts" in checks[0].message
+    assert daemon.writeback.promote_due() == []
+
+    fleet.run(timedelta(hours=2), dt=timedelta(minutes=30))
+    before = tip(origin)
+    [attempt] = daemon.writeback.promote_due()
+    assert attempt.written is not None
+    assert attempt.written.outcome is PromotionOutcome.PUSHED
+    promotion = tip(origin)
+    assert git(origin.bare, "rev-parse", f"{promotion}^") == before
+
+    message = git(origin.bare, "log", "-1", "--format=%B", promotion)
+    assert message.startswith("production: promote 9.20261124.1 from staging\n")
+    found = trailers(message)
+    assert found["Promoted-From"] == "staging"
+    assert found["Promoted-Commit"] == STAGING
+    assert found["Healthy-Hosts"] == "3"
+    assert found["Soaked-For"].startswith("2d")
+    assert found["Source-Revision"] == git(origin.work, "rev-parse", "HEAD~0")
+    author = git(origin.bare, "log", "-1", "--format=%an <%ae>|%cn <%ce>", promotion)
+    assert author == "CallOS fleet reconciler <fleet-bot@callos.example.net>|" * 1 + (
+        "CallOS fleet reconciler <fleet-bot@callos.example.net>"
+    )
+    diff = git(origin.bare, "diff", "--stat", before, promotion)
+    assert "streams/production.yaml | 4 ++--" in diff  # commit and version, nothing else
+    production = git(origin.bare, "show", f"{promotion}:streams/production.yaml")
+    assert f"commit: {STAGING}" in production
+    assert "# the staging build must run this long..." in production  # comments kept
+
+    # Exactly once: more passes (before and after the daemon took it in) make nothing.
+    assert daemon.writeback.promote_due() == []
+    daemon.sync()
+    assert daemon.service.fleet.revision == promotion
+    assert daemon.writeback.promote_due() == []
+    assert [c.status for c in daemon.writeback.promotion_checks()] == [PromotionStatus.UP_TO_DATE]
+
+    # The normal machinery takes over: production groups start rolling the build out.
+    fleet.step()
+    started = [
+        e
+        for e in daemon.store.events(kinds=["rollout_started"])
+        if e.group == "callservers-dub" and e.commit == STAGING
+    ]
+    assert [e.revision for e in started] == [promotion]
+    daemon.writeback.publish_notes()
+    under_promotion = notes(origin).split(promotion, 1)[1].split("\n\n", 1)[0]
+    assert "callservers-dub rollout 2 target 8e1b4d5f2a7c: rollout started" in under_promotion
+
+
+def test_promotion_is_rebased_onto_a_concurrent_human_push(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    origin, daemon, _clock, fleet = start(tmp_path)
+    soak_lab(daemon, fleet, hours=49)
+    real_push = reconciler.promoter.push
+    human: list[str] = []
+
+    def human_pushes_first(*args: Any, **kwargs: Any) -> None:
+        if not human:  # between our fetch and our push, an operator merges a change
+            human.append(
+                origin.commit(
+                    "nyc: note the new rack",
+                    replace(
+                        "groups/callservers-nyc.yaml", "kind: Group\n", "kind: Group\n# rack 7\n"
+                    ),
+                )
+            )
+        real_push(*args, **kwargs)
+
+    monkeypatch.setattr(reconciler.promoter, "push", human_pushes_first)
+    [attempt] = daemon.writeback.promote_due()
+    assert attempt.written is not None
+    assert (attempt.written.outcome, attempt.written.rebased) == (PromotionOutcome.PUSHED, 1)
+    promotion = tip(origin)
+    assert git(origin.bare, "rev-parse", f"{promotion}^") == human[0]  # on top, not forced
+    assert "# rack 7" in git(origin.bare, "show", f"{promotion}:groups/callservers-nyc.yaml")
+    assert git(origin.bare, "rev-list", "--count", "--grep=Promoted-From", "main") == "1"
+
+
+def test_a_failure_on_the_staging_build_blocks_its_promotion_for_good(tmp_path: Path) -> None:
+    origin, daemon, _clock, fleet = start(tmp_path)
+    fleet.bad = {STAGING}  # greenboot fails on the build and falls back
+    fleet.run(timedelta(hours=1))
+    fleet.bad = set()
+    fleet.run(timedelta(days=3), dt=timedelta(hours=1))
+    before = tip(origin)
+    assert daemon.writeback.promote_due() == []
+    [check] = daemon.writeback.promotion_checks()
+    assert check.status is PromotionStatus.BLOCKED_BY_FAILURE
+    assert "will not be promoted" in check.message
+    assert tip(origin) == before
+
+
+def test_a_failed_push_is_reported_and_retried_only_after_a_back_off(tmp_path: Path) -> None:
+    origin, daemon, clock, fleet = start(tmp_path)
+    soak_lab(daemon, fleet, hours=49)
+    lock = origin.bare / "refs" / "heads" / "main.lock"
+    lock.write_text("a push in progress\n")
+    [attempt] = daemon.writeback.promote_due()
+    assert attempt.written is None
+    assert attempt.error is not None
+    assert "next try in 0:01:00" in attempt.error
+    assert [p[4] for p in daemon.store.promotions()] == ["failed"]
+    assert daemon.writeback.promote_due() == []  # not in a tight loop
+    clock.advance(timedelta(seconds=61))
+    [again] = daemon.writeback.promote_due()
+    assert again.error is not None
+    assert "next try in 0:02:00" in again.error
+    lock.unlink()
+    clock.advance(timedelta(minutes=2, seconds=1))
+    [done] = daemon.writeback.promote_due()
+    assert done.written is not None
+    assert done.written.outcome is PromotionOutcome.PUSHED
+    metrics = daemon.service.metrics
+    assert metrics is not None
+    assert metrics.git_push_errors.labels("promotion")._value.get() == 2
+
+
+def test_promotion_for_review_goes_to_its_own_branch_once(tmp_path: Path) -> None:
+    origin = Remote(tmp_path)
+
+    def review(root: Path) -> None:
+        no_urls(root)
+        replace(
+            "streams/production.yaml",
+            "  minHealthyHosts: 3",
+            "  minHealthyHosts: 3\n  branch: promotions/production",
+        )(root)
+
+    origin.commit("promote through review", review)
+    clock = ManualClock(START)
+    daemon = Daemon(config(tmp_path, origin, identity=IDENTITY), clock)
+    fleet = ReportingFleet(
+        daemon.service, clock, {name: OLD_PRODUCTION for name in daemon.service.fleet.hosts}
+    )
+    soak_lab(daemon, fleet, hours=49)
+    main_before = tip(origin)
+    [attempt] = daemon.writeback.promote_due()
+    assert attempt.written is not None
+    assert attempt.written.branch == "promotions/production"
+    assert tip(origin) == main_before  # main untouched until a human merges
+    review_tip = tip(origin, "promotions/production")
+    assert git(origin.bare, "rev-parse", f"{review_tip}^") == main_before
+    fleet.run(timedelta(hours=6), dt=timedelta(hours=1))
+    assert daemon.writeback.promote_due() == []  # the review is open: never a second one
+    assert [c.status for c in daemon.writeback.promotion_checks()] == [
+        PromotionStatus.ALREADY_PROMOTED
+    ]
+
+
+def test_promotion_is_signed_when_a_key_is_configured(tmp_path: Path) -> None:
+    key = tmp_path / "bot_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bot", "-f", str(key)], check=True
+    )
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f"{IDENTITY.email} {(tmp_path / 'bot_ed25519.pub').read_text()}")
+    origin, daemon, _clock, fleet = start(tmp_path, signer=CommitSigner(ssh_key=key))
+    soak_lab(daemon, fleet, hours=49)
+    [attempt] = daemon.writeback.promote_due()
+    assert attempt.written is not None
+    assert attempt.written.commit is not None
+    trust = SignatureTrust(allowed_signers=signers)
+    assert check_commit_signature(origin.bare, attempt.written.commit, trust) is None
