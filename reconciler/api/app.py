@@ -17,6 +17,7 @@ from reconciler.api import problems
 from reconciler.api.limits import ReportBodyLimits
 from reconciler.api.schemas import AgentReport, Assignment, GroupOut, HostOut, ReasonOut, TargetOut
 from reconciler.metrics import build_registry
+from reconciler.rollout.state import Phase
 from reconciler.service import FleetService, token_hash
 
 MAX_WAIT_SECONDS = 300
@@ -144,6 +145,8 @@ def _host_out(service: FleetService, name: str) -> HostOut:
 def _group_out(service: FleetService, name: str) -> GroupOut:
     plan = service.plan(name)
     target = plan.spec.target
+    rollout = plan.state.rollout
+    halt = rollout.halt if rollout is not None and rollout.phase is Phase.HALTED else None
     by_state: dict[str, int] = {}
     for host_plan in plan.hosts.values():
         by_state[host_plan.state.value] = by_state.get(host_plan.state.value, 0) + 1
@@ -158,6 +161,8 @@ def _group_out(service: FleetService, name: str) -> GroupOut:
         waves_total=plan.status.waves_total,
         hosts=len(plan.hosts),
         hosts_by_state=by_state,
+        completed_commits=sorted(plan.state.completed_commits),
+        halt_resume_token=halt.resume_token if halt else None,
     )
 
 

@@ -117,3 +117,11 @@ class GroupOut(Wire):
     waves_total: int
     hosts: int
     hosts_by_state: dict[str, int]
+    completed_commits: list[str] = Field(
+        default_factory=list,
+        description="Commits this group has completed a rollout of (what `dependsOn` waits for).",
+    )
+    halt_resume_token: str | None = Field(
+        default=None,
+        description="While halted: the group's `resume` value at the halt; a new value lifts it.",
+    )

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from reconciler import __version__
-from reconciler.cli import history, schema, serve, status, validate
+from reconciler.cli import history, plan, schema, serve, status, validate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.register(verbs)
     status.register(verbs)
     history.register(verbs)
+    plan.register(verbs)
     return parser
 
 

@@ -1,0 +1,575 @@
+"""What a fleet-repo change would do, for review before it is merged (`reconciler plan`).
+
+:func:`review_change` is pure: from the proposed fleet, the fleet it replaces (the base
+revision), optionally what a running reconciler observes, a ``now`` and a commit checker, it
+says per group which commit it moves from and to, how its hosts split into waves and which
+are canaries (the rollout engine's own :func:`group_spec`), when its next maintenance windows
+open (:func:`reboot_window`, as the planner sees them), and what blocks it, as data.
+
+A blocker either *blocks* (nothing happens until someone acts: paused, halted, a commit the
+OSTree repository does not hold) or *waits* (it ends by itself: a dependency that this same
+change moves to the commit first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from reconciler.durations import format_minutes
+from reconciler.errors import OstreeRepoUnavailable
+from reconciler.fleetrepo.fleet import Fleet, Target
+from reconciler.fleetrepo.models import MaintenanceWindow
+from reconciler.fleetrepo.problems import Problem
+from reconciler.live import LiveGroup, LiveState
+from reconciler.rollout.spec import GroupSpec, group_spec
+from reconciler.windows import reboot_window
+
+CommitChecker = Callable[[str, str], bool]  # (repository URL, commit) -> exists? (preflight)
+
+#: Phases of a live group with nothing left to do for its target.
+_SETTLED_PHASES = frozenset({"in_sync", "empty"})
+
+
+class BlockerCode(StrEnum):
+    """Why a group's rollout would not start or finish; a stable interface (JSON output)."""
+
+    PAUSED = "paused"
+    HALTED = "halted"
+    DEPENDS_ON_PENDING = "depends_on_pending"
+    COMMIT_MISSING = "commit_missing"
+    COMMIT_UNCHECKABLE = "commit_uncheckable"
+    NO_USABLE_WINDOW = "no_usable_window"
+
+
+@dataclass(frozen=True)
+class Blocker:
+    code: BlockerCode
+    message: str
+    blocking: bool = True  # False: a wait that ends by itself
+
+
+class ChangeKind(StrEnum):
+    NEW = "new"  # the group is not in the base (nor on the live server): it starts a rollout
+    COMMIT = "commit"  # its desired commit changes: a rollout starts
+    SETTINGS = "settings"  # same commit; hosts, policy, windows, pause... change
+    CONTINUES = "continues"  # same commit and settings; the live rollout is not done yet
+
+
+@dataclass(frozen=True)
+class CommitRef:
+    commit: str
+    version: str | None
+
+    @property
+    def label(self) -> str:
+        """The version when there is one, else the short commit."""
+        return self.version or self.commit[:12]
+
+
+@dataclass(frozen=True)
+class Wave:
+    number: int  # 1-based, as status output counts them
+    hosts: tuple[str, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.hosts)
+
+
+@dataclass(frozen=True)
+class WindowOpening:
+    """One occurrence of a maintenance window in which a reboot may start."""
+
+    window: MaintenanceWindow
+    starts_at: datetime
+    reboot_deadline: datetime  # reboots start until then: the end minus the reboot margin
+    open_now: bool
+
+    @property
+    def ends_at(self) -> datetime:
+        return self.starts_at + self.window.duration
+
+
+class CheckResult(StrEnum):
+    PRESENT = "present"
+    MISSING = "missing"
+    UNCHECKABLE = "uncheckable"  # the repository could not be asked
+    SKIPPED = "skipped"  # no checker (--no-commit-check) or no repository URL declared
+
+
+@dataclass(frozen=True)
+class CommitCheck:
+    """Whether a new stream or pin commit is in its OSTree repository, as the daemon asks."""
+
+    subject: str  # `stream production`, `group callservers-fra-dsp (pinned)`
+    commit: str
+    urls: tuple[str, ...]
+    result: CheckResult
+    detail: str
+
+
+@dataclass(frozen=True)
+class GroupReview:
+    """What the change does to one group."""
+
+    name: str
+    kind: ChangeKind
+    stream: str | None  # None for a pinned group
+    pin_reason: str | None
+    from_: CommitRef | None  # None for a new group
+    to: CommitRef
+    waves: tuple[Wave, ...]
+    canaries: tuple[str, ...]
+    any_time: bool  # no maintenance windows: reboots at any time
+    windows: tuple[WindowOpening, ...]  # the next openings, the first may be open now
+    settings_changed: tuple[str, ...]
+    blockers: tuple[Blocker, ...]
+    notes: tuple[str, ...] = ()
+    live_status: str | None = None  # the running rollout's phase and reason, with --against
+    hosts_on_target: int | None = None  # hosts already booted on the target, with --against
+
+    @property
+    def hosts(self) -> int:
+        return sum(w.size for w in self.waves)
+
+    @property
+    def blocked(self) -> bool:
+        return any(b.blocking for b in self.blockers)
+
+
+@dataclass(frozen=True)
+class UnchangedGroup:
+    name: str
+    commit: CommitRef
+    hosts: int
+
+
+@dataclass(frozen=True)
+class ChangeReview:
+    """The whole review. ``problems`` are the proposed revision's validation findings; with an
+    error among them the revision is invalid and nothing else is filled in."""
+
+    now: datetime
+    fleet: str | None
+    revision: str | None  # the proposed Git commit; None for a working directory
+    base_revision: str | None
+    has_base: bool
+    live_server: str | None
+    problems: tuple[Problem, ...] = ()
+    groups: tuple[GroupReview, ...] = ()
+    unchanged: tuple[UnchangedGroup, ...] = ()
+    removed: tuple[str, ...] = ()
+    checks: tuple[CommitCheck, ...] = ()
+    revision_blockers: tuple[Blocker, ...] = ()  # the daemon would refuse the whole revision
+    notes: tuple[str, ...] = ()
+
+    @property
+    def valid(self) -> bool:
+        return not any(p.is_error for p in self.problems)
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self.revision_blockers) or any(g.blocked for g in self.groups)
+
+
+def invalid_review(
+    problems: Sequence[Problem],
+    revision: str | None,
+    now: datetime,
+    base_revision: str | None = None,
+    live_server: str | None = None,
+) -> ChangeReview:
+    """The review of a revision that does not validate: only its problems."""
+    return ChangeReview(
+        now=now,
+        fleet=None,
+        revision=revision,
+        base_revision=base_revision,
+        has_base=base_revision is not None,
+        live_server=live_server,
+        problems=tuple(problems),
+    )
+
+
+def review_change(
+    proposed: Fleet,
+    base: Fleet | None,
+    now: datetime,
+    *,
+    live: LiveState | None = None,
+    commit_checker: CommitChecker | None = None,
+    problems: Sequence[Problem] = (),
+    notes: Sequence[str] = (),
+) -> ChangeReview:
+    """Review ``proposed`` against ``base`` (and ``live``, the running reconciler) at ``now``.
+
+    The "from" commit of a group is the live server's target with ``live``, else the base's.
+    Without ``commit_checker`` no OSTree repository is asked (checks say `skipped`).
+    """
+    checks = commit_checks(proposed, base, commit_checker)
+    trouble = {c.commit: c for c in checks if c.result in _TROUBLE}
+    reviews: dict[str, GroupReview] = {}
+    unchanged: list[UnchangedGroup] = []
+    for name in _dependency_order(proposed):
+        spec = group_spec(proposed, name)
+        review = _review_group(proposed, base, live, spec, now, trouble, reviews)
+        if review is None:
+            unchanged.append(UnchangedGroup(name, _ref(spec.target), len(spec.order)))
+        else:
+            reviews[name] = review
+    before = set(base.groups if base else ()) | set(live.groups if live else ())
+    return ChangeReview(
+        now=now,
+        fleet=proposed.config.name,
+        revision=proposed.revision,
+        base_revision=base.revision if base else None,
+        has_base=base is not None,
+        live_server=live.server if live else None,
+        problems=tuple(problems),
+        groups=tuple(reviews[n] for n in sorted(reviews)),
+        unchanged=tuple(sorted(unchanged, key=lambda u: u.name)),
+        removed=tuple(sorted(before - set(proposed.groups))),
+        checks=checks,
+        revision_blockers=tuple(_check_blocker(c) for c in checks if c.result in _TROUBLE),
+        notes=tuple(notes),
+    )
+
+
+def _review_group(
+    proposed: Fleet,
+    base: Fleet | None,
+    live: LiveState | None,
+    spec: GroupSpec,
+    now: datetime,
+    trouble: Mapping[str, CommitCheck],
+    earlier: Mapping[str, GroupReview],
+) -> GroupReview | None:
+    name, to = spec.name, _ref(spec.target)
+    live_group = live.groups.get(name) if live else None
+    if live is not None:
+        from_ = CommitRef(live_group.commit, live_group.version) if live_group else None
+    else:
+        from_ = _ref(base.target(name)) if base and name in base.groups else None
+    settings = settings_changed(base, proposed, name) if base and name in base.groups else ()
+    unfinished = live_group is not None and live_group.phase not in _SETTLED_PHASES
+    if from_ is None:
+        kind = ChangeKind.NEW
+    elif from_.commit != to.commit:
+        kind = ChangeKind.COMMIT
+    elif settings:
+        kind = ChangeKind.SETTINGS
+    elif unfinished:
+        kind = ChangeKind.CONTINUES
+    else:
+        return None
+    rolls_out = kind in (ChangeKind.NEW, ChangeKind.COMMIT) or unfinished
+    blockers: list[Blocker] = []
+    notes: list[str] = []
+    if rolls_out:
+        blockers += _commit_blockers(to, trouble)
+        if spec.paused:
+            blockers.append(
+                Blocker(
+                    BlockerCode.PAUSED,
+                    f"paused in the fleet repo: no host is offered {to.label} "
+                    "until `paused` is set back to false",
+                )
+            )
+        if live_group is not None and live_group.phase == "halted":
+            _halt(live_group, spec, to, blockers, notes)
+        starts_fresh = kind in (ChangeKind.NEW, ChangeKind.COMMIT)
+        if starts_fresh or (live_group is not None and live_group.waves_opened == 0):
+            blockers += _dependency_blockers(proposed, base, live, spec, earlier)
+        if (
+            spec.windows
+            and reboot_window(spec.windows, now, spec.policy.reboot_margin).starts_at is None
+        ):
+            blockers.append(
+                Blocker(
+                    BlockerCode.NO_USABLE_WINDOW,
+                    "no maintenance window is longer than the reboot margin "
+                    f"({format_minutes(spec.policy.reboot_margin)}): reboots never start",
+                )
+            )
+    return GroupReview(
+        name=name,
+        kind=kind,
+        stream=spec.target.stream,
+        pin_reason=pin.reason if (pin := proposed.groups[name].pin) else None,
+        from_=from_,
+        to=to,
+        waves=waves(spec),
+        canaries=tuple(h for h in spec.order if h in set(proposed.groups[name].canaries)),
+        any_time=not spec.windows,
+        windows=next_openings(spec.windows, now, spec.policy.reboot_margin),
+        settings_changed=settings,
+        blockers=tuple(blockers),
+        notes=tuple(notes),
+        live_status=f"{live_group.phase}: {live_group.reason}" if live_group else None,
+        hosts_on_target=(
+            sum(
+                1
+                for h in spec.order
+                if (seen := live.hosts.get(h)) is not None and seen.booted_commit == to.commit
+            )
+            if live is not None
+            else None
+        ),
+    )
+
+
+def waves(spec: GroupSpec) -> tuple[Wave, ...]:
+    """The group's waves with their hosts, from the same boundaries the planner opens."""
+    starts = (0, *spec.wave_ends[:-1])
+    return tuple(
+        Wave(number, spec.order[start:end])
+        for number, (start, end) in enumerate(zip(starts, spec.wave_ends, strict=True), 1)
+        if end > start
+    )
+
+
+def next_openings(
+    windows: Sequence[MaintenanceWindow], now: datetime, margin: timedelta, count: int = 3
+) -> tuple[WindowOpening, ...]:
+    """The next ``count`` window occurrences in which a reboot may start, as the planner
+    decides it (a window counts only while ``margin`` is left); the first may be open now."""
+    openings: list[WindowOpening] = []
+    at = now
+    while len(openings) < count:
+        answer = reboot_window(windows, at, margin)
+        if answer.window is None or answer.starts_at is None or answer.reboot_deadline is None:
+            break
+        openings.append(
+            WindowOpening(
+                answer.window,
+                answer.starts_at,
+                answer.reboot_deadline,
+                open_now=answer.allowed and answer.starts_at <= now,
+            )
+        )
+        at = answer.reboot_deadline  # always later than `at`: the loop moves on
+    return tuple(openings)
+
+
+def settings_changed(base: Fleet, proposed: Fleet, name: str) -> tuple[str, ...]:
+    """What else than the commit changes for group ``name``, for people (`paused: false →
+    true`, a count of hosts added and removed, `rollout.soakTime`...)."""
+    old, new = base.groups[name], proposed.groups[name]
+    changes: list[str] = []
+    old_follows = f"stream {old.stream}" if old.stream else "pin"
+    new_follows = f"stream {new.stream}" if new.stream else "pin"
+    if old_follows != new_follows:
+        changes.append(f"follows: {old_follows} → {new_follows}")
+    before, after = set(base.members[name]), set(proposed.members[name])
+    if before != after:
+        changes.append(f"hosts: +{len(after - before)} −{len(before - after)}")
+    if old.paused != new.paused:
+        changes.append(f"paused: {str(old.paused).lower()} → {str(new.paused).lower()}")
+    for field, label in (
+        ("canaries", "canaries"),
+        ("depends_on", "dependsOn"),
+        ("resume", "resume"),
+    ):
+        if getattr(old, field) != getattr(new, field):
+            changes.append(label)
+    old_policy, new_policy = base.rollout_policy(name), proposed.rollout_policy(name)
+    for field, info in type(new_policy).model_fields.items():
+        if getattr(old_policy, field) != getattr(new_policy, field):
+            changes.append(f"rollout.{info.alias or field}")
+    if base.maintenance_windows(name) != proposed.maintenance_windows(name):
+        changes.append("maintenanceWindows")
+    return tuple(changes)
+
+
+# -- blockers ---------------------------------------------------------------------------------
+
+_TROUBLE = frozenset({CheckResult.MISSING, CheckResult.UNCHECKABLE})
+
+
+def _halt(
+    live_group: LiveGroup, spec: GroupSpec, to: CommitRef, blockers: list[Blocker], notes: list[str]
+) -> None:
+    """A halt holds until Git changes the desired commit or sets a new `resume` value, the
+    same test the planner makes (``resume_if_asked``)."""
+    if live_group.commit != to.commit:
+        notes.append(
+            "starts a new rollout, which ends the halted rollout to "
+            + CommitRef(live_group.commit, live_group.version).label
+        )
+    elif spec.resume_token and spec.resume_token != live_group.halt_resume_token:
+        notes.append(f"resumes the halted rollout (`resume: {spec.resume_token}`)")
+    else:
+        blockers.append(
+            Blocker(
+                BlockerCode.HALTED,
+                f"{live_group.reason}; set a new `resume` value once the cause is understood",
+            )
+        )
+
+
+def _dependency_blockers(
+    proposed: Fleet,
+    base: Fleet | None,
+    live: LiveState | None,
+    spec: GroupSpec,
+    earlier: Mapping[str, GroupReview],
+) -> list[Blocker]:
+    """A group opens its first wave for a commit only once every group it depends on has
+    completed that commit (rule 8). Without live state, a dependency that moves to the commit
+    in this same change is a wait; one that runs another commit blocks."""
+    target, label = spec.target.commit, _ref(spec.target).label
+    blockers = []
+    for dependency in spec.depends_on:
+        theirs = _ref(proposed.target(dependency))
+        why = f"waits for {dependency} to complete {label}"
+        if live is not None:
+            seen = live.groups.get(dependency)
+            if seen is not None and target in seen.completed_commits:
+                continue
+            if seen is not None and seen.commit == target:
+                why += f" (it is {seen.phase})"
+        elif (
+            base is not None
+            and dependency in base.groups
+            and theirs.commit == target == base.target(dependency).commit
+        ):
+            continue  # declared on it before this change; without --against, assumed done
+        dep_review = earlier.get(dependency)
+        if theirs.commit != target:
+            why += f"; {dependency} is set to run {theirs.label}"
+            blockers.append(Blocker(BlockerCode.DEPENDS_ON_PENDING, why))
+        elif dep_review is not None and dep_review.blocked:
+            why += f"; {dependency} is blocked"
+            blockers.append(Blocker(BlockerCode.DEPENDS_ON_PENDING, why))
+        else:
+            if dep_review is not None and dep_review.kind in (ChangeKind.NEW, ChangeKind.COMMIT):
+                why += ", which this change also starts there"
+            blockers.append(Blocker(BlockerCode.DEPENDS_ON_PENDING, why, blocking=False))
+    return blockers
+
+
+def _commit_blockers(to: CommitRef, trouble: Mapping[str, CommitCheck]) -> list[Blocker]:
+    """The group's share of a failed preflight (the whole revision is refused for it)."""
+    check = trouble.get(to.commit)
+    if check is None:
+        return []
+    if check.result is CheckResult.MISSING:
+        return [
+            Blocker(
+                BlockerCode.COMMIT_MISSING,
+                f"{to.label} ({to.commit[:12]}) is not in its OSTree repository; "
+                "the reconciler refuses the revision",
+            )
+        ]
+    return [
+        Blocker(
+            BlockerCode.COMMIT_UNCHECKABLE,
+            f"cannot check that {to.label} ({to.commit[:12]}) is in its OSTree repository; "
+            "the reconciler refuses the revision",
+        )
+    ]
+
+
+def _check_blocker(check: CommitCheck) -> Blocker:
+    if check.result is CheckResult.MISSING:
+        return Blocker(
+            BlockerCode.COMMIT_MISSING,
+            f"{check.subject}: commit {check.commit[:12]} is not in {', '.join(check.urls)}; "
+            "the reconciler refuses the whole revision",
+        )
+    return Blocker(
+        BlockerCode.COMMIT_UNCHECKABLE,
+        f"{check.subject}: cannot check commit {check.commit[:12]}: {check.detail}; "
+        "the reconciler refuses a revision it cannot check",
+    )
+
+
+# -- OSTree preflight, as the daemon's revision gate does it ------------------------------------
+
+
+def commit_checks(
+    proposed: Fleet, base: Fleet | None, exists: CommitChecker | None
+) -> tuple[CommitCheck, ...]:
+    """Ask for each stream and pin commit that is new against ``base``, in the repositories
+    the daemon asks (a pin: those of the streams with its remote, any stream's without)."""
+    checks: list[CommitCheck] = []
+    answers: dict[tuple[str, str], bool | str] = {}
+    for name, stream in sorted(proposed.streams.items()):
+        before = base.streams.get(name) if base else None
+        if before is not None and before.commit == stream.commit:
+            continue
+        urls: tuple[str, ...] = (stream.url,) if stream.url else ()
+        checks.append(_check(f"stream {name}", stream.commit, urls, exists, answers))
+    for name, group in sorted(proposed.groups.items()):
+        pin = group.pin
+        old = base.groups.get(name) if base else None
+        if pin is None or (
+            old is not None and old.pin is not None and old.pin.commit == pin.commit
+        ):
+            continue
+        urls = tuple(
+            sorted(
+                {
+                    s.url
+                    for s in proposed.streams.values()
+                    if s.url and (pin.remote is None or s.remote == pin.remote)
+                }
+            )
+        )
+        checks.append(_check(f"group {name} (pinned)", pin.commit, urls, exists, answers))
+    return tuple(checks)
+
+
+def _check(
+    subject: str,
+    commit: str,
+    urls: tuple[str, ...],
+    exists: CommitChecker | None,
+    answers: dict[tuple[str, str], bool | str],
+) -> CommitCheck:
+    if exists is None or not urls:
+        why = "not asked (--no-commit-check)" if urls else "no repository URL declared"
+        return CommitCheck(subject, commit, urls, CheckResult.SKIPPED, why)
+    unreachable = []
+    for url in urls:
+        if (url, commit) not in answers:
+            try:
+                answers[url, commit] = exists(url, commit)
+            except OstreeRepoUnavailable as exc:
+                answers[url, commit] = str(exc)
+        answer = answers[url, commit]
+        if answer is True:
+            return CommitCheck(subject, commit, urls, CheckResult.PRESENT, f"in {url}")
+        if isinstance(answer, str):
+            unreachable.append(answer)
+    if unreachable:
+        return CommitCheck(subject, commit, urls, CheckResult.UNCHECKABLE, "; ".join(unreachable))
+    return CommitCheck(subject, commit, urls, CheckResult.MISSING, f"not in {', '.join(urls)}")
+
+
+# -- small pieces -------------------------------------------------------------------------------
+
+
+def _ref(target: Target) -> CommitRef:
+    return CommitRef(target.commit, target.version)
+
+
+def _dependency_order(fleet: Fleet) -> list[str]:
+    """Groups with their dependencies first (as the engine plans them), else by name."""
+    ordered: list[str] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen or name not in fleet.groups:
+            return
+        seen.add(name)
+        for dependency in fleet.groups[name].depends_on:
+            visit(dependency)
+        ordered.append(name)
+
+    for name in sorted(fleet.groups):
+        visit(name)
+    return ordered

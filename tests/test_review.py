@@ -1,0 +1,479 @@
+"""The change review behind `reconciler plan`: one test per blocker, waves and windows from the
+engine's own code, and the Markdown a pull request gets, compared with golden files.
+
+Regenerate the golden files after an intended change of the output with
+`UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_review.py` and review the diff.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from reconciler.fleetrepo.fleet import Fleet
+from reconciler.fleetrepo.loader import load_fleet
+from reconciler.fleetrepo.sources import DirectorySource
+from reconciler.live import LiveGroup, LiveHost, LiveState
+from reconciler.preflight import commit_exists
+from reconciler.review import (
+    BlockerCode,
+    ChangeKind,
+    ChangeReview,
+    CheckResult,
+    GroupReview,
+    invalid_review,
+    review_change,
+)
+from reconciler.review_render import render_json, render_markdown, render_text
+from reconciler.rollout.spec import group_spec
+from reconciler.testbed import make_archive_repo
+from tests.conftest import EXAMPLE_FLEET
+
+AT = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # a Wednesday
+PRODUCTION = "3f9a0c2e6b1d5a8f4c7e0b3d9a2f6c1e5b8d4a7f0c3e6b9d2a5f8c1e4b7d0a36"
+STAGING = "8e1b4d5f2a7c9e0b3d6f1a4c7e2b5d8f0a3c6e9b2d5f8a1c4e7b0d3f6a9c2e5b"
+PINNED = "5c2e8a1f4b7d0c3e6a9f2b5d8c1e4a7f0b3d6c9e2a5f8b1d4c7e0a3f6b9d2c58"
+MISSING = "ab" * 32  # hex with letters: all-digit checksums would be read by YAML as numbers
+GOLDEN = Path(__file__).parent / "golden"
+PRODUCTION_GROUPS = ["callservers-dub", "callservers-fra", "callservers-nyc", "callservers-sin"]
+
+
+def present(url: str, commit: str) -> bool:
+    return True
+
+
+def load(root: Path) -> Fleet:
+    result = load_fleet(DirectorySource(root))
+    assert result.fleet is not None, result.problems
+    return result.fleet
+
+
+def edit(root: Path, path: str, old: str, new: str) -> None:
+    file = root / path
+    text = file.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    file.write_text(text.replace(old, new))
+
+
+def promote(root: Path, commit: str = STAGING, version: str = "9.20261124.1") -> None:
+    """The pull request automatic promotion would open: production takes the staging build."""
+    edit(root, "streams/production.yaml", PRODUCTION, commit)
+    edit(root, "streams/production.yaml", '"9.20261117.0"', f'"{version}"')
+
+
+def pause(root: Path, group: str) -> None:
+    with (root / f"groups/{group}.yaml").open("a") as file:
+        file.write("paused: true\n")
+
+
+def group(review: ChangeReview, name: str) -> GroupReview:
+    [found] = [g for g in review.groups if g.name == name]
+    return found
+
+
+def codes(review: ChangeReview, name: str) -> list[tuple[str, bool]]:
+    return [(b.code.value, b.blocking) for b in group(review, name).blockers]
+
+
+@pytest.fixture
+def base() -> Fleet:
+    return load(EXAMPLE_FLEET)
+
+
+def test_a_promotion_moves_production_groups_and_dependents_wait_for_dublin(
+    fleet_dir: Path, base: Fleet
+) -> None:
+    promote(fleet_dir)
+    review = review_change(load(fleet_dir), base, AT, commit_checker=present)
+    assert [g.name for g in review.groups] == PRODUCTION_GROUPS
+    dub = group(review, "callservers-dub")
+    assert dub.kind is ChangeKind.COMMIT
+    assert (dub.from_, dub.to) == (
+        dub.from_.__class__(PRODUCTION, "9.20261117.0"),
+        dub.to.__class__(STAGING, "9.20261124.1"),
+    )
+    assert dub.stream == "production"
+    assert dub.blockers == ()
+    for name in PRODUCTION_GROUPS[1:]:
+        assert codes(review, name) == [("depends_on_pending", False)]
+        assert "which this change also starts there" in group(review, name).blockers[0].message
+    assert [u.name for u in review.unchanged] == ["callservers-fra-dsp", "staging-lab"]
+    assert [(c.subject, c.result) for c in review.checks] == [
+        ("stream production", CheckResult.PRESENT)
+    ]
+    assert not review.blocked
+
+
+def test_waves_and_canaries_are_the_rollout_engines(fleet_dir: Path, base: Fleet) -> None:
+    promote(fleet_dir)
+    proposed = load(fleet_dir)
+    review = review_change(proposed, base, AT, commit_checker=present)
+    for reviewed in review.groups:
+        spec = group_spec(proposed, reviewed.name)
+        assert tuple(h for w in reviewed.waves for h in w.hosts) == spec.order
+        ends = [sum(w.size for w in reviewed.waves[: i + 1]) for i in range(len(reviewed.waves))]
+        assert tuple(ends) == spec.wave_ends
+    dub = group(review, "callservers-dub")
+    # waves [1, 10%, 50%] of 10 hosts: 10% is 1 host, no larger than wave 1, so it is dropped
+    assert [w.size for w in dub.waves] == [1, 4, 5]
+    assert dub.canaries == ("dub-call-01", "dub-call-07")
+    assert dub.waves[0].hosts == ("dub-call-01",)
+    assert dub.waves[1].hosts[0] == "dub-call-07"
+
+
+def test_next_windows_open_in_the_groups_own_time_zone(fleet_dir: Path, base: Fleet) -> None:
+    promote(fleet_dir)
+    proposed = load(fleet_dir)
+    review = review_change(proposed, base, AT, commit_checker=present)
+    dub, sin, nyc = (
+        group(review, n) for n in ("callservers-dub", "callservers-sin", "callservers-nyc")
+    )
+    assert [w.starts_at for w in dub.windows] == [
+        datetime(2026, 11, 26 + d, 1, 0, tzinfo=UTC)
+        for d in range(3)  # Dublin is on UTC in winter
+    ]
+    assert sin.windows[0].starts_at == datetime(2026, 11, 25, 18, 30, tzinfo=UTC)  # 02:30 +08
+    # Weeknights 02:00 EST, then the Saturday window at midnight.
+    assert [w.starts_at.hour for w in nyc.windows] == [7, 7, 5]
+    assert all(not w.open_now for w in dub.windows)
+    inside = review_change(
+        proposed, base, AT.replace(hour=2) + timedelta(days=1), commit_checker=present
+    )
+    first = group(inside, "callservers-dub").windows[0]
+    assert first.open_now
+    assert first.reboot_deadline == datetime(2026, 11, 26, 4, 40, tzinfo=UTC)  # 20m margin
+    text = render_text(inside)
+    assert "Thu 2026-11-26 01:00–05:00 Europe/Dublin (open now; reboots start for 2h40m)" in text
+
+
+def test_paused_blocks(fleet_dir: Path, base: Fleet) -> None:
+    promote(fleet_dir)
+    pause(fleet_dir, "callservers-sin")
+    review = review_change(load(fleet_dir), base, AT, commit_checker=present)
+    assert codes(review, "callservers-sin") == [
+        ("paused", True),
+        ("depends_on_pending", False),
+    ]
+    assert group(review, "callservers-sin").settings_changed == ("paused: false → true",)
+    assert review.blocked
+
+
+def test_pausing_a_group_with_nothing_to_roll_out_blocks_nothing(
+    fleet_dir: Path, base: Fleet
+) -> None:
+    pause(fleet_dir, "staging-lab")
+    edit(fleet_dir, "groups/staging-lab.yaml", "soakTime: 30m", "soakTime: 45m")
+    review = review_change(load(fleet_dir), base, AT, commit_checker=present)
+    [lab] = review.groups
+    assert (lab.kind, lab.blockers) == (ChangeKind.SETTINGS, ())
+    assert lab.settings_changed == ("paused: false → true", "rollout.soakTime")
+    assert not review.blocked
+
+
+def _live(*groups: LiveGroup, hosts: tuple[LiveHost, ...] = ()) -> LiveState:
+    return LiveState(
+        "http://127.0.0.1:8443", {g.name: g for g in groups}, {h.name: h for h in hosts}
+    )
+
+
+def _settled(name: str, commit: str = PRODUCTION, version: str = "9.20261117.0") -> LiveGroup:
+    return LiveGroup(
+        name,
+        commit,
+        version,
+        "in_sync",
+        "all_hosts_done",
+        f"all hosts run {commit[:12]}",
+        3,
+        frozenset({commit}),
+    )
+
+
+HALTED_DUB = LiveGroup(
+    "callservers-dub",
+    PRODUCTION,
+    "9.20261117.0",
+    "halted",
+    "failure_threshold",
+    "halted after 1 failure(s) (threshold 1): dub-call-01 booted 9.20261117.0 and greenboot "
+    "reports red",
+    1,
+    frozenset(),
+    halt_resume_token=None,
+)
+
+
+def test_halted_blocks_until_a_new_resume_value(fleet_dir: Path, base: Fleet) -> None:
+    live = _live(HALTED_DUB)
+    review = review_change(load(fleet_dir), base, AT, live=live, commit_checker=present)
+    dub = group(review, "callservers-dub")
+    assert dub.kind is ChangeKind.CONTINUES
+    assert codes(review, "callservers-dub") == [("halted", True)]
+    assert "set a new `resume` value" in dub.blockers[0].message
+    assert review.blocked
+
+    edit(
+        fleet_dir,
+        "groups/callservers-dub.yaml",
+        "stream: production",
+        "stream: production\nresume: OPS-2291",
+    )
+    resumed = group(review_change(load(fleet_dir), base, AT, live=live), "callservers-dub")
+    assert resumed.blockers == ()
+    assert resumed.notes == ("resumes the halted rollout (`resume: OPS-2291`)",)
+
+
+def test_a_new_commit_ends_a_halt(fleet_dir: Path, base: Fleet) -> None:
+    promote(fleet_dir)
+    review = review_change(
+        load(fleet_dir), base, AT, live=_live(HALTED_DUB), commit_checker=present
+    )
+    dub = group(review, "callservers-dub")
+    assert dub.blockers == ()
+    assert dub.notes == ("starts a new rollout, which ends the halted rollout to 9.20261117.0",)
+
+
+def test_depends_on_a_group_that_runs_another_commit_blocks(fleet_dir: Path, base: Fleet) -> None:
+    promote(fleet_dir)
+    edit(
+        fleet_dir,
+        "groups/callservers-dub.yaml",
+        "stream: production",
+        f"pin:\n  commit: {PRODUCTION}\n  reason: hold Dublin for the conference",
+    )
+    review = review_change(load(fleet_dir), base, AT, commit_checker=present)
+    assert codes(review, "callservers-nyc") == [("depends_on_pending", True)]
+    assert group(review, "callservers-nyc").blockers[0].message == (
+        "waits for callservers-dub to complete 9.20261124.1; callservers-dub is set to run "
+        "3f9a0c2e6b1d"  # a pin without a version is named by its commit
+    )
+    assert review.blocked
+
+
+def test_depends_on_follows_what_the_live_server_completed(fleet_dir: Path, base: Fleet) -> None:
+    promote(fleet_dir)
+    proposed = load(fleet_dir)
+    done = review_change(
+        proposed,
+        base,
+        AT,
+        live=_live(_settled("callservers-dub", STAGING, "9.20261124.1")),
+        commit_checker=present,
+    )
+    assert codes(done, "callservers-nyc") == []
+    rolling = LiveGroup(
+        "callservers-dub", STAGING, None, "soaking", "soaking", "wave 1/3 soaking", 1, frozenset()
+    )
+    pending = review_change(proposed, base, AT, live=_live(rolling), commit_checker=present)
+    [blocker] = group(pending, "callservers-nyc").blockers
+    assert blocker.code is BlockerCode.DEPENDS_ON_PENDING
+    assert not blocker.blocking
+    assert "(it is soaking)" in blocker.message
+
+
+def test_a_dependency_that_is_blocked_blocks_its_dependents(fleet_dir: Path, base: Fleet) -> None:
+    promote(fleet_dir)
+    pause(fleet_dir, "callservers-dub")
+    review = review_change(load(fleet_dir), base, AT, commit_checker=present)
+    assert codes(review, "callservers-fra") == [("depends_on_pending", True)]
+    assert (
+        group(review, "callservers-fra").blockers[0].message.endswith("callservers-dub is blocked")
+    )
+
+
+@pytest.mark.needs_tool("ostree")
+def test_commit_missing_from_a_real_ostree_repo(
+    fleet_dir: Path, base: Fleet, tmp_path: Path
+) -> None:
+    [built] = make_archive_repo(tmp_path / "repo", ["9.20261124.1"])
+    edit(
+        fleet_dir,
+        "streams/production.yaml",
+        "https://ostree.callos.example.net/repo",
+        f"file://{tmp_path / 'repo'}",
+    )
+    promote(fleet_dir, commit=built)
+    there = review_change(load(fleet_dir), base, AT, commit_checker=commit_exists)
+    assert [c.result for c in there.checks] == [CheckResult.PRESENT]
+    assert not there.blocked
+
+    edit(fleet_dir, "streams/production.yaml", built, MISSING)
+    review = review_change(load(fleet_dir), base, AT, commit_checker=commit_exists)
+    assert [c.result for c in review.checks] == [CheckResult.MISSING]
+    assert codes(review, "callservers-dub") == [("commit_missing", True)]
+    assert [b.code for b in review.revision_blockers] == [BlockerCode.COMMIT_MISSING]
+    assert "the reconciler refuses the whole revision" in review.revision_blockers[0].message
+    assert review.blocked
+
+
+def test_an_unreachable_ostree_repo_cannot_check_and_does_not_crash(
+    fleet_dir: Path, base: Fleet
+) -> None:
+    edit(
+        fleet_dir,
+        "streams/production.yaml",
+        "https://ostree.callos.example.net/repo",
+        "http://127.0.0.1:9/repo",  # discard port: nothing listens
+    )
+    promote(fleet_dir)
+    review = review_change(load(fleet_dir), base, AT, commit_checker=commit_exists)
+    [check] = review.checks
+    assert check.result is CheckResult.UNCHECKABLE
+    assert codes(review, "callservers-dub") == [("commit_uncheckable", True)]
+    assert review.revision_blockers[0].code is BlockerCode.COMMIT_UNCHECKABLE
+
+
+def test_a_pin_is_checked_in_the_repositories_of_its_remote(fleet_dir: Path, base: Fleet) -> None:
+    edit(fleet_dir, "groups/callservers-fra-dsp.yaml", PINNED, MISSING)
+    asked: list[tuple[str, str]] = []
+
+    def only_known(url: str, commit: str) -> bool:
+        asked.append((url, commit))
+        return commit != MISSING
+
+    review = review_change(load(fleet_dir), base, AT, commit_checker=only_known)
+    assert asked == [("https://ostree.callos.example.net/repo", MISSING)]
+    assert codes(review, "callservers-fra-dsp") == [("commit_missing", True)]
+
+
+def test_a_window_shorter_than_the_reboot_margin_never_opens(fleet_dir: Path, base: Fleet) -> None:
+    promote(fleet_dir)
+    edit(fleet_dir, "groups/callservers-dub.yaml", "duration: 4h", "duration: 15m")
+    review = review_change(load(fleet_dir), base, AT, commit_checker=present)
+    dub = group(review, "callservers-dub")
+    assert codes(review, "callservers-dub") == [("no_usable_window", True)]
+    assert dub.windows == ()
+    assert "maintenanceWindows" in dub.settings_changed
+
+
+def test_without_a_base_every_group_is_new(fleet_dir: Path) -> None:
+    review = review_change(load(fleet_dir), None, AT, commit_checker=None)
+    assert {g.kind for g in review.groups} == {ChangeKind.NEW}
+    assert len(review.groups) == 6
+    assert {c.result for c in review.checks} == {CheckResult.SKIPPED}
+    # every dependency of Dublin moves to its commit in this same change: they wait
+    assert codes(review, "callservers-nyc") == [("depends_on_pending", False)]
+
+
+def test_removed_groups_are_listed(fleet_dir: Path, base: Fleet) -> None:
+    (fleet_dir / "groups/staging-lab.yaml").unlink()
+    review = review_change(load(fleet_dir), base, AT, commit_checker=present)
+    assert review.removed == ("staging-lab",)
+    assert review.groups == ()
+
+
+# -- golden Markdown ----------------------------------------------------------------------------
+
+
+def _promotion(fleet_dir: Path, base: Fleet) -> ChangeReview:
+    promote(fleet_dir)
+    return review_change(load(fleet_dir), base, AT, commit_checker=present)
+
+
+def _blocked(fleet_dir: Path, base: Fleet) -> ChangeReview:
+    """Everything at once, against live state: paused, halted, a dependency still rolling out,
+    a pin to a commit the OSTree repository does not hold."""
+    promote(fleet_dir)
+    pause(fleet_dir, "callservers-sin")
+    edit(fleet_dir, "groups/callservers-fra-dsp.yaml", PINNED, MISSING)
+    edit(fleet_dir, "groups/callservers-fra-dsp.yaml", '"9.20260915.2"', '"9.20261201.0"')
+    lab = LiveGroup(
+        "staging-lab",
+        STAGING,
+        "9.20261124.1",
+        "halted",
+        "failure_threshold",
+        "halted after 1 failure(s) (threshold 1): lab-call-02 could not stage the target: "
+        "No space left on device",
+        2,
+        frozenset({PRODUCTION}),
+        halt_resume_token="OPS-2280",
+    )
+    dub = LiveGroup(
+        "callservers-dub",
+        PRODUCTION,
+        "9.20261117.0",
+        "in_sync",
+        "all_hosts_done",
+        "10/10 hosts run 3f9a0c2e6b1d",
+        3,
+        frozenset({PRODUCTION}),
+    )
+    live = _live(
+        lab,
+        dub,
+        *(_settled(n) for n in ("callservers-fra", "callservers-nyc", "callservers-sin")),
+        _settled("callservers-fra-dsp", PINNED, "9.20260915.2"),
+        hosts=(LiveHost("dub-call-01", "callservers-dub", STAGING, "unexpected"),),
+    )
+    return review_change(
+        load(fleet_dir),
+        base,
+        AT,
+        live=live,
+        commit_checker=lambda url, commit: commit != MISSING,
+    )
+
+
+def _invalid(fleet_dir: Path, base: Fleet) -> ChangeReview:
+    edit(fleet_dir, "fleet.yaml", "maxUnavailable: 1", "maxUnavailible: 1")
+    edit(fleet_dir, "groups/callservers-nyc.yaml", "stream: production", "stream: prodution")
+    result = load_fleet(DirectorySource(fleet_dir))
+    assert result.fleet is None
+    return invalid_review(result.problems, result.revision, AT, base_revision="f" * 40)
+
+
+SCENARIOS = {"promotion": _promotion, "blocked": _blocked, "invalid": _invalid}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_markdown_matches_the_golden_file(scenario: str, fleet_dir: Path, base: Fleet) -> None:
+    rendered = render_markdown(SCENARIOS[scenario](fleet_dir, base))
+    assert_golden(GOLDEN / f"plan-{scenario}.md", rendered)
+
+
+def test_the_blocked_scenario_blocks_for_every_reason(fleet_dir: Path, base: Fleet) -> None:
+    review = _blocked(fleet_dir, base)
+    found = {b.code for g in review.groups for b in g.blockers if b.blocking}
+    assert found == {BlockerCode.PAUSED, BlockerCode.HALTED, BlockerCode.COMMIT_MISSING}
+    assert group(review, "staging-lab").kind is ChangeKind.CONTINUES
+    assert group(review, "callservers-dub").hosts_on_target == 1
+
+
+def test_json_is_the_same_review(fleet_dir: Path, base: Fleet) -> None:
+    document = json.loads(render_json(_blocked(fleet_dir, base)))
+    assert document["valid"] is True
+    assert document["blocked"] is True
+    sin = next(g for g in document["groups"] if g["name"] == "callservers-sin")
+    assert [b["code"] for b in sin["blockers"]] == ["paused", "depends_on_pending"]
+    assert sin["nextWindows"][0]["local"] == "2026-11-26T02:30:00+08:00"
+    assert [w["size"] for w in sin["waves"]] == [1, 2, 3]
+
+
+def assert_golden(path: Path, actual: str) -> None:
+    """Compare with the golden file; with UPDATE_GOLDEN=1, rewrite it instead."""
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(actual)
+        return
+    if not path.exists():
+        pytest.fail(f"{path} does not exist; create it with UPDATE_GOLDEN=1", pytrace=False)
+    expected = path.read_text()
+    if actual != expected:
+        diff = "".join(
+            difflib.unified_diff(
+                expected.splitlines(keepends=True),
+                actual.splitlines(keepends=True),
+                fromfile=str(path),
+                tofile="rendered",
+            )
+        )
+        pytest.fail(
+            f"the output differs from {path.name} (UPDATE_GOLDEN=1 rewrites it):\n{diff}",
+            pytrace=False,
+        )
