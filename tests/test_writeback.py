@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import reconciler.promoter
@@ -22,8 +23,9 @@ from reconciler.promoter import PromotionOutcome, trailers
 from reconciler.promotion import PromotionStatus
 from reconciler.signatures import SignatureTrust, check_commit_signature
 from tests.conftest import git
+from tests.daemon_support import BackgroundDaemon
 from tests.fleet_driver import ReportingFleet
-from tests.test_daemon import OLD_PRODUCTION, config, no_urls
+from tests.test_daemon import OLD_PRODUCTION, agent_report, config, no_urls, wait_for
 from tests.test_gitsource import Remote, replace
 
 STAGING = "8e1b4d5f2a7c9e0b3d6f1a4c7e2b5d8f0a3c6e9b2d5f8a1c4e7b0d3f6a9c2e5b"
@@ -304,3 +306,35 @@ def test_promotion_is_signed_when_a_key_is_configured(tmp_path: Path) -> None:
     assert attempt.written.commit is not None
     trust = SignatureTrust(allowed_signers=signers)
     assert check_commit_signature(origin.bare, attempt.written.commit, trust) is None
+
+
+# -- the running daemon: notes and promotion happen by themselves ---------------------------------
+
+
+def test_a_running_daemon_writes_notes_and_promotes_on_its_own(tmp_path: Path) -> None:
+    origin = Remote(tmp_path)
+
+    def quick(root: Path) -> None:
+        no_urls(root)
+        replace("streams/production.yaml", "soakTime: 48h", "soakTime: 2s")(root)
+
+    configured = origin.commit("production soaks for 2 s", quick)
+    with BackgroundDaemon(config(tmp_path, origin, identity=IDENTITY)) as running:
+        for host in LAB:  # the lab already runs staging's build, healthy
+            httpx.post(
+                running.url + "/v1/report",
+                json=agent_report(STAGING),
+                headers={"Authorization": f"Bearer demo-token-{host}"},
+            )
+        # No more reports: the soak's timer alone must make the promotion, and the daemon
+        # must then take its own commit in.
+        wait_for(lambda: running.daemon.service.fleet.revision != configured, timeout=20)
+        promotion = tip(origin)
+        assert running.daemon.service.fleet.revision == promotion
+        assert (
+            trailers(git(origin.bare, "log", "-1", "--format=%B", promotion))["Promoted-Commit"]
+            == STAGING
+        )
+        wait_for(lambda: "staging-lab" in notes(origin), timeout=20)
+    under_configured = notes(origin).split(configured, 1)[1].split("\n\n", 1)[0]
+    assert "staging-lab rollout 1 target 8e1b4d5f2a7c: rollout started" in under_configured

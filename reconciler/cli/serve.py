@@ -14,6 +14,7 @@ from typing import Any
 from reconciler import logs
 from reconciler.daemon import Daemon, ServeConfig
 from reconciler.errors import ReconcilerError
+from reconciler.gitwriter import CommitSigner, GitIdentity
 from reconciler.server import Listen
 from reconciler.signatures import SignatureTrust
 
@@ -33,6 +34,11 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "webhook-secret-file": ("file holding the webhook secret (enables POST /v1/webhook)", None),
     "trusted-gpg-home": ("GnuPG home holding the keys trusted to sign fleet commits", None),
     "allowed-signers": ("ssh-keygen allowed-signers file of keys trusted to sign", None),
+    "git-author-name": ("author of rollout notes and promotion commits", "fleet reconciler"),
+    "git-author-email": ("e-mail of that author", "reconciler@localhost"),
+    "signing-ssh-key": ("SSH private key that signs promotion commits", None),
+    "signing-gpg-key": ("OpenPGP key id that signs promotion commits", None),
+    "signing-gpg-home": ("GnuPG home holding the signing key", None),
 }
 
 
@@ -40,6 +46,8 @@ SETTINGS: dict[str, tuple[str, Any]] = {
 FLAGS: dict[str, tuple[str, Any]] = {
     "allow-history-rewrite": ("act on a force-pushed branch that drops the applied commit", False),
     "no-watch": ("do not watch a local repository's refs; poll only", False),
+    "no-push-notes": ("keep rollout notes in the mirror only (no write access)", False),
+    "no-promote": ("never make promotion commits, even when streams declare promotion", False),
 }
 
 
@@ -114,6 +122,14 @@ def run(args: argparse.Namespace) -> int:
             Path(values["trusted-gpg-home"]) if values["trusted-gpg-home"] else None,
             Path(values["allowed-signers"]) if values["allowed-signers"] else None,
         ),
+        identity=GitIdentity(values["git-author-name"], values["git-author-email"]),
+        signer=CommitSigner(
+            ssh_key=Path(values["signing-ssh-key"]) if values["signing-ssh-key"] else None,
+            gpg_key=values["signing-gpg-key"],
+            gpg_home=Path(values["signing-gpg-home"]) if values["signing-gpg-home"] else None,
+        ),
+        push_notes=not _truthy(values["no-push-notes"]),
+        promote=not _truthy(values["no-promote"]),
     )
     try:
         daemon = Daemon(config)
