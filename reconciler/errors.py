@@ -9,7 +9,9 @@
     ├── GitPushRejected             the world: the remote moved on; build on its tip, retry
     ├── GitPushFailed               the world: cannot write to the remote (access, network)
     ├── PromotionImpossible         the fleet repo: a promotion cannot be written into it
-    └── OstreeRepoUnavailable       the world: an OSTree repository cannot be asked
+    ├── OstreeRepoUnavailable       the world: an OSTree repository cannot be asked
+    └── LiveStateUnavailable        the world, or the caller's token: a running reconciler
+                                    cannot be asked (`reconciler plan --against`)
 
 Library exceptions (``pygit2.GitError``, ``OSError``, ``yaml.YAMLError``) are translated
 into these at the adapter that calls the library, so callers never catch a library type.
@@ -69,3 +71,14 @@ class PromotionImpossible(ReconcilerError):
 
 class OstreeRepoUnavailable(ReconcilerError):
     """An OSTree repository could not be asked whether it holds a commit."""
+
+
+class LiveStateUnavailable(ReconcilerError):
+    """The running reconciler could not be asked (network, refused token, unexpected answer).
+
+    ``refused`` is True when the server answered 401 or 403: the caller's token is at fault.
+    """
+
+    def __init__(self, message: str, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused

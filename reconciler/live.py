@@ -18,18 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from reconciler.api.schemas import GroupOut, HostOut
-from reconciler.errors import ReconcilerError
-
-
-class LiveStateUnavailable(ReconcilerError):
-    """The running reconciler could not be asked (network, refused token, unexpected answer).
-
-    ``refused`` is True when the server answered 401 or 403: the caller's token is at fault.
-    """
-
-    def __init__(self, message: str, refused: bool = False) -> None:
-        super().__init__(message)
-        self.refused = refused
+from reconciler.errors import LiveStateUnavailable
 
 
 @dataclass(frozen=True)

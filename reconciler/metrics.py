@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
+from reconciler.promotion import PromotionStatus
 from reconciler.rollout.planner import GroupPhase, HostState
 from reconciler.rollout.reasons import FAILURE_CODES
 
@@ -154,6 +155,31 @@ class FleetCollector(Collector):
         yield from (drift, since, hosts, wave, waves, state, reported)
         yield from self._from_event_log()
         yield from self._revision()
+        yield from self._promotions()
+
+    def _promotions(self) -> Iterator[GaugeMetricFamily]:
+        state = GaugeMetricFamily(
+            "fleet_promotion_state",
+            "1 for the current state of each stream's automatic promotion.",
+            labels=["stream", "source", "state"],
+        )
+        soaked = GaugeMetricFamily(
+            "fleet_promotion_soaked_seconds",
+            "How long the source commit has run on enough healthy hosts.",
+            labels=["stream", "source"],
+        )
+        healthy = GaugeMetricFamily(
+            "fleet_promotion_healthy_hosts",
+            "Hosts that run the source commit and are healthy.",
+            labels=["stream", "source"],
+        )
+        for check in self.service.promotion_checks:
+            labels = [check.stream, check.source]
+            for name in PromotionStatus:
+                state.add_metric([*labels, name.value], 1.0 if name is check.status else 0.0)
+            soaked.add_metric(labels, max(0.0, check.soaked_for.total_seconds()))
+            healthy.add_metric(labels, float(len(check.healthy_hosts)))
+        yield from (state, soaked, healthy)
 
     def _from_event_log(self) -> Iterator[CounterMetricFamily]:
         failures = CounterMetricFamily(

@@ -22,6 +22,7 @@ from reconciler.engine import Engine
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.metrics import OperationalMetrics
 from reconciler.observed import ApplyError, Greenboot, HostObservation
+from reconciler.promotion import PromotionCheck
 from reconciler.reports import ReportStore
 from reconciler.rollout.planner import Action, GroupPlan
 from reconciler.rollout.reasons import ReasonCode
@@ -71,6 +72,9 @@ class FleetService:
         self._answers: dict[str, tuple[GroupPlan, Assignment]] = {}
         self.metrics: OperationalMetrics | None = None  # set by the API that exports them
         self.plan_listeners: list[Callable[[str, GroupPlan | None], None]] = []
+        # The latest check of each stream's automatic promotion, set by the daemon's
+        # write-back and exported as metrics.
+        self.promotion_checks: list[PromotionCheck] = []
         self.use_fleet(fleet)
 
     def use_fleet(self, fleet: Fleet) -> None:

@@ -170,13 +170,15 @@ class WriteBack:
         service = self.service
         fleet, now = service.fleet, self.clock.now()
         states = service.engine.states()
-        return [
+        checks = [
             check_promotion(
                 fleet, stream, states, service.observed, self.store.promoted_commits(name), now
             )
             for name, stream in sorted(fleet.streams.items())
             if stream.promotion is not None
         ]
+        service.promotion_checks = checks
+        return checks
 
     def due(self, checks: list[PromotionCheck]) -> list[PromotionCheck]:
         """Checks that are due and not backing off from a failed attempt."""
@@ -209,7 +211,12 @@ class WriteBack:
                 extra={"stream": check.stream, "commit": check.commit},
             )
             return PromotionAttempt(check, None, message)
-        self.backoff.succeeded(key)
+        if outcome.outcome is PromotionOutcome.OVERTAKEN:
+            # Someone changed the stream in a revision not taken in yet (maybe a refused
+            # one): look again later rather than on every plan change until then.
+            self.backoff.failed(key, now)
+        else:
+            self.backoff.succeeded(key)
         if outcome.outcome is not PromotionOutcome.OVERTAKEN:
             self.store.record_promotion(
                 check, now, outcome.outcome.value, outcome.commit, outcome.branch, outcome.message

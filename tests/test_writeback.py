@@ -336,5 +336,14 @@ def test_a_running_daemon_writes_notes_and_promotes_on_its_own(tmp_path: Path) -
             == STAGING
         )
         wait_for(lambda: "staging-lab" in notes(origin), timeout=20)
+
+        def promotion_state() -> str:
+            for line in httpx.get(running.url + "/metrics").text.splitlines():
+                if line.startswith("fleet_promotion_state{") and line.endswith(" 1.0"):
+                    return line
+            return ""
+
+        wait_for(lambda: 'state="up_to_date"' in promotion_state(), timeout=20)
+        assert 'stream="production"' in promotion_state()
     under_configured = notes(origin).split(configured, 1)[1].split("\n\n", 1)[0]
     assert "staging-lab rollout 1 target 8e1b4d5f2a7c: rollout started" in under_configured

@@ -18,11 +18,11 @@ from typing import Any
 
 import pygit2
 
-from reconciler.errors import FleetSourceUnavailable, GitRevisionNotFound
+from reconciler.errors import FleetSourceUnavailable, GitRevisionNotFound, LiveStateUnavailable
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.sources import DirectorySource, FleetSource, GitRevisionSource
-from reconciler.live import LiveStateUnavailable, fetch_live_state
+from reconciler.live import fetch_live_state
 from reconciler.preflight import commit_exists
 from reconciler.review import ChangeReview, invalid_review, review_change
 from reconciler.review_render import render_json, render_markdown, render_text
