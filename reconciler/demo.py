@@ -7,8 +7,11 @@ fake is the reboot (a script; on one host it plays greenboot falling back becaus
 build's health check fails).
 
 The story: an invalid pull request is refused and the last good revision stays in force;
-then production moves to build 2.0. The canary updates and soaks, the next wave opens, the
-first host of that wave fails its health check and falls back, and the rollout halts there.
+then staging moves to build 2.0. The lab server takes it and runs it healthily for the soak
+time, and the reconciler promotes it to production by itself, with a commit whose trailers
+say why. The production canary updates and soaks, the next wave opens, the first host of
+that wave fails its health check and falls back, and the rollout halts there. Last, what an
+auditor sees: `git log --notes=rollouts` in the fleet repo.
 Without `ostree` it says how to install it and shows the same engine on simulated hosts.
 """
 
@@ -33,6 +36,7 @@ from rich.table import Table
 
 from reconciler import demo_validate
 from reconciler.daemon import DaemonThread, ServeConfig
+from reconciler.gitwriter import GitIdentity
 from reconciler.rollout.planner import GroupPlan
 from reconciler.rollout.spec import rollout_order
 from reconciler.server import Listen
@@ -47,8 +51,12 @@ from reconciler.testbed import (
     serve_directory,
 )
 
-HOSTS = [f"call-0{i}" for i in range(1, 6)]
+LAB_HOST = "lab-01"
+CALL_HOSTS = [f"call-0{i}" for i in range(1, 5)]
+HOSTS = [LAB_HOST, *CALL_HOSTS]
+LAB = "lab"
 GROUP = "callservers"
+PROMOTION_SOAK = "5s"
 HEADER = "apiVersion: ostree-fleet/v1alpha1\n"
 STYLE = {
     "in_sync": "green",
@@ -79,13 +87,24 @@ def write_fleet(root: Path, repo_url: str, commit: str, version: str) -> None:
         "    waves: [1, 60%]\n    soakTime: 4s\n    healthTimeout: 60s\n"
         "    rebootBudget: {maxUnavailable: 1}\n    failureThreshold: 1\n"
     )
-    (root / "streams" / "production.yaml").write_text(
-        HEADER + f"kind: Stream\nname: production\nremote: {OS_NAME}\nurl: {repo_url}\n"
-        f"ref: {REF}\ncommit: {commit}\nversion: '{version}'\n"
+    for stream in ("staging", "production"):
+        (root / "streams" / f"{stream}.yaml").write_text(
+            HEADER + f"kind: Stream\nname: {stream}\nremote: {OS_NAME}\nurl: {repo_url}\n"
+            f"ref: {REF}\ncommit: {commit}\nversion: '{version}'\n"
+        )
+    with (root / "streams" / "production.yaml").open("a") as production:
+        production.write(
+            "promotion:                # promoted by the reconciler once staging's build has\n"
+            f"  from: staging\n  soakTime: {PROMOTION_SOAK}\n"
+            "  minHealthyHosts: 1       # run this long, healthy, on this many hosts\n"
+        )
+    (root / "groups" / f"{LAB}.yaml").write_text(
+        HEADER + f"kind: Group\nname: {LAB}\nstream: staging\nhosts: [{LAB_HOST}]\n"
+        "maintenanceWindows: []\n"
     )
     (root / "groups" / f"{GROUP}.yaml").write_text(
-        HEADER + f"kind: Group\nname: {GROUP}\nstream: production\nhosts: [{', '.join(HOSTS)}]\n"
-        "canaries: [call-01]\nmaintenanceWindows: []\n"
+        HEADER + f"kind: Group\nname: {GROUP}\nstream: production\n"
+        f"hosts: [{', '.join(CALL_HOSTS)}]\ncanaries: [call-01]\nmaintenanceWindows: []\n"
     )
     lines = [HEADER + "kind: HostInventory", "labels: {site: demo}", "hosts:"]
     for host in HOSTS:
@@ -147,11 +166,19 @@ def start_agent(
         )
 
 
-def view(plan: GroupPlan | None, versions: dict[str, str], title: str) -> Panel:
-    table = Table(expand=True)
-    for column in ("host", "wave", "state", "action", "runs", "why"):
-        table.add_column(column, overflow="fold")
-    if plan is not None:
+def view(plans: dict[str, GroupPlan], versions: dict[str, str], title: str) -> Panel:
+    """Each group's status line and a table of its hosts."""
+    parts: list[str | Table] = []
+    for group, plan in plans.items():
+        status = plan.status
+        parts.append(
+            f"[bold]{group}[/] ({plan.spec.target.stream}) → {plan.spec.target.version}: "
+            f"{status.phase.value}, wave {status.wave}/{status.waves_total} — "
+            f"{status.reason.message}"
+        )
+        table = Table(expand=True)
+        for column in ("host", "wave", "state", "action", "runs", "why"):
+            table.add_column(column, overflow="fold")
         for host in plan.spec.order:
             host_plan = plan.hosts[host]
             state = host_plan.state.value
@@ -163,14 +190,8 @@ def view(plan: GroupPlan | None, versions: dict[str, str], title: str) -> Panel:
                 versions.get(host, "?"),
                 host_plan.reason.message,
             )
-        status = plan.status
-        heading = (
-            f"[bold]{GROUP}[/] → {plan.spec.target.version}: {status.phase.value}, "
-            f"wave {status.wave}/{status.waves_total} — {status.reason.message}"
-        )
-    else:
-        heading = "starting…"
-    return Panel(Group(heading, table), title=title)
+        parts.append(table)
+    return Panel(Group(*(parts or ["starting…"])), title=title)
 
 
 def wait_until(check: Callable[[], bool], seconds: float, refresh: Callable[[], None]) -> bool:
@@ -206,14 +227,16 @@ def run(console: Console | None = None, budget_seconds: float = 90) -> int:  # n
             cleanup.callback(_remove_sysroots, tmp)
             cleanup.callback(_stop_agents, agents)
             console.print(f"  {repo_url}  1.0 = {old[:12]}  2.0 = {new[:12]}")
-            console.rule("2. The fleet repo (bare, pushed to with git) and five call servers")
+            console.rule(
+                "2. The fleet repo (bare, pushed to with git), a lab server, four call servers"
+            )
             bare, work = tmp / "fleet.git", tmp / "fleet"
             subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
             write_fleet(work, repo_url, old, "1.0")
             _git(tmp, "init", "-q", "-b", "main", str(work))
             _git(work, "remote", "add", "origin", str(bare))
             _git(work, "add", "-A")
-            _git(work, "commit", "-qm", "Fleet: five call servers on CallOS 1.0")
+            _git(work, "commit", "-qm", "Fleet: a lab server and four call servers on CallOS 1.0")
             _git(work, "push", "-q", "origin", "main")
             for host in HOSTS:
                 home = tmp / "hosts" / host
@@ -227,12 +250,17 @@ def run(console: Console | None = None, budget_seconds: float = 90) -> int:  # n
                         state_dir=tmp / "state",
                         listen=Listen("127.0.0.1", 0),
                         poll_interval=3600,
+                        identity=GitIdentity("CallOS fleet reconciler", "fleet-bot@example.net"),
                     )
                 )
             )
             daemon, url = running.daemon, running.url
             console.print(f"  reconciler serve on {url}, watching {bare}")
-            order = rollout_order(GROUP, tuple(HOSTS), ["call-01"])
+            console.print(
+                f"  staging → group {LAB} ({LAB_HOST}); production → group {GROUP} "
+                f"({', '.join(CALL_HOSTS)}), promoted from staging after {PROMOTION_SOAK} healthy"
+            )
+            order = rollout_order(GROUP, tuple(CALL_HOSTS), ["call-01"])
             failing = order[1]  # the first host of the second wave
             versions = {host: "1.0" for host in HOSTS}
             for host in HOSTS:  # one at a time, so a failed start leaves none orphaned
@@ -240,11 +268,11 @@ def run(console: Console | None = None, budget_seconds: float = 90) -> int:  # n
             service = daemon.service
 
             def in_sync_on_old() -> bool:
-                plan = service.plans.get(GROUP)
-                return (
+                plans = [service.plans.get(group) for group in (LAB, GROUP)]
+                return len(service.observed) == len(HOSTS) and all(
                     plan is not None
-                    and len(service.observed) == len(HOSTS)
                     and all(p.state.value == "in_sync" for p in plan.hosts.values())
+                    for plan in plans
                 )
 
             if not wait_until(in_sync_on_old, 20, lambda: None):
@@ -253,9 +281,9 @@ def run(console: Console | None = None, budget_seconds: float = 90) -> int:  # n
             console.print("  all five agents report CallOS 1.0, in sync")
 
             console.rule("3. A pull request with a typo is merged")
-            stream = work / "streams" / "production.yaml"
+            stream = work / "streams" / "staging.yaml"
             stream.write_text(stream.read_text().replace(old, new[:-1]))
-            _git(work, "commit", "-qam", "production: 2.0 (typo in the commit)")
+            _git(work, "commit", "-qam", "staging: 2.0 (typo in the commit)")
             _git(work, "push", "-q", "origin", "main")
             wait_until(
                 lambda: (
@@ -270,9 +298,9 @@ def run(console: Console | None = None, budget_seconds: float = 90) -> int:  # n
             )
             console.print(f"  still in force: {service.fleet.revision}")
 
-            console.rule("4. The fix: production moves to CallOS 2.0")
+            console.rule("4. The fix: staging moves to CallOS 2.0; production follows by itself")
             stream.write_text(stream.read_text().replace(new[:-1], new).replace("'1.0'", "'2.0'"))
-            _git(work, "commit", "-qam", "production: 2.0")
+            _git(work, "commit", "-qam", "staging: 2.0")
             _git(work, "push", "-q", "origin", "main")
             pushed = time.monotonic()
 
@@ -283,20 +311,19 @@ def run(console: Console | None = None, budget_seconds: float = 90) -> int:  # n
 
             def finished() -> bool:
                 plan = service.plans.get(GROUP)
-                return plan is not None and plan.status.phase.value in ("halted", "in_sync")
+                return (
+                    plan is not None
+                    and plan.spec.target.commit == new
+                    and plan.status.phase.value in ("halted", "in_sync")
+                )
 
-            with Live(
-                view(None, versions, "rollout"), console=console, refresh_per_second=8
-            ) as live:
+            with Live(view({}, versions, "rollout"), console=console, refresh_per_second=8) as live:
 
                 def refresh() -> None:
                     refresh_versions()
+                    plans = {g: p for g in (LAB, GROUP) if (p := service.plans.get(g)) is not None}
                     live.update(
-                        view(
-                            service.plans.get(GROUP),
-                            versions,
-                            f"rollout, {time.monotonic() - pushed:.0f}s after the push",
-                        )
+                        view(plans, versions, f"{time.monotonic() - pushed:.0f}s after the push")
                     )
 
                 done = wait_until(
@@ -304,8 +331,16 @@ def run(console: Console | None = None, budget_seconds: float = 90) -> int:  # n
                 )
             plan = service.plans.get(GROUP)
             console.print()
-            console.rule("5. Summary")
-            events = [e for e in daemon.store.events(GROUP) if e.commit == new]
+            console.rule("5. The promotion commit the reconciler made")
+            promotion = _git(bare, "log", "-1", "--grep=Promoted-From", "--format=%H", "main")
+            if promotion:
+                console.print(
+                    _git(
+                        bare, "log", "-1", "--format=commit %H%nAuthor: %an <%ae>%n%n%B", promotion
+                    )
+                )
+            console.rule("6. Summary")
+            events = [e for e in daemon.store.events() if e.commit == new]
             for event in events:
                 if event.kind in (
                     "rollout_started",
@@ -315,18 +350,28 @@ def run(console: Console | None = None, budget_seconds: float = 90) -> int:  # n
                     "host_failed",
                     "rollout_halted",
                 ):
-                    console.print(f"  {event.at:%H:%M:%S}  {event.kind:16} {event.message}")
+                    console.print(
+                        f"  {event.at:%H:%M:%S}  {event.group:12} {event.kind:16} {event.message}"
+                    )
             halted = plan is not None and plan.status.phase.value == "halted"
             rolled_back = plan is not None and plan.hosts[failing].state.value == "rolled_back"
-            untouched = [h for h in HOSTS if versions[h] == "1.0" and h != failing]
+            untouched = [h for h in CALL_HOSTS if versions[h] == "1.0" and h != failing]
             console.print(
                 f"\n  {sum(v == '2.0' for v in versions.values())} host(s) on 2.0; "
-                f"{failing} fell back to 1.0 and will not be offered 2.0 again; rollout "
-                f"{'HALTED' if halted else plan.status.phase.value if plan else '?'} "
-                f"{time.monotonic() - pushed:.0f}s after the push; "
+                f"{failing} fell back to 1.0 and will not be offered 2.0 again; production "
+                f"rollout {'HALTED' if halted else plan.status.phase.value if plan else '?'} "
+                f"{time.monotonic() - pushed:.0f}s after the push to staging; "
                 f"{', '.join(untouched) or 'no other host'} never rebooted into 2.0."
             )
-            return 0 if done and halted and rolled_back else 1
+
+            console.rule("7. What an auditor sees: git log --notes=rollouts")
+            noted = wait_until(
+                lambda: "rollout halted" in _git(bare, "log", "--notes=rollouts", "main"),
+                10,
+                lambda: None,
+            )
+            console.print(_git(bare, "log", "--notes=rollouts", "--format=%h %an: %s%n%N", "main"))
+            return 0 if done and halted and rolled_back and promotion and noted else 1
 
 
 def _stop_agents(agents: list[subprocess.Popen[bytes]]) -> None:

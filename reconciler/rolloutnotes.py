@@ -44,7 +44,7 @@ NOTED_KINDS = frozenset(
         DecisionKind.ROLLOUT_COMPLETED,
     }
 )
-#: Kinds after which the note says how many hosts were updated and failed so far.
+#: Kinds after which the note says how many hosts reached the target and failed so far.
 _TALLIED = frozenset(
     {
         DecisionKind.WAVE_COMPLETED,
@@ -54,7 +54,7 @@ _TALLIED = frozenset(
     }
 )
 
-Tally = Callable[[StoredEvent], tuple[int, int]]  # (hosts updated, hosts failed) as of it
+Tally = Callable[[StoredEvent], tuple[int, int]]  # (hosts on the target, failed) as of it
 
 
 def note_line(event: StoredEvent, tally: Tally) -> str:
@@ -63,15 +63,15 @@ def note_line(event: StoredEvent, tally: Tally) -> str:
     kind = DecisionKind(event.kind)
     what = kind.value.replace("_", " ")
     subject = f"rollout {event.rollout}" if event.rollout is not None else "rollout"
-    if kind in (DecisionKind.WAVE_OPENED, DecisionKind.WAVE_COMPLETED) and event.wave:
-        subject += f" wave {event.wave}"
+    if kind in (DecisionKind.WAVE_OPENED, DecisionKind.WAVE_COMPLETED) and event.wave is not None:
+        subject += f" wave {event.wave + 1}"  # stored from 0, shown from 1 like the messages
     if event.host is not None:
         subject += f" host {event.host}"
     target = f" target {event.commit[:12]}" if event.commit else ""
     counts = ""
     if kind in _TALLIED:
         updated, failed = tally(event)
-        counts = f" ({updated} updated, {failed} failed)"
+        counts = f" ({updated} on the target, {failed} failed)"
     return f"{at} {event.group} {subject}{target}: {what}{counts}: {event.message}"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from rich.console import Console
@@ -11,7 +12,7 @@ from reconciler import demo, demo_validate
 
 
 @pytest.mark.needs_tool("ostree")
-def test_real_demo_halts_on_the_host_that_falls_back() -> None:
+def test_real_demo_promotes_then_halts_on_the_host_that_falls_back() -> None:
     out = io.StringIO()
     assert demo.run(Console(file=out, width=120, force_terminal=False)) == 0
     text = out.getvalue()
@@ -19,7 +20,17 @@ def test_real_demo_halts_on_the_host_that_falls_back() -> None:
     assert "host_failed" in text
     assert "greenboot fell back" in text
     assert "rollout HALTED" in text
-    assert "host_succeeded   call-01 runs 2.0" in text
+    assert "lab          host_succeeded   lab-01 runs 2.0" in text
+    assert "callservers  host_succeeded   call-01 runs 2.0" in text
+    # staging's build was promoted to production by the reconciler, with its reasons
+    assert "Author: CallOS fleet reconciler <fleet-bot@example.net>" in text
+    assert "production: promote 2.0 from staging" in text
+    assert "Promoted-From: staging" in text
+    # and an auditor sees under that commit what it did
+    notes = text.split("git log --notes=rollouts", 1)[1]
+    assert "callservers rollout 2 target" in notes
+    # call-04 of the same wave may or may not have updated before call-02 failed
+    assert re.search(r"rollout halted \([12] on the target, 1 failed\)", notes)
 
 
 def test_simulated_demo_runs_and_catches_the_bad_build(capsys: pytest.CaptureFixture[str]) -> None:

@@ -72,8 +72,9 @@ def test_notes_tell_under_each_commit_what_it_did_to_the_fleet(tmp_path: Path) -
     log = notes(origin)
     under_change = log.split(staging_change, 1)[1].split("\n\n", 1)[0]
     assert "staging-lab rollout 1 target 8e1b4d5f2a7c: rollout started" in under_change
-    assert "staging-lab rollout 1 wave 1 target 8e1b4d5f2a7c: wave opened" in under_change
-    assert "rollout completed (3 updated, 0 failed)" in under_change
+    assert "staging-lab rollout 1 wave 1 target 8e1b4d5f2a7c: wave opened: wave 1/2" in under_change
+    assert "staging-lab rollout 1 wave 2 target 8e1b4d5f2a7c: wave completed" in under_change
+    assert "rollout completed (3 on the target, 0 failed)" in under_change
     assert "2026-11-23T09:00:00Z" in under_change  # times are the decisions' own, in UTC
 
     # A second pass with nothing new writes nothing; the notes ref only moves forward.
