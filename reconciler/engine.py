@@ -15,7 +15,7 @@ from reconciler.clock import Clock
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.observed import HostObservation
 from reconciler.rollout.planner import GroupPlan, plan_group
-from reconciler.rollout.spec import GroupSpec, fleet_specs
+from reconciler.rollout.spec import GroupSpec, dependency_order, fleet_specs
 from reconciler.rollout.state import GroupState
 from reconciler.store import Store
 
@@ -68,7 +68,7 @@ class Engine:
         the other groups are still planned. ``errors`` holds the latest failure per group.
         """
         plans: dict[str, GroupPlan] = {}
-        for group in _dependency_order(self.specs):
+        for group in dependency_order({n: s.depends_on for n, s in self.specs.items()}):
             try:
                 plans[group] = self.reconcile_group(group, observed)
             except Exception as exc:  # a bug or a store failure must not stop the fleet
@@ -77,20 +77,3 @@ class Engine:
             else:
                 self.errors.pop(group, None)
         return plans
-
-
-def _dependency_order(specs: Mapping[str, GroupSpec]) -> list[str]:
-    ordered: list[str] = []
-    seen: set[str] = set()
-
-    def visit(name: str) -> None:
-        if name in seen or name not in specs:
-            return
-        seen.add(name)
-        for dependency in specs[name].depends_on:
-            visit(dependency)
-        ordered.append(name)
-
-    for name in sorted(specs):
-        visit(name)
-    return ordered

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pygit2
 
-from reconciler.errors import GitRemoteUnavailable, OstreeRepoUnavailable
+from reconciler.commitchecks import CheckResult, CommitChecker, commit_checks
+from reconciler.errors import GitRemoteUnavailable
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.problems import Problem
@@ -84,9 +85,6 @@ class RevisionVerdict:
         return self.code is VerdictCode.APPLIED
 
 
-CommitChecker = Callable[[str, str], bool]  # (repository URL, commit) -> exists?
-
-
 def consider_revision(
     mirror: FleetMirror,
     candidate: str,
@@ -140,42 +138,16 @@ def consider_revision(
 
 def _missing_commits(fleet: Fleet, applied: Fleet | None, exists: CommitChecker) -> list[str]:
     """New stream and pin commits that their OSTree repository does not hold (or that
-    cannot be checked). A pin is looked up in the repositories of the streams that use its
-    remote (any stream's, when the pin names none)."""
+    cannot be checked), as sentences for the refusal."""
     problems = []
-    for name, stream in sorted(fleet.streams.items()):
-        before = applied.streams.get(name) if applied else None
-        if stream.url is None or (before is not None and before.commit == stream.commit):
-            continue
-        problems += _check(f"stream {name}", stream.commit, [stream.url], exists)
-    for name, group in sorted(fleet.groups.items()):
-        pin = group.pin
-        before_group = applied.groups.get(name) if applied else None
-        pinned_before = before_group.pin if before_group else None
-        if pin is None or (pinned_before is not None and pinned_before.commit == pin.commit):
-            continue
-        urls = sorted(
-            {
-                s.url
-                for s in fleet.streams.values()
-                if s.url and (pin.remote is None or s.remote == pin.remote)
-            }
-        )
-        if urls:  # with no repository URL declared, there is nothing to ask
-            problems += _check(f"group {name} (pinned)", pin.commit, urls, exists)
+    for check in commit_checks(fleet, applied, exists):
+        if check.result is CheckResult.MISSING:
+            problems.append(
+                f"{check.subject}: commit {check.commit[:12]} is not in "
+                f"{', '.join(check.urls)} (a typo?); nothing was started"
+            )
+        elif check.result is CheckResult.UNCHECKABLE:
+            problems.append(
+                f"{check.subject}: cannot check commit {check.commit[:12]}: {check.detail}"
+            )
     return problems
-
-
-def _check(what: str, commit: str, urls: list[str], exists: CommitChecker) -> list[str]:
-    unreachable = []
-    for url in urls:
-        try:
-            if exists(url, commit):
-                return []
-        except OstreeRepoUnavailable as exc:
-            unreachable.append(str(exc))
-    if unreachable:
-        return [f"{what}: cannot check commit {commit[:12]}: {'; '.join(unreachable)}"]
-    return [
-        f"{what}: commit {commit[:12]} is not in {', '.join(urls)} (a typo?); nothing was started"
-    ]

@@ -13,21 +13,19 @@ change moves to the commit first).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from reconciler.commitchecks import CheckResult, CommitCheck, CommitChecker, commit_checks
 from reconciler.durations import format_minutes
-from reconciler.errors import OstreeRepoUnavailable
 from reconciler.fleetrepo.fleet import Fleet, Target
 from reconciler.fleetrepo.models import MaintenanceWindow
 from reconciler.fleetrepo.problems import Problem
 from reconciler.live import LiveGroup, LiveState
-from reconciler.rollout.spec import GroupSpec, group_spec
+from reconciler.rollout.spec import GroupSpec, dependency_order, group_spec
 from reconciler.windows import reboot_window
-
-CommitChecker = Callable[[str, str], bool]  # (repository URL, commit) -> exists? (preflight)
 
 #: Phases of a live group with nothing left to do for its target.
 _SETTLED_PHASES = frozenset({"in_sync", "empty"})
@@ -91,24 +89,6 @@ class WindowOpening:
     @property
     def ends_at(self) -> datetime:
         return self.starts_at + self.window.duration
-
-
-class CheckResult(StrEnum):
-    PRESENT = "present"
-    MISSING = "missing"
-    UNCHECKABLE = "uncheckable"  # the repository could not be asked
-    SKIPPED = "skipped"  # no checker (--no-commit-check) or no repository URL declared
-
-
-@dataclass(frozen=True)
-class CommitCheck:
-    """Whether a new stream or pin commit is in its OSTree repository, as the daemon asks."""
-
-    subject: str  # `stream production`, `group callservers-fra-dsp (pinned)`
-    commit: str
-    urls: tuple[str, ...]
-    result: CheckResult
-    detail: str
 
 
 @dataclass(frozen=True)
@@ -213,7 +193,7 @@ def review_change(
     trouble = {c.commit: c for c in checks if c.result in _TROUBLE}
     reviews: dict[str, GroupReview] = {}
     unchanged: list[UnchangedGroup] = []
-    for name in _dependency_order(proposed):
+    for name in dependency_order({n: g.depends_on for n, g in proposed.groups.items()}):
         spec = group_spec(proposed, name)
         review = _review_group(proposed, base, live, spec, now, trouble, reviews)
         if review is None:
@@ -487,89 +467,8 @@ def _check_blocker(check: CommitCheck) -> Blocker:
     )
 
 
-# -- OSTree preflight, as the daemon's revision gate does it ------------------------------------
-
-
-def commit_checks(
-    proposed: Fleet, base: Fleet | None, exists: CommitChecker | None
-) -> tuple[CommitCheck, ...]:
-    """Ask for each stream and pin commit that is new against ``base``, in the repositories
-    the daemon asks (a pin: those of the streams with its remote, any stream's without)."""
-    checks: list[CommitCheck] = []
-    answers: dict[tuple[str, str], bool | str] = {}
-    for name, stream in sorted(proposed.streams.items()):
-        before = base.streams.get(name) if base else None
-        if before is not None and before.commit == stream.commit:
-            continue
-        urls: tuple[str, ...] = (stream.url,) if stream.url else ()
-        checks.append(_check(f"stream {name}", stream.commit, urls, exists, answers))
-    for name, group in sorted(proposed.groups.items()):
-        pin = group.pin
-        old = base.groups.get(name) if base else None
-        if pin is None or (
-            old is not None and old.pin is not None and old.pin.commit == pin.commit
-        ):
-            continue
-        urls = tuple(
-            sorted(
-                {
-                    s.url
-                    for s in proposed.streams.values()
-                    if s.url and (pin.remote is None or s.remote == pin.remote)
-                }
-            )
-        )
-        checks.append(_check(f"group {name} (pinned)", pin.commit, urls, exists, answers))
-    return tuple(checks)
-
-
-def _check(
-    subject: str,
-    commit: str,
-    urls: tuple[str, ...],
-    exists: CommitChecker | None,
-    answers: dict[tuple[str, str], bool | str],
-) -> CommitCheck:
-    if exists is None or not urls:
-        why = "not asked (--no-commit-check)" if urls else "no repository URL declared"
-        return CommitCheck(subject, commit, urls, CheckResult.SKIPPED, why)
-    unreachable = []
-    for url in urls:
-        if (url, commit) not in answers:
-            try:
-                answers[url, commit] = exists(url, commit)
-            except OstreeRepoUnavailable as exc:
-                answers[url, commit] = str(exc)
-        answer = answers[url, commit]
-        if answer is True:
-            return CommitCheck(subject, commit, urls, CheckResult.PRESENT, f"in {url}")
-        if isinstance(answer, str):
-            unreachable.append(answer)
-    if unreachable:
-        return CommitCheck(subject, commit, urls, CheckResult.UNCHECKABLE, "; ".join(unreachable))
-    return CommitCheck(subject, commit, urls, CheckResult.MISSING, f"not in {', '.join(urls)}")
-
-
 # -- small pieces -------------------------------------------------------------------------------
 
 
 def _ref(target: Target) -> CommitRef:
     return CommitRef(target.commit, target.version)
-
-
-def _dependency_order(fleet: Fleet) -> list[str]:
-    """Groups with their dependencies first (as the engine plans them), else by name."""
-    ordered: list[str] = []
-    seen: set[str] = set()
-
-    def visit(name: str) -> None:
-        if name in seen or name not in fleet.groups:
-            return
-        seen.add(name)
-        for dependency in fleet.groups[name].depends_on:
-            visit(dependency)
-        ordered.append(name)
-
-    for name in sorted(fleet.groups):
-        visit(name)
-    return ordered

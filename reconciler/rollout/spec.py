@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -117,3 +117,23 @@ def group_spec(fleet: Fleet, group: str) -> GroupSpec:
 def fleet_specs(fleet: Fleet) -> dict[str, GroupSpec]:
     """Specs of every group in ``fleet``."""
     return {name: group_spec(fleet, name) for name in fleet.groups}
+
+
+def dependency_order(depends_on: Mapping[str, Sequence[str]]) -> list[str]:
+    """Group names with each one's dependencies before it, otherwise by name, so that a
+    completion unblocks its dependents in the same pass. Unknown names are ignored (and a
+    cycle, which validation refuses, cannot loop)."""
+    ordered: list[str] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen or name not in depends_on:
+            return
+        seen.add(name)
+        for dependency in depends_on[name]:
+            visit(dependency)
+        ordered.append(name)
+
+    for name in sorted(depends_on):
+        visit(name)
+    return ordered
