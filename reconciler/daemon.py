@@ -91,6 +91,19 @@ class _RefsChanged(FileSystemEventHandler):
             self.wake()
 
 
+def promotion_allowed(config: ServeConfig) -> bool:
+    """Promotions are off when asked, and when the daemon requires signed revisions but has
+    no key to sign its own: it would refuse its own promotion, and with it every revision
+    pushed on top until a human signed one."""
+    if config.promote and config.signatures.configured and not config.signer.configured:
+        logger.error(
+            "automatic promotion is off: signed revisions are required but no signing "
+            "key is configured (--signing-ssh-key or --signing-gpg-key)"
+        )
+        return False
+    return config.promote
+
+
 def _keep_signals_for_shutdown() -> None:
     """uvicorn stops on SIGTERM/SIGINT and then re-raises the signal to the handler that was
     there before it. With the default handler the process would die before our shutdown
@@ -108,9 +121,8 @@ class Daemon:
         self.store = Store(config.state_dir / "state.sqlite")
         self.reports = SqliteReportStore(config.state_dir / "state.sqlite")
         self.mirror = FleetMirror(config.repo, config.state_dir / "fleet.git", config.branch)
-        # pygit2 objects are not safe to share between threads: every use of the mirror
-        # (fetch, gate, notes, promotions) holds this lock.
-        self.git_lock = threading.Lock()
+        # Every use of the mirror (fetch, gate, notes, promotions) holds its lock.
+        self.git_lock = self.mirror.lock
         self.applied = self.store.last_applied_revision()
         fleet = self._applied_fleet()
         try:
@@ -136,7 +148,9 @@ class Daemon:
             self.mirror.repo,
             self.git_lock,
             self.service,
-            WriteBackConfig(config.identity, config.signer, config.push_notes, config.promote),
+            WriteBackConfig(
+                config.identity, config.signer, config.push_notes, promotion_allowed(config)
+            ),
             config.branch,
             config.subdirectory,
         )

@@ -8,10 +8,13 @@ stream's repository does not hold, is refused, and the last good revision stays 
 
 from __future__ import annotations
 
+import fcntl
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import IO
 
 import pygit2
 
@@ -22,6 +25,36 @@ from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.problems import Problem
 from reconciler.fleetrepo.sources import GitRevisionSource
 from reconciler.preflight import commit_exists
+
+
+class MirrorLock:
+    """Held for every use of the mirror: pygit2 objects must not be shared between threads,
+    and two processes on one state directory (a restart that overlaps the old process) must
+    not interleave ref updates. A thread lock plus an advisory lock on a file in the mirror."""
+
+    def __init__(self, path: Path) -> None:
+        self._thread_lock = threading.Lock()
+        self._path = path / "reconciler.lock"
+        self._file: IO[bytes] | None = None
+
+    def __enter__(self) -> MirrorLock:
+        self._thread_lock.acquire()
+        try:
+            self._file = self._path.open("ab")
+            fcntl.flock(self._file, fcntl.LOCK_EX)
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing drops the flock
+            self._file = None
+        self._thread_lock.release()
 
 
 class FleetMirror:
@@ -36,6 +69,7 @@ class FleetMirror:
                 self.repo = pygit2.clone_repository(url, str(path), bare=True)
         except (pygit2.GitError, OSError) as exc:
             raise GitRemoteUnavailable(f"cannot clone the fleet repo {url}: {exc}") from exc
+        self.lock = MirrorLock(path)
 
     def fetch(self) -> str:
         """Fetch the remote and return the commit id at the tip of the watched branch."""

@@ -61,10 +61,20 @@ class CommitSigner:
         raise ValueError("no signing key configured")
 
 
+#: A signing key that asks for a passphrase or a touch must not hold the mirror for long.
+SIGNING_TIMEOUT_SECONDS = 60
+
+
 def _run(command: list[str], stdin: bytes | None = None) -> bytes:
     try:
-        result = subprocess.run(command, input=stdin, capture_output=True, check=False)
-    except OSError as exc:
+        result = subprocess.run(
+            command,
+            input=stdin if stdin is not None else b"",  # never inherit a terminal to prompt on
+            capture_output=True,
+            check=False,
+            timeout=SIGNING_TIMEOUT_SECONDS,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
         raise GitPushFailed(f"cannot sign: {command[0]}: {exc}") from exc
     if result.returncode != 0:
         detail = result.stderr.decode(errors="replace").strip()
@@ -102,7 +112,13 @@ class _PushOutcome(pygit2.RemoteCallbacks):
             self.refused[refname] = message
 
 
-_MOVED_ON = ("not present locally", "non-fast-forward", "fetch first", "cannot fast-forward")
+_MOVED_ON = (
+    "not present locally",
+    "non-fast-forward",
+    "non-fastforwardable",
+    "fetch first",
+    "cannot fast-forward",
+)
 
 
 def push(repo: pygit2.Repository, local_ref: str, remote_ref: str, remote: str = "origin") -> None:

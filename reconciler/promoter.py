@@ -12,6 +12,7 @@ commit first, so a promotion is never made twice, even by a reconciler that lost
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass
@@ -107,10 +108,22 @@ def set_stream_commit(text: str, file: str, commit: str, version: str | None) ->
         replace_value("version", json.dumps(version))
     elif version is not None:
         after = document.positions[("commit",)].line
-        lines.insert(after, f"version: {json.dumps(version)}\n")
+        newline = "\r\n" if lines[after - 1].endswith("\r\n") else "\n"
+        lines.insert(after, f"version: {json.dumps(version)}{newline}")
     elif "version" in document.data:  # a version that no longer describes the commit misleads
         del lines[document.positions[("version",)].line - 1]
     return "".join(lines)
+
+
+def review_branch(prefix: str, commit: str) -> str:
+    """The branch a promotion is pushed to for review: one per promoted commit, so an open
+    review never blocks the next one and nothing ever needs a force push."""
+    return f"{prefix}-{commit[:12]}"
+
+
+def _declared_commit(file: str, text: str) -> object:
+    document, _ = parse_yaml(file, text.encode())
+    return document.data.get("commit") if document and isinstance(document.data, dict) else None
 
 
 def _scalar(commit: str) -> str:
@@ -132,63 +145,75 @@ class PromotionWriter:
         self.repo, self.watched_branch = repo, watched_branch
         self.identity, self.signer, self.subdirectory = identity, signer, subdirectory
 
-    def promote(
-        self, check: PromotionCheck, policy: Promotion, expected_commit: str, at: datetime
-    ) -> PromotionWritten:
-        """Push the promotion of ``check`` to the review branch or the watched branch.
+    def promote(self, check: PromotionCheck, at: datetime) -> PromotionWritten:
+        """Push the promotion of ``check`` to the watched branch, or to a new review branch.
 
-        ``expected_commit`` is what the stream runs in the revision the check was made on;
-        a tip where it is something else was changed by someone since, and is left alone.
+        It is built on the watched branch's tip as it is now, and only if that tip still
+        declares what the check saw: the source stream at the promoted commit and the stream
+        at the commit it ran; otherwise someone changed them since, and the change is theirs.
         """
-        branch = policy.branch or self.watched_branch
+        policy = check.policy
+        assert policy is not None, "a due check carries its stream's promotion policy"
+        branch = review_branch(policy.branch, check.commit) if policy.branch else None
+        target = branch or self.watched_branch
         for attempt in range(MAX_ATTEMPTS):
-            base = self._fetch(branch)
-            earlier = self._earlier_promotion(base, check)
-            if earlier is not None:
-                return PromotionWritten(
-                    PromotionOutcome.ALREADY_IN_HISTORY,
-                    branch,
-                    earlier,
-                    attempt,
-                    f"{earlier[:12]} on {branch} already promotes {check.commit[:12]}",
-                )
-            commit = self._commit_on(base, check, policy, expected_commit, at)
+            base, review = self._fetch(branch)
+            for tip in (base, review):
+                earlier = self._earlier_promotion(tip, check) if tip is not None else None
+                if earlier is not None:
+                    return PromotionWritten(
+                        PromotionOutcome.ALREADY_IN_HISTORY,
+                        target,
+                        earlier,
+                        attempt,
+                        f"{earlier[:12]} already promotes {check.commit[:12]}",
+                    )
+            commit = self._commit_on(base, check, at)
             if commit is None:
                 return PromotionWritten(
                     PromotionOutcome.OVERTAKEN,
-                    branch,
+                    target,
                     None,
                     attempt,
-                    f"stream {check.stream} changed on {branch} since; checking again",
+                    f"{check.source} or {check.stream} changed on {self.watched_branch} since "
+                    "the check; checking again once that revision is taken in",
                 )
             self.repo.references.create(PROMOTION_REF, commit, force=True)
             try:
-                push(self.repo, PROMOTION_REF, f"refs/heads/{branch}")
+                push(self.repo, PROMOTION_REF, f"refs/heads/{target}")
             except GitPushRejected:
                 continue  # someone pushed first: make the same change on their tip
             return PromotionWritten(
-                PromotionOutcome.PUSHED, branch, str(commit), attempt, f"pushed to {branch}"
+                PromotionOutcome.PUSHED, target, str(commit), attempt, f"pushed to {target}"
             )
-        raise GitPushRejected(f"{branch} kept moving; the promotion will be tried again later")
+        raise GitPushRejected(f"{target} kept moving; the promotion will be tried again later")
 
-    def _fetch(self, branch: str) -> pygit2.Commit:
-        """The tip to build on: the branch's, or the watched branch's for a new review branch."""
+    def _fetch(self, review: str | None) -> tuple[pygit2.Commit, pygit2.Commit | None]:
+        """The watched branch's tip, and the review branch's if it exists already."""
         refspecs = [f"+refs/heads/{self.watched_branch}:refs/remotes/origin/{self.watched_branch}"]
-        if branch != self.watched_branch:
-            refspecs.append(f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+        if review is not None:
+            refspecs.append(f"+refs/heads/{review}:refs/remotes/origin/{review}")
         try:
             self.repo.remotes["origin"].fetch(refspecs)
         except (pygit2.GitError, KeyError, OSError) as exc:
             raise GitRemoteUnavailable(f"cannot fetch before promoting: {exc}") from exc
-        for name in (branch, self.watched_branch):
-            try:
-                return self.repo.references[f"refs/remotes/origin/{name}"].peel(pygit2.Commit)
-            except KeyError:
-                continue
-        raise GitRemoteUnavailable(f"branch {self.watched_branch} not found in the remote")
+        try:
+            base = self.repo.references[f"refs/remotes/origin/{self.watched_branch}"]
+        except KeyError:
+            raise GitRemoteUnavailable(
+                f"branch {self.watched_branch} not found in the remote"
+            ) from None
+        tip: pygit2.Commit | None = None
+        if review is not None:
+            # A review branch that was merged and deleted may linger here (fetch does not
+            # prune); it still holds that promotion, which is what it is searched for.
+            with contextlib.suppress(KeyError):
+                tip = self.repo.references[f"refs/remotes/origin/{review}"].peel(pygit2.Commit)
+        return base.peel(pygit2.Commit), tip
 
     def _earlier_promotion(self, tip: pygit2.Commit, check: PromotionCheck) -> str | None:
-        walker = self.repo.walk(tip.id, pygit2.enums.SortMode.TOPOLOGICAL)
+        # Newest first and stop at the cap (a topological sort would read the whole history).
+        walker = self.repo.walk(tip.id, pygit2.enums.SortMode.TIME)
         for depth, commit in enumerate(walker):
             if depth >= HISTORY_DEPTH:
                 break
@@ -201,21 +226,17 @@ class PromotionWriter:
         return None
 
     def _commit_on(
-        self,
-        base: pygit2.Commit,
-        check: PromotionCheck,
-        policy: Promotion,
-        expected_commit: str,
-        at: datetime,
+        self, base: pygit2.Commit, check: PromotionCheck, at: datetime
     ) -> pygit2.Oid | None:
-        """The promotion commit on top of ``base``, validated; None when the stream moved."""
+        """The promotion commit on top of ``base``, validated; None when the stream or its
+        source no longer declares what the check saw."""
+        assert check.policy is not None
         source = GitRevisionSource(self.repo.path, str(base.id), self.subdirectory)
         path, text = self._stream_file(source, check.stream)
-        document, _ = parse_yaml(path, text.encode())
-        declared = (
-            document.data.get("commit") if document and isinstance(document.data, dict) else None
-        )
-        if declared != expected_commit:
+        _, source_text = self._stream_file(source, check.source)
+        if _declared_commit(path, text) != check.stream_commit:
+            return None
+        if _declared_commit(path, source_text) != check.commit:
             return None
         edited = set_stream_commit(text, path, check.commit, check.version)
         full_path = str(PurePosixPath(self.subdirectory, path)) if self.subdirectory else path
@@ -224,15 +245,8 @@ class PromotionWriter:
         blob = self.repo.create_blob(edited.encode())
         index.add(pygit2.IndexEntry(full_path, blob, index[full_path].mode))
         tree = index.write_tree(self.repo)
-        commit = create_commit(
-            self.repo,
-            tree,
-            [base.id],
-            promotion_message(check, policy),
-            self.identity,
-            at,
-            self.signer,
-        )
+        message = promotion_message(check, check.policy)
+        commit = create_commit(self.repo, tree, [base.id], message, self.identity, at, self.signer)
         result = load_fleet(GitRevisionSource(self.repo.path, str(commit), self.subdirectory))
         if result.fleet is None:  # never push a fleet the reconciler itself would refuse
             first = result.errors[0]

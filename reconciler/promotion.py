@@ -48,6 +48,10 @@ class PromotionCheck:
     soaked_for: timedelta = timedelta(0)
     due_at: datetime | None = None  # when a soaking promotion becomes due, if nothing changes
     source_revision: str | None = None  # fleet-repo commit that put the commit on the source
+    # What the check was made against, so the promotion is written against the same thing
+    # even when a newer revision is taken in meanwhile.
+    stream_commit: str = ""
+    policy: Promotion | None = None
 
     @property
     def due(self) -> bool:
@@ -70,7 +74,14 @@ def check_promotion(
     commit = source.commit
 
     template = PromotionCheck(
-        stream.name, source.name, commit, source.version, PromotionStatus.DUE, ""
+        stream.name,
+        source.name,
+        commit,
+        source.version,
+        PromotionStatus.DUE,
+        "",
+        stream_commit=stream.commit,
+        policy=policy,
     )
 
     def result(status: PromotionStatus, message: str, **fields: Any) -> PromotionCheck:
@@ -90,7 +101,7 @@ def check_promotion(
             f"{commit[:12]} failed on {failure}; it will not be promoted to {stream.name}",
         )
     source_groups = [g for g, spec in fleet.groups.items() if spec.stream == source.name]
-    healthy_since = _healthy_since(commit, source_groups, fleet, states, observed)
+    healthy_since = _healthy_since(commit, source_groups, fleet, states, observed, now)
     healthy = tuple(sorted(healthy_since))
     revision = _source_revision(commit, source_groups, states)
     if len(healthy_since) < policy.min_healthy_hosts:
@@ -150,15 +161,18 @@ def _healthy_since(
     fleet: Fleet,
     states: Mapping[str, GroupState],
     observed: Mapping[str, HostObservation],
+    now: datetime,
 ) -> dict[str, datetime]:
     """Hosts of the source stream's groups that run ``commit`` and are healthy now, with when
-    they succeeded on it."""
+    they succeeded on it. A host silent for longer than its group's ``staleAfter`` is not
+    known to be healthy now, so it does not count."""
     since: dict[str, datetime] = {}
     for group in groups:
         state = states.get(group)
         rollout = state.rollout if state else None
         if rollout is None or rollout.target != commit:
             continue
+        stale_after = fleet.rollout_policy(group).stale_after
         for host in fleet.members.get(group, ()):
             progress = rollout.hosts.get(host)
             seen = observed.get(host)
@@ -166,6 +180,7 @@ def _healthy_since(
                 progress is not None
                 and progress.succeeded_at is not None
                 and seen is not None
+                and now - seen.received_at <= stale_after
                 and seen.booted_commit == commit
                 and seen.greenboot is Greenboot.GREEN
             ):

@@ -72,7 +72,18 @@ def note_line(event: StoredEvent, tally: Tally) -> str:
     if kind in _TALLIED:
         updated, failed = tally(event)
         counts = f" ({updated} on the target, {failed} failed)"
-    return f"{at} {event.group} {subject}{target}: {what}{counts}: {event.message}"
+    return f"{at} {event.group} {subject}{target}: {what}{counts}: {_one_line(event.message)}"
+
+
+#: Longest reason kept in a note line; the whole text stays in the event log.
+MAX_REASON = 400
+
+
+def _one_line(message: str) -> str:
+    """A reason on one line: it may quote a host's error output, which must neither split the
+    line (and forge another record) nor defeat the "already written" check."""
+    flat = " ".join(message.split())
+    return flat if len(flat) <= MAX_REASON else flat[: MAX_REASON - 1] + "…"
 
 
 def note_lines(events: Sequence[StoredEvent], tally: Tally) -> dict[str, list[str]]:

@@ -256,9 +256,11 @@ class Store:
         return int(row[0] or 0)
 
     def host_outcomes(self, group: str, rollout: int, up_to_id: int) -> tuple[int, int]:
-        """(hosts succeeded, hosts failed) in one rollout of a group, as of an event."""
+        """(hosts that succeeded, hosts that failed) in one rollout of a group, as of an event;
+        a host that drifted and came back counts once."""
         row = self._db.execute(
-            "SELECT SUM(kind = 'host_succeeded'), SUM(kind = 'host_failed') FROM events "
+            "SELECT COUNT(DISTINCT CASE WHEN kind = 'host_succeeded' THEN host END), "
+            "COUNT(DISTINCT CASE WHEN kind = 'host_failed' THEN host END) FROM events "
             "WHERE group_name = ? AND rollout = ? AND id <= ?",
             (group, rollout, up_to_id),
         ).fetchone()

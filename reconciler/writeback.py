@@ -11,13 +11,19 @@ back-off, never in a tight loop.
 from __future__ import annotations
 
 import logging
-import threading
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pygit2
 
-from reconciler.errors import GitPushFailed, GitPushRejected, ReconcilerError
+from reconciler.errors import (
+    GitPushFailed,
+    GitPushRejected,
+    GitRemoteUnavailable,
+    PromotionImpossible,
+    ReconcilerError,
+)
 from reconciler.gitwriter import CommitSigner, GitIdentity
 from reconciler.promoter import PromotionOutcome, PromotionWriter, PromotionWritten
 from reconciler.promotion import PromotionCheck, PromotionStatus, check_promotion
@@ -76,7 +82,7 @@ class WriteBack:
     def __init__(
         self,
         repo: pygit2.Repository,
-        git_lock: threading.Lock,
+        git_lock: AbstractContextManager[object],
         service: FleetService,
         config: WriteBackConfig,
         watched_branch: str,
@@ -89,6 +95,9 @@ class WriteBack:
             repo, watched_branch, config.identity, config.signer, subdirectory
         )
         self.backoff = Backoff()
+        # Promotions that cannot be written into the fleet repo as it is, by the revision in
+        # force when that was found.
+        self.impossible: dict[str, str | None] = {}
 
     # -- rollout notes ----------------------------------------------------------------------
 
@@ -117,7 +126,7 @@ class WriteBack:
     ) -> None:
         """Record how a notes pass went; the cursor moves only once the lines are where they
         should be (pushed, or local when pushing is off)."""
-        if isinstance(outcome, GitPushFailed | GitPushRejected):
+        if isinstance(outcome, GitPushFailed | GitPushRejected | GitRemoteUnavailable):
             wait = self.backoff.failed(NOTES_CURSOR, self.clock.now())
             self._count_push_error("notes")
             logger.warning(
@@ -182,15 +191,20 @@ class WriteBack:
 
     def due(self, checks: list[PromotionCheck]) -> list[PromotionCheck]:
         """Checks that are due and not backing off from a failed attempt."""
-        now = self.clock.now()
-        return [c for c in checks if c.due and self.backoff.ready(_key(c), now)]
+        now, revision = self.clock.now(), self.service.fleet.revision
+        return [
+            c
+            for c in checks
+            if c.due
+            and self.backoff.ready(_key(c), now)
+            and self.impossible.get(_key(c), "") != revision
+        ]
 
     def write_promotion(self, check: PromotionCheck) -> PromotionWritten:
-        """The Git half of a promotion; safe in a worker thread."""
-        stream = self.service.fleet.streams[check.stream]
-        assert stream.promotion is not None
+        """The Git half of a promotion; safe in a worker thread. Everything it needs comes
+        with the check, never from the fleet in force (which may change meanwhile)."""
         with self.git_lock:
-            return self.promoter.promote(check, stream.promotion, stream.commit, self.clock.now())
+            return self.promoter.promote(check, self.clock.now())
 
     def promotion_done(
         self, check: PromotionCheck, outcome: PromotionWritten | Exception
@@ -198,6 +212,19 @@ class WriteBack:
         """Record an attempt: in the promotions table, the log and the metrics."""
         now = self.clock.now()
         key = _key(check)
+        if isinstance(outcome, PromotionImpossible):
+            # Only a new revision of the fleet repo can change this: say it once, and try
+            # again when one is taken in.
+            self.impossible[key] = self.service.fleet.revision
+            self.store.record_promotion(check, now, "failed", None, None, str(outcome))
+            logger.error(
+                "promotion of %s to %s is impossible until the fleet repo changes: %s",
+                check.commit[:12],
+                check.stream,
+                outcome,
+                extra={"stream": check.stream, "commit": check.commit},
+            )
+            return PromotionAttempt(check, None, str(outcome))
         if isinstance(outcome, Exception):
             wait = self.backoff.failed(key, now)
             message = f"{outcome} (next try in {wait})"

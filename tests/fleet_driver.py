@@ -53,6 +53,9 @@ class ReportingFleet:
         self.clock.advance(dt)
 
     def run(self, duration: timedelta, dt: timedelta = timedelta(minutes=5)) -> None:
+        """Step for ``duration``, then report once more, so that what the reconciler knows
+        is as fresh as it would be from agents reporting every minute."""
         end = self.clock.now() + duration
         while self.clock.now() < end:
             self.step(dt)
+        self.step(timedelta(0))

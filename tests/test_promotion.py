@@ -155,6 +155,20 @@ CASES: dict[str, tuple[Case, PromotionStatus, str]] = {
         PromotionStatus.BLOCKED_BY_FAILURE,
         "group staging-lab, whose rollout halted",
     ),
+    "hosts silent for longer than staleAfter do not count": (
+        lambda f: (
+            f,
+            {"staging-lab": lab_state()},
+            {
+                h: dataclasses.replace(o, received_at=T0 + timedelta(hours=1))
+                for h, o in healthy().items()
+            },
+            set(),
+            T0 + timedelta(days=2),
+        ),
+        PromotionStatus.WAITING_FOR_HOSTS,
+        "0 of 3 required hosts",
+    ),
     "never twice": (
         lambda f: (f, {"staging-lab": lab_state()}, healthy(), {STAGING}, T0 + timedelta(days=9)),
         PromotionStatus.ALREADY_PROMOTED,
@@ -174,10 +188,23 @@ CASES: dict[str, tuple[Case, PromotionStatus, str]] = {
 }
 
 
+def reported_recently(
+    observed: dict[str, HostObservation], now: datetime
+) -> dict[str, HostObservation]:
+    """Observations made by `healthy()` (stamped T0) as if they had just been reported."""
+    return {
+        h: dataclasses.replace(o, received_at=now - timedelta(minutes=1))
+        if o.received_at == T0
+        else o
+        for h, o in observed.items()
+    }
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_promotion_rules(fleet: Fleet, name: str) -> None:
     case, status, message = CASES[name]
     current, states, observed, promoted, now = case(fleet)
+    observed = reported_recently(observed, now)
     check = check_promotion(current, current.streams["production"], states, observed, promoted, now)
     assert check.status is status
     assert message in check.message
@@ -185,14 +212,16 @@ def test_promotion_rules(fleet: Fleet, name: str) -> None:
 
 def test_due_check_carries_what_the_commit_message_needs(fleet: Fleet) -> None:
     now = T0 + timedelta(hours=50)
+    observed = reported_recently(healthy(), now)
     check = check_promotion(
-        fleet, fleet.streams["production"], {"staging-lab": lab_state()}, healthy(), set(), now
+        fleet, fleet.streams["production"], {"staging-lab": lab_state()}, observed, set(), now
     )
     assert check.due
     assert check.healthy_hosts == LAB
     assert check.soaked_for == timedelta(hours=49, minutes=30)
     assert check.due_at == T0 + timedelta(hours=48, minutes=30)
     assert check.source_revision == "rev-staging"
+    assert check.stream_commit == PRODUCTION  # what the promotion must find when it writes
     promotion = fleet.streams["production"].promotion
     assert promotion is not None
     message = promotion_message(check, promotion)
@@ -240,3 +269,10 @@ def test_an_all_digit_commit_is_quoted_so_it_stays_a_string() -> None:
     document, _ = parse_yaml("s.yaml", edited.encode())
     assert document is not None
     assert document.data["commit"] == digits
+
+
+def test_a_version_added_to_a_crlf_file_keeps_its_line_endings() -> None:
+    crlf = STREAM.format(old=PRODUCTION).replace('version: "9.1"\n', "").replace("\n", "\r\n")
+    edited = set_stream_commit(crlf, "s.yaml", STAGING, "9.2")
+    assert "\n" not in edited.replace("\r\n", "")
+    assert 'version: "9.2"\r\n' in edited

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -10,7 +11,12 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
+from reconciler.cli import main
+from reconciler.daemon import ServeConfig, promotion_allowed
+from reconciler.gitwriter import CommitSigner
+from reconciler.signatures import SignatureTrust
 from tests.test_daemon import NEW_PRODUCTION, agent_report, no_urls, wait_for
 from tests.test_gitsource import Remote, replace
 
@@ -80,3 +86,31 @@ def test_sigterm_then_restart_resumes_mid_rollout(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--signing-ssh-key", "k", "--signing-gpg-key", "ABCD"], "not both"),
+        (["--signing-ssh-key", "/nonexistent/key"], "does not exist"),
+    ],
+)
+def test_signing_settings_are_checked_before_starting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    args = ["serve", "--repo", str(tmp_path), "--state-dir", str(tmp_path / "s"), *flags]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_no_promotion_without_a_key_when_signatures_are_required(tmp_path: Path) -> None:
+    signers = tmp_path / "allowed_signers"
+    required = ServeConfig(
+        repo="x", state_dir=tmp_path, signatures=SignatureTrust(allowed_signers=signers)
+    )
+    # Its own unsigned promotion would be refused, and block every revision pushed on top.
+    assert not promotion_allowed(required)
+    key = tmp_path / "bot_ed25519"
+    assert promotion_allowed(dataclasses.replace(required, signer=CommitSigner(ssh_key=key)))
+    assert promotion_allowed(ServeConfig(repo="x", state_dir=tmp_path))
+    assert not promotion_allowed(ServeConfig(repo="x", state_dir=tmp_path, promote=False))

@@ -7,6 +7,7 @@ with the git command line, and `git log --notes=rollouts` is what an auditor wou
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +22,9 @@ from reconciler.daemon import Daemon
 from reconciler.gitwriter import CommitSigner, GitIdentity
 from reconciler.promoter import PromotionOutcome, trailers
 from reconciler.promotion import PromotionStatus
+from reconciler.rolloutnotes import note_line
 from reconciler.signatures import SignatureTrust, check_commit_signature
+from reconciler.store import StoredEvent
 from tests.conftest import git
 from tests.daemon_support import BackgroundDaemon
 from tests.fleet_driver import ReportingFleet
@@ -133,6 +136,77 @@ def test_notes_kept_locally_while_the_remote_refuses_them(tmp_path: Path) -> Non
     assert written is not None
     assert written.pushed
     assert "rollout started" in notes(origin)
+
+
+def test_notes_written_while_the_remote_was_unreachable_are_merged_with_its_own(
+    tmp_path: Path,
+) -> None:
+    origin, daemon, clock, fleet = start(tmp_path)
+    fleet.run(timedelta(minutes=10))
+    lock = origin.bare / "refs" / "notes" / "rollouts.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text("held\n")
+    daemon.writeback.publish_notes()  # kept in the mirror only
+    lock.unlink()
+    # Meanwhile someone else starts the remote's notes from scratch: the histories diverge.
+    git(origin.work, "notes", "--ref=rollouts", "add", "-m", "audited by J. Doe", "HEAD")
+    git(origin.work, "push", "-q", "origin", "refs/notes/rollouts")
+    theirs = git(origin.bare, "rev-parse", "refs/notes/rollouts")
+    fleet.run(timedelta(hours=1))
+    clock.advance(timedelta(minutes=5))
+    written = daemon.writeback.publish_notes()
+    assert written is not None
+    assert written.pushed
+    log = notes(origin)
+    assert "audited by J. Doe" in log
+    lab = [line for line in log.splitlines() if " staging-lab " in line]
+    assert sum("rollout started" in line for line in lab) == 1  # carried over, once
+    assert sum("rollout completed" in line for line in lab) == 1
+    assert theirs in git(origin.bare, "rev-list", "refs/notes/rollouts").splitlines()
+
+
+def test_an_unreachable_remote_is_not_asked_again_until_the_back_off_ends(
+    tmp_path: Path,
+) -> None:
+    origin, daemon, clock, fleet = start(tmp_path)
+    fleet.run(timedelta(minutes=10))
+    daemon.mirror.repo.remotes.set_url("origin", str(tmp_path / "gone.git"))
+    assert daemon.writeback.publish_notes() is None  # fetch failed: reported, backing off
+    assert not daemon.writeback.notes_pushable()
+    held_back = daemon.writeback.publish_notes()  # the same instant: kept locally, no fetch
+    assert held_back is not None
+    assert not held_back.pushed
+    daemon.mirror.repo.remotes.set_url("origin", str(origin.bare))
+    clock.advance(timedelta(minutes=2))
+    written = daemon.writeback.publish_notes()
+    assert written is not None
+    assert written.pushed
+    assert "staging-lab rollout 1" in notes(origin)
+
+
+def test_a_note_line_is_one_line_whatever_a_host_reported() -> None:
+    forged = "No space left\n2026-11-23T09:00:00Z staging-lab rollout 1: rollout completed"
+    event = StoredEvent(
+        7,
+        START,
+        "staging-lab",
+        1,
+        "host_failed",
+        "lab-call-02",
+        STAGING,
+        0,
+        "deploy_error",
+        f"lab-call-02 could not stage the target: {forged}",
+        "rev",
+    )
+    line = note_line(event, lambda _: (0, 0))
+    assert "\n" not in line
+    assert line.endswith(
+        "could not stage the target: No space left 2026-11-23T09:00:00Z "
+        "staging-lab rollout 1: rollout completed"
+    )
+    long = note_line(dataclasses.replace(event, message="x" * 5000), lambda _: (0, 0))
+    assert len(long) < 600
 
 
 # -- promotion ----------------------------------------------------------------------------------
@@ -261,7 +335,7 @@ def test_a_failed_push_is_reported_and_retried_only_after_a_back_off(tmp_path: P
     assert metrics.git_push_errors.labels("promotion")._value.get() == 2
 
 
-def test_promotion_for_review_goes_to_its_own_branch_once(tmp_path: Path) -> None:
+def test_each_promotion_for_review_gets_its_own_branch_off_main(tmp_path: Path) -> None:
     origin = Remote(tmp_path)
 
     def review(root: Path) -> None:
@@ -282,15 +356,107 @@ def test_promotion_for_review_goes_to_its_own_branch_once(tmp_path: Path) -> Non
     main_before = tip(origin)
     [attempt] = daemon.writeback.promote_due()
     assert attempt.written is not None
-    assert attempt.written.branch == "promotions/production"
+    first_branch = f"promotions/production-{STAGING[:12]}"
+    assert attempt.written.branch == first_branch
     assert tip(origin) == main_before  # main untouched until a human merges
-    review_tip = tip(origin, "promotions/production")
-    assert git(origin.bare, "rev-parse", f"{review_tip}^") == main_before
+    assert git(origin.bare, "rev-parse", f"{tip(origin, first_branch)}^") == main_before
     fleet.run(timedelta(hours=6), dt=timedelta(hours=1))
     assert daemon.writeback.promote_due() == []  # the review is open: never a second one
     assert [c.status for c in daemon.writeback.promotion_checks()] == [
         PromotionStatus.ALREADY_PROMOTED
     ]
+
+    # The review is left open; the next staging build must not be stuck behind it.
+    next_build = "cd" * 32
+    newer_main = origin.commit(
+        "staging: CallOS 9.20261201.0",
+        replace("streams/staging.yaml", STAGING, next_build),
+    )
+    daemon.sync()
+    soak_lab(daemon, fleet, hours=50)
+    [second] = daemon.writeback.promote_due()
+    assert second.written is not None
+    assert second.written.branch == f"promotions/production-{next_build[:12]}"
+    assert git(origin.bare, "rev-parse", f"{second.written.commit}^") == newer_main
+
+
+def test_a_reverted_promotion_is_not_made_again_even_by_a_reconciler_without_state(
+    tmp_path: Path,
+) -> None:
+    origin, daemon, clock, fleet = start(tmp_path)
+    soak_lab(daemon, fleet, hours=49)
+    [attempt] = daemon.writeback.promote_due()
+    assert attempt.written is not None
+    promotion = attempt.written.commit
+    assert promotion is not None
+    git(origin.work, "pull", "-q", "origin", "main")
+    git(origin.work, "revert", "--no-edit", promotion)
+    git(origin.work, "push", "-q", "origin", "main")
+
+    # A new reconciler with an empty state directory sees a due promotion again...
+    fresh = Daemon(config(tmp_path / "other", origin, identity=IDENTITY), ManualClock(clock.now()))
+    fresh_fleet = ReportingFleet(
+        fresh.service, fresh.clock, {h.name: h.booted for h in fleet.hosts.values()}
+    )  # type: ignore[arg-type]
+    soak_lab(fresh, fresh_fleet, hours=49)
+    # ...but finds the earlier promotion in the history and does not make it twice.
+    [again] = fresh.writeback.promote_due()
+    assert again.written is not None
+    assert again.written.outcome is PromotionOutcome.ALREADY_IN_HISTORY
+    assert again.written.commit == promotion
+    assert git(origin.bare, "rev-list", "--count", "--grep=Promoted-From", "main") == "1"
+    assert fresh.writeback.promote_due() == []
+
+
+@pytest.mark.parametrize(
+    ("what", "path", "old", "new"),
+    [
+        ("a human changed production", "streams/production.yaml", OLD_PRODUCTION, "ef" * 32),
+        ("staging's build was withdrawn", "streams/staging.yaml", STAGING, OLD_PRODUCTION),
+    ],
+)
+def test_a_change_pushed_after_the_check_is_never_overwritten(
+    tmp_path: Path, what: str, path: str, old: str, new: str
+) -> None:
+    origin, daemon, _clock, fleet = start(tmp_path)
+    soak_lab(daemon, fleet, hours=49)
+    [check] = daemon.writeback.due(daemon.writeback.promotion_checks())
+    human = origin.commit(what, replace(path, old, new))
+    daemon.sync()  # the daemon takes the human's revision in between check and write
+    written = daemon.writeback.write_promotion(check)
+    assert written.outcome is PromotionOutcome.OVERTAKEN
+    assert tip(origin) == human
+
+
+def test_a_promotion_that_would_not_validate_is_reported_once_per_revision(
+    tmp_path: Path,
+) -> None:
+    origin, daemon, _clock, fleet = start(tmp_path)
+    soak_lab(daemon, fleet, hours=49)
+    broken = origin.commit(
+        "typo",
+        replace("groups/callservers-nyc.yaml", "stream: production", "stream: prodution"),
+    )
+    [attempt] = daemon.writeback.promote_due()
+    assert attempt.error is not None
+    assert "would not validate" in attempt.error
+    assert "groups/callservers-nyc.yaml" in attempt.error
+    fleet.run(timedelta(hours=2))  # the back-off is long over, the hosts still healthy
+    assert [c.status for c in daemon.writeback.promotion_checks()] == [PromotionStatus.DUE]
+    assert daemon.writeback.promote_due() == []  # nothing changed in force: not again
+    assert [p[4] for p in daemon.store.promotions()] == ["failed"]
+    assert tip(origin) == broken
+
+    fixed = origin.commit(
+        "fix the typo",
+        replace("groups/callservers-nyc.yaml", "stream: prodution", "stream: production"),
+    )
+    daemon.sync()
+    fleet.step()
+    [done] = daemon.writeback.promote_due()
+    assert done.written is not None
+    assert done.written.outcome is PromotionOutcome.PUSHED
+    assert git(origin.bare, "rev-parse", f"{tip(origin)}^") == fixed
 
 
 def test_promotion_is_signed_when_a_key_is_configured(tmp_path: Path) -> None:

@@ -107,6 +107,15 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+    if values["signing-ssh-key"] and values["signing-gpg-key"]:
+        print("reconciler serve: give one signing key, SSH or OpenPGP, not both", file=sys.stderr)
+        return 2
+    if values["signing-ssh-key"] and not Path(values["signing-ssh-key"]).is_file():
+        print(
+            f"reconciler serve: signing key {values['signing-ssh-key']} does not exist",
+            file=sys.stderr,
+        )
+        return 2
     config = ServeConfig(
         repo=str(values["repo"]),
         state_dir=Path(values["state-dir"]),

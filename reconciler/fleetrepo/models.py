@@ -282,9 +282,9 @@ class Promotion(Spec):
     )
     branch: str | None = Field(
         default=None,
-        description="Push the promotion commit to this "
-        "branch for review instead of the "
-        "watched branch.",
+        pattern=r"^[A-Za-z0-9._/-]+$",
+        description="Push each promotion for review to a new branch named "
+        "`<branch>-<first 12 characters of the commit>` instead of the watched branch.",
     )
 
 
