@@ -34,6 +34,7 @@ from reconciler.errors import GitRemoteUnavailable, ReconcilerError
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.sources import GitRevisionSource
+from reconciler.gitauth import GitCredentials
 from reconciler.gitsource import FleetMirror, RevisionVerdict, VerdictCode, consider_revision
 from reconciler.gitwriter import CommitSigner, GitIdentity
 from reconciler.promoter import PromotionWritten
@@ -78,6 +79,8 @@ class ServeConfig:
     push_notes: bool = True
     #: Make the promotion commits streams declare (needs write access to the fleet repo).
     promote: bool = True
+    #: How to authenticate to the fleet repo's remote (a token over HTTPS, or an SSH key).
+    credentials: GitCredentials = field(default_factory=GitCredentials)
 
 
 class _RefsChanged(FileSystemEventHandler):
@@ -120,7 +123,9 @@ class Daemon:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.state_dir / "state.sqlite")
         self.reports = SqliteReportStore(config.state_dir / "state.sqlite")
-        self.mirror = FleetMirror(config.repo, config.state_dir / "fleet.git", config.branch)
+        self.mirror = FleetMirror(
+            config.repo, config.state_dir / "fleet.git", config.branch, config.credentials
+        )
         # Every use of the mirror (fetch, gate, notes, promotions) holds its lock.
         self.git_lock = self.mirror.lock
         self.applied = self.store.last_applied_revision()
@@ -149,7 +154,11 @@ class Daemon:
             self.git_lock,
             self.service,
             WriteBackConfig(
-                config.identity, config.signer, config.push_notes, promotion_allowed(config)
+                config.identity,
+                config.signer,
+                config.push_notes,
+                promotion_allowed(config),
+                config.credentials,
             ),
             config.branch,
             config.subdirectory,

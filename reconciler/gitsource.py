@@ -24,6 +24,7 @@ from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.problems import Problem
 from reconciler.fleetrepo.sources import GitRevisionSource
+from reconciler.gitauth import GitCredentials
 from reconciler.preflight import commit_exists
 
 
@@ -60,13 +61,22 @@ class MirrorLock:
 class FleetMirror:
     """A bare mirror of the fleet repo's branch, fetched on demand."""
 
-    def __init__(self, url: str, path: Path, branch: str = "main") -> None:
+    def __init__(
+        self,
+        url: str,
+        path: Path,
+        branch: str = "main",
+        credentials: GitCredentials | None = None,
+    ) -> None:
         self.url, self.path, self.branch = url, path, branch
+        self.credentials = credentials or GitCredentials()
         try:
             if (path / "HEAD").exists():
                 self.repo = pygit2.Repository(str(path))
             else:
-                self.repo = pygit2.clone_repository(url, str(path), bare=True)
+                self.repo = pygit2.clone_repository(
+                    url, str(path), bare=True, callbacks=self.credentials.callbacks()
+                )
         except (pygit2.GitError, OSError) as exc:
             raise GitRemoteUnavailable(f"cannot clone the fleet repo {url}: {exc}") from exc
         self.lock = MirrorLock(path)
@@ -75,7 +85,8 @@ class FleetMirror:
         """Fetch the remote and return the commit id at the tip of the watched branch."""
         try:
             self.repo.remotes["origin"].fetch(
-                [f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}"]
+                [f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}"],
+                callbacks=self.credentials.callbacks(),
             )
         except (pygit2.GitError, KeyError, OSError) as exc:
             raise GitRemoteUnavailable(f"cannot fetch {self.url}: {exc}") from exc

@@ -18,6 +18,7 @@ from pathlib import Path
 import pygit2
 
 from reconciler.errors import GitPushFailed, GitPushRejected
+from reconciler.gitauth import GitCredentials, RemoteAuth
 
 
 @dataclass(frozen=True)
@@ -100,11 +101,11 @@ def create_commit(
     return repo.create_commit_with_signature(payload, signer.sign(payload.encode()))
 
 
-class _PushOutcome(pygit2.RemoteCallbacks):
+class _PushOutcome(RemoteAuth):
     """libgit2 reports a remote's refusal of one ref here rather than raising (HTTP)."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, credentials: GitCredentials) -> None:
+        super().__init__(credentials)
         self.refused: dict[str, str] = {}
 
     def push_update_reference(self, refname: str, message: str | None) -> None:
@@ -121,9 +122,15 @@ _MOVED_ON = (
 )
 
 
-def push(repo: pygit2.Repository, local_ref: str, remote_ref: str, remote: str = "origin") -> None:
+def push(
+    repo: pygit2.Repository,
+    local_ref: str,
+    remote_ref: str,
+    credentials: GitCredentials | None = None,
+    remote: str = "origin",
+) -> None:
     """Push ``local_ref`` to ``remote_ref`` as a fast-forward only (never ``+``)."""
-    outcome = _PushOutcome()
+    outcome = _PushOutcome(credentials or GitCredentials())
     try:
         repo.remotes[remote].push([f"{local_ref}:{remote_ref}"], callbacks=outcome)
     except (pygit2.GitError, KeyError, OSError) as exc:

@@ -28,6 +28,7 @@ from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.models import Promotion
 from reconciler.fleetrepo.sources import GitRevisionSource
 from reconciler.fleetrepo.yamldoc import parse_yaml
+from reconciler.gitauth import GitCredentials
 from reconciler.gitwriter import CommitSigner, GitIdentity, create_commit, push
 from reconciler.promotion import PromotionCheck
 
@@ -141,9 +142,11 @@ class PromotionWriter:
         identity: GitIdentity,
         signer: CommitSigner | None = None,
         subdirectory: str = "",
+        credentials: GitCredentials | None = None,
     ) -> None:
         self.repo, self.watched_branch = repo, watched_branch
         self.identity, self.signer, self.subdirectory = identity, signer, subdirectory
+        self.credentials = credentials or GitCredentials()
 
     def promote(self, check: PromotionCheck, at: datetime) -> PromotionWritten:
         """Push the promotion of ``check`` to the watched branch, or to a new review branch.
@@ -180,7 +183,7 @@ class PromotionWriter:
                 )
             self.repo.references.create(PROMOTION_REF, commit, force=True)
             try:
-                push(self.repo, PROMOTION_REF, f"refs/heads/{target}")
+                push(self.repo, PROMOTION_REF, f"refs/heads/{target}", self.credentials)
             except GitPushRejected:
                 continue  # someone pushed first: make the same change on their tip
             return PromotionWritten(
@@ -194,7 +197,7 @@ class PromotionWriter:
         if review is not None:
             refspecs.append(f"+refs/heads/{review}:refs/remotes/origin/{review}")
         try:
-            self.repo.remotes["origin"].fetch(refspecs)
+            self.repo.remotes["origin"].fetch(refspecs, callbacks=self.credentials.callbacks())
         except (pygit2.GitError, KeyError, OSError) as exc:
             raise GitRemoteUnavailable(f"cannot fetch before promoting: {exc}") from exc
         try:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 import pygit2
 
 from reconciler.errors import GitPushRejected, GitRemoteUnavailable
+from reconciler.gitauth import GitCredentials
 from reconciler.gitwriter import GitIdentity, push
 from reconciler.rollout.decisions import DecisionKind
 from reconciler.store import StoredEvent
@@ -108,9 +109,15 @@ class NotesWritten:
 class RolloutNotes:
     """Appends rollout lines to the notes ref of a bare mirror and pushes it."""
 
-    def __init__(self, repo: pygit2.Repository, identity: GitIdentity) -> None:
+    def __init__(
+        self,
+        repo: pygit2.Repository,
+        identity: GitIdentity,
+        credentials: GitCredentials | None = None,
+    ) -> None:
         self.repo = repo
         self.identity = identity
+        self.credentials = credentials or GitCredentials()
 
     def write(
         self, lines: Mapping[str, Sequence[str]], at: datetime, push_to_remote: bool = True
@@ -126,7 +133,7 @@ class RolloutNotes:
             if not push_to_remote or tip is None or (added == 0 and tip == remote_tip):
                 return NotesWritten(_hex(tip), added, pushed=False)
             try:
-                push(self.repo, NOTES_REF, NOTES_REF)
+                push(self.repo, NOTES_REF, NOTES_REF, self.credentials)
             except GitPushRejected:
                 continue  # someone else wrote notes meanwhile: fetch, build on them, retry
             return NotesWritten(_hex(tip), added, pushed=True)
@@ -134,7 +141,9 @@ class RolloutNotes:
 
     def _fetch(self) -> pygit2.Oid | None:
         try:
-            self.repo.remotes["origin"].fetch([f"+{NOTES_REF}:{REMOTE_NOTES_REF}"])
+            self.repo.remotes["origin"].fetch(
+                [f"+{NOTES_REF}:{REMOTE_NOTES_REF}"], callbacks=self.credentials.callbacks()
+            )
         except (pygit2.GitError, KeyError, OSError) as exc:
             raise GitRemoteUnavailable(f"cannot fetch {NOTES_REF}: {exc}") from exc
         return self._tip(REMOTE_NOTES_REF)

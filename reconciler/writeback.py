@@ -24,6 +24,7 @@ from reconciler.errors import (
     PromotionImpossible,
     ReconcilerError,
 )
+from reconciler.gitauth import GitCredentials
 from reconciler.gitwriter import CommitSigner, GitIdentity
 from reconciler.promoter import PromotionOutcome, PromotionWriter, PromotionWritten
 from reconciler.promotion import PromotionCheck, PromotionStatus, check_promotion
@@ -67,6 +68,7 @@ class WriteBackConfig:
     signer: CommitSigner = field(default_factory=CommitSigner)
     push_notes: bool = True
     promote: bool = True
+    credentials: GitCredentials = field(default_factory=GitCredentials)
 
 
 @dataclass(frozen=True)
@@ -90,9 +92,9 @@ class WriteBack:
     ) -> None:
         self.git_lock, self.service, self.config = git_lock, service, config
         self.store, self.clock = service.engine.store, service.clock
-        self.notes = RolloutNotes(repo, config.identity)
+        self.notes = RolloutNotes(repo, config.identity, config.credentials)
         self.promoter = PromotionWriter(
-            repo, watched_branch, config.identity, config.signer, subdirectory
+            repo, watched_branch, config.identity, config.signer, subdirectory, config.credentials
         )
         self.backoff = Backoff()
         # Promotions that cannot be written into the fleet repo as it is, by the revision in

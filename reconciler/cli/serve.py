@@ -14,6 +14,7 @@ from typing import Any
 from reconciler import logs
 from reconciler.daemon import Daemon, ServeConfig
 from reconciler.errors import ReconcilerError
+from reconciler.gitauth import GitCredentials
 from reconciler.gitwriter import CommitSigner, GitIdentity
 from reconciler.server import Listen
 from reconciler.signatures import SignatureTrust
@@ -34,6 +35,9 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "webhook-secret-file": ("file holding the webhook secret (enables POST /v1/webhook)", None),
     "trusted-gpg-home": ("GnuPG home holding the keys trusted to sign fleet commits", None),
     "allowed-signers": ("ssh-keygen allowed-signers file of keys trusted to sign", None),
+    "git-username": ("user name for the fleet repo's remote (HTTPS or SSH)", None),
+    "git-token-file": ("file holding an access token for an HTTPS fleet repo", None),
+    "git-ssh-key": ("SSH private key for an ssh:// fleet repo (its .pub next to it)", None),
     "git-author-name": ("author of rollout notes and promotion commits", "fleet reconciler"),
     "git-author-email": ("e-mail of that author", "reconciler@localhost"),
     "signing-ssh-key": ("SSH private key that signs promotion commits", None),
@@ -136,6 +140,11 @@ def run(args: argparse.Namespace) -> int:
             ssh_key=Path(values["signing-ssh-key"]) if values["signing-ssh-key"] else None,
             gpg_key=values["signing-gpg-key"],
             gpg_home=Path(values["signing-gpg-home"]) if values["signing-gpg-home"] else None,
+        ),
+        credentials=GitCredentials(
+            username=values["git-username"],
+            token_file=Path(values["git-token-file"]) if values["git-token-file"] else None,
+            ssh_key=Path(values["git-ssh-key"]) if values["git-ssh-key"] else None,
         ),
         push_notes=not _truthy(values["no-push-notes"]),
         promote=not _truthy(values["no-promote"]),
