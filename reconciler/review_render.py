@@ -295,19 +295,7 @@ def review_json(review: ChangeReview) -> dict[str, Any]:
         "hasBase": review.has_base,
         "liveServer": review.live_server,
         "notes": list(review.notes),
-        "problems": [
-            {
-                "file": p.file,
-                "line": p.line,
-                "column": p.column,
-                "field": p.field,
-                "severity": p.severity.value,
-                "code": p.code,
-                "message": p.message,
-                "hint": p.hint,
-            }
-            for p in review.problems
-        ],
+        "problems": [p.to_json() for p in review.problems],
         "revisionBlockers": [_blocker_json(b) for b in review.revision_blockers],
         "commitChecks": [
             {

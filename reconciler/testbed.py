@@ -12,10 +12,11 @@ import functools
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from socketserver import BaseRequestHandler
 
 KERNEL = "5.14.0-503.el9.x86_64"
 OS_NAME = "callos"
@@ -65,7 +66,13 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 @contextmanager
 def serve_directory(path: Path) -> Iterator[str]:
     """Serve ``path`` over HTTP on 127.0.0.1; yields the base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(path))
+    with serve_on_localhost(functools.partial(_QuietHandler, directory=str(path))) as url:
+        yield url
+
+
+@contextmanager
+def serve_on_localhost(handler: Callable[..., BaseRequestHandler]) -> Iterator[str]:
+    """An HTTP server with ``handler`` on a free port of 127.0.0.1; yields the base URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

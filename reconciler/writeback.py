@@ -214,24 +214,17 @@ class WriteBack:
         """Record an attempt: in the promotions table, the log and the metrics."""
         now = self.clock.now()
         key = _key(check)
-        if isinstance(outcome, PromotionImpossible):
-            # Only a new revision of the fleet repo can change this: say it once, and try
-            # again when one is taken in.
-            self.impossible[key] = self.service.fleet.revision
-            self.store.record_promotion(check, now, "failed", None, None, str(outcome))
-            logger.error(
-                "promotion of %s to %s is impossible until the fleet repo changes: %s",
-                check.commit[:12],
-                check.stream,
-                outcome,
-                extra={"stream": check.stream, "commit": check.commit},
-            )
-            return PromotionAttempt(check, None, str(outcome))
         if isinstance(outcome, Exception):
-            wait = self.backoff.failed(key, now)
-            message = f"{outcome} (next try in {wait})"
+            if isinstance(outcome, PromotionImpossible):
+                # Only a new revision of the fleet repo can change this: say it once, and
+                # try again when one is taken in.
+                self.impossible[key] = self.service.fleet.revision
+                message = f"{outcome} (next try once the fleet repo changes)"
+            else:
+                wait = self.backoff.failed(key, now)
+                message = f"{outcome} (next try in {wait})"
+                self._count_push_error("promotion")
             self.store.record_promotion(check, now, "failed", None, None, message)
-            self._count_push_error("promotion")
             logger.error(
                 "promotion of %s to %s failed: %s",
                 check.commit[:12],

@@ -10,12 +10,13 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from reconciler.testbed import serve_on_localhost
 
 
 def _handler(root: Path, user: str, token: str) -> type[BaseHTTPRequestHandler]:
@@ -90,11 +91,5 @@ def _handler(root: Path, user: str, token: str) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def git_http_server(root: Path, user: str, token: str) -> Iterator[str]:
     """Serve the bare repositories under ``root``; yields the base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(root, user, token))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_on_localhost(_handler(root, user, token)) as url:
+        yield url

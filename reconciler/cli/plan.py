@@ -18,6 +18,7 @@ from typing import Any
 
 import pygit2
 
+from reconciler.cli.arguments import add_fleet_location
 from reconciler.errors import FleetSourceUnavailable, GitRevisionNotFound, LiveStateUnavailable
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet
@@ -38,21 +39,11 @@ def register(verbs: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "path",
-        nargs="?",
-        default=".",
-        type=Path,
-        help="fleet repo directory, or the Git repository with --rev (default: .)",
-    )
-    parser.add_argument("--rev", help="review this Git revision (default base: its first parent)")
+    add_fleet_location(parser, "review this Git revision (default base: its first parent)")
     parser.add_argument(
         "--base",
         help="compare with this Git revision (e.g. the pull request's merge base); "
         "default: REV's first parent with --rev, else HEAD of the repository holding PATH",
-    )
-    parser.add_argument(
-        "--subdir", default="", help="with --rev: the fleet's directory inside the repository"
     )
     parser.add_argument(
         "--against",

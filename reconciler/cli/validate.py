@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from reconciler.cli.arguments import add_fleet_location
 from reconciler.errors import FleetSourceUnavailable
 from reconciler.fleetrepo.loader import LoadResult, load_fleet
 from reconciler.fleetrepo.problems import Problem
@@ -25,20 +26,10 @@ def register(verbs: Any) -> None:
         help="check a fleet repo and report every problem",
         description="Check a fleet repo and report every problem as file:line:column.",
     )
-    parser.add_argument(
-        "path",
-        nargs="?",
-        default=".",
-        type=Path,
-        help="fleet repo directory, or the Git repository with --rev (default: .)",
-    )
-    parser.add_argument(
-        "--rev",
-        help="validate this Git revision (branch, tag, commit) "
+    add_fleet_location(
+        parser,
+        "validate this Git revision (branch, tag, commit) "
         "instead of the files on disk, without checking it out",
-    )
-    parser.add_argument(
-        "--subdir", default="", help="with --rev: the fleet's directory inside the repository"
     )
     parser.add_argument(
         "--format",
@@ -100,19 +91,7 @@ def _print_json(result: LoadResult, prefix: Path, out: TextIO) -> None:
         "valid": result.fleet is not None,
         "revision": result.revision,
         "filesRead": result.files_read,
-        "problems": [
-            {
-                "file": _shown(p, prefix),
-                "line": p.line,
-                "column": p.column,
-                "field": p.field,
-                "severity": p.severity.value,
-                "code": p.code,
-                "message": p.message,
-                "hint": p.hint,
-            }
-            for p in result.problems
-        ],
+        "problems": [p.to_json(file=_shown(p, prefix)) for p in result.problems],
         "summary": _summary(result),
     }
     json.dump(document, out, indent=2)

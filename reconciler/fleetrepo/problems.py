@@ -36,6 +36,19 @@ class Problem:
     def location(self) -> str:
         return f"{self.file}:{self.line}:{self.column}"
 
+    def to_json(self, file: str | None = None) -> dict[str, object]:
+        """The problem as machine-readable output gives it (``file`` overrides the path)."""
+        return {
+            "file": self.file if file is None else file,
+            "line": self.line,
+            "column": self.column,
+            "field": self.field,
+            "severity": self.severity.value,
+            "code": self.code,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
 
 def format_field_path(path: tuple[str | int, ...]) -> str:
     """``("rollout", "waves", 2)`` -> ``rollout.waves[2]``."""
