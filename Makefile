@@ -37,6 +37,7 @@ schema: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/validate_large_fleet.py
 	$(BIN)/python benchmarks/plan_large_fleet.py
+	$(BIN)/python benchmarks/writeback_large_fleet.py
 	$(BIN)/python benchmarks/report_ingestion.py
 	$(BIN)/python benchmarks/push_latency.py
 
