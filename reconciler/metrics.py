@@ -173,7 +173,7 @@ class FleetCollector(Collector):
             "Hosts that run the source commit and are healthy.",
             labels=["stream", "source"],
         )
-        for check in self.service.promotion_checks:
+        for check in self.service.promotion_checks():
             labels = [check.stream, check.source]
             for name in PromotionStatus:
                 state.add_metric([*labels, name.value], 1.0 if name is check.status else 0.0)

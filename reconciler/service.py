@@ -22,7 +22,7 @@ from reconciler.engine import Engine
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.metrics import OperationalMetrics
 from reconciler.observed import ApplyError, Greenboot, HostObservation
-from reconciler.promotion import PromotionCheck
+from reconciler.promotion import PromotionCheck, check_promotion
 from reconciler.reports import ReportStore
 from reconciler.rollout.planner import Action, GroupPlan
 from reconciler.rollout.reasons import ReasonCode
@@ -72,9 +72,6 @@ class FleetService:
         self._answers: dict[str, tuple[GroupPlan, Assignment]] = {}
         self.metrics: OperationalMetrics | None = None  # set by the API that exports them
         self.plan_listeners: list[Callable[[str, GroupPlan | None], None]] = []
-        # The latest check of each stream's automatic promotion, set by the daemon's
-        # write-back and exported as metrics.
-        self.promotion_checks: list[PromotionCheck] = []
         self.use_fleet(fleet)
 
     def use_fleet(self, fleet: Fleet) -> None:
@@ -143,6 +140,19 @@ class FleetService:
         if cached is None or plan.hosts != cached.hosts or plan.status != cached.status:
             self._notify(group, plan)
         return plan
+
+    def promotion_checks(self) -> list[PromotionCheck]:
+        """Where each stream's automatic promotion stands now (a read: nothing is decided
+        or written; the daemon's write-back makes the commit when one is due)."""
+        states, now = self.engine.states(), self.clock.now()
+        store = self.engine.store
+        return [
+            check_promotion(
+                self.fleet, stream, states, self.observed, store.promoted_commits(name), now
+            )
+            for name, stream in sorted(self.fleet.streams.items())
+            if stream.promotion is not None
+        ]
 
     def _notify(self, group: str, plan: GroupPlan | None) -> None:
         for listener in self.plan_listeners:

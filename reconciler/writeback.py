@@ -27,7 +27,7 @@ from reconciler.errors import (
 from reconciler.gitauth import GitCredentials
 from reconciler.gitwriter import CommitSigner, GitIdentity
 from reconciler.promoter import PromotionOutcome, PromotionWriter, PromotionWritten
-from reconciler.promotion import PromotionCheck, PromotionStatus, check_promotion
+from reconciler.promotion import PromotionCheck, PromotionStatus
 from reconciler.rolloutnotes import NOTED_KINDS, NotesWritten, RolloutNotes, note_lines
 from reconciler.service import FleetService
 from reconciler.store import StoredEvent
@@ -178,18 +178,7 @@ class WriteBack:
 
     def promotion_checks(self) -> list[PromotionCheck]:
         """Every stream that declares promotion, checked against the fleet in force now."""
-        service = self.service
-        fleet, now = service.fleet, self.clock.now()
-        states = service.engine.states()
-        checks = [
-            check_promotion(
-                fleet, stream, states, service.observed, self.store.promoted_commits(name), now
-            )
-            for name, stream in sorted(fleet.streams.items())
-            if stream.promotion is not None
-        ]
-        service.promotion_checks = checks
-        return checks
+        return self.service.promotion_checks()
 
     def due(self, checks: list[PromotionCheck]) -> list[PromotionCheck]:
         """Checks that are due and not backing off from a failed attempt."""

@@ -152,6 +152,11 @@ def test_status_command_against_a_running_daemon(
         assert main(["status", "--server", running.url, "--token", "ops", "--json"]) == 0
         data = json.loads(capsys.readouterr().out)
         assert {g["name"] for g in data["groups"]} >= {"callservers-dub", "staging-lab"}
+        [promotion] = data["promotions"]
+        assert (promotion["stream"], promotion["source"]) == ("production", "staging")
+        assert promotion["state"] == "waiting_for_hosts"  # no lab host runs the build yet
+        assert main(["status", "--server", running.url, "--token", "ops"]) == 0
+        assert "Promotions" in capsys.readouterr().out
         assert (
             main(
                 ["status", "--server", running.url, "--token", "ops", "--group", "callservers-dub"]

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import hmac
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -15,7 +16,15 @@ from pydantic import ValidationError
 from reconciler import __version__
 from reconciler.api import problems
 from reconciler.api.limits import ReportBodyLimits
-from reconciler.api.schemas import AgentReport, Assignment, GroupOut, HostOut, ReasonOut, TargetOut
+from reconciler.api.schemas import (
+    AgentReport,
+    Assignment,
+    GroupOut,
+    HostOut,
+    PromotionOut,
+    ReasonOut,
+    TargetOut,
+)
 from reconciler.metrics import build_registry
 from reconciler.rollout.state import Phase
 from reconciler.service import FleetService, token_hash
@@ -93,27 +102,7 @@ def create_app(service: FleetService, operator_token_sha256: str | None = None) 
 
     _add_report_schemas(app)
 
-    @app.get("/v1/hosts", response_model=list[HostOut], dependencies=[Depends(operator)])
-    async def hosts() -> list[HostOut]:
-        """Every host of the inventory with its last report and its plan."""
-        return [_host_out(service, name) for name in service.fleet.hosts]
-
-    @app.get(
-        "/v1/hosts/{name}",
-        response_model=HostOut,
-        dependencies=[Depends(operator)],
-        responses={404: {}},
-    )
-    async def one_host(name: str) -> HostOut:
-        if name not in service.fleet.hosts:
-            raise HTTPException(404, f"no host {name} in the inventory")
-        return _host_out(service, name)
-
-    @app.get("/v1/groups", response_model=list[GroupOut], dependencies=[Depends(operator)])
-    async def groups() -> list[GroupOut]:
-        """Every group with its rollout status."""
-        return [_group_out(service, name) for name in service.fleet.groups]
-
+    _add_operator_views(app, service, operator)
     _add_metrics(app, registry)
 
     @app.get("/healthz")
@@ -164,6 +153,52 @@ def _group_out(service: FleetService, name: str) -> GroupOut:
         completed_commits=sorted(plan.state.completed_commits),
         halt_resume_token=halt.resume_token if halt else None,
     )
+
+
+def _add_operator_views(
+    app: FastAPI, service: FleetService, operator: Callable[..., Awaitable[None]]
+) -> None:
+    """Read-only views for operators: hosts, groups, promotions."""
+
+    @app.get("/v1/hosts", response_model=list[HostOut], dependencies=[Depends(operator)])
+    async def hosts() -> list[HostOut]:
+        """Every host of the inventory with its last report and its plan."""
+        return [_host_out(service, name) for name in service.fleet.hosts]
+
+    @app.get(
+        "/v1/hosts/{name}",
+        response_model=HostOut,
+        dependencies=[Depends(operator)],
+        responses={404: {}},
+    )
+    async def one_host(name: str) -> HostOut:
+        if name not in service.fleet.hosts:
+            raise HTTPException(404, f"no host {name} in the inventory")
+        return _host_out(service, name)
+
+    @app.get("/v1/groups", response_model=list[GroupOut], dependencies=[Depends(operator)])
+    async def groups() -> list[GroupOut]:
+        """Every group with its rollout status."""
+        return [_group_out(service, name) for name in service.fleet.groups]
+
+    @app.get("/v1/promotions", response_model=list[PromotionOut], dependencies=[Depends(operator)])
+    async def promotions() -> list[PromotionOut]:
+        """Every stream that declares promotion, and where its promotion stands."""
+        return [
+            PromotionOut(
+                stream=c.stream,
+                source=c.source,
+                commit=c.commit,
+                version=c.version,
+                state=c.status.value,
+                message=c.message,
+                healthy_hosts=list(c.healthy_hosts),
+                soaked_seconds=max(0.0, c.soaked_for.total_seconds()),
+                due_at=c.due_at,
+                source_revision=c.source_revision,
+            )
+            for c in service.promotion_checks()
+        ]
 
 
 def _add_metrics(app: FastAPI, registry: CollectorRegistry) -> None:

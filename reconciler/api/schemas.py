@@ -125,3 +125,21 @@ class GroupOut(Wire):
         default=None,
         description="While halted: the group's `resume` value at the halt; a new value lifts it.",
     )
+
+
+class PromotionOut(Wire):
+    """Where one stream's automatic promotion stands."""
+
+    stream: str
+    source: str
+    commit: str = Field(description="The source stream's commit, the one to be promoted.")
+    version: str | None
+    state: str = Field(
+        description="`due`, `soaking`, `waiting_for_hosts`, `blocked_by_failure`, "
+        "`up_to_date` or `already_promoted`."
+    )
+    message: str
+    healthy_hosts: list[str]
+    soaked_seconds: float
+    due_at: datetime | None = Field(description="When a soaking promotion becomes due.")
+    source_revision: str | None

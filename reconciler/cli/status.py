@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         groups = fetch(args.server, "/v1/groups", args.token)
         hosts = fetch(args.server, "/v1/hosts", args.token)
+        promotions = fetch(args.server, "/v1/promotions", args.token)
     except urllib.error.HTTPError as exc:
         print(
             f"reconciler status: {args.server} answered {exc.code}: "
@@ -69,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
         groups = [g for g in groups if g["name"] == args.group]
         hosts = [h for h in hosts if h["group"] == args.group]
     if args.json:
-        json.dump({"groups": groups, "hosts": hosts}, sys.stdout, indent=2)
+        json.dump(
+            {"groups": groups, "hosts": hosts, "promotions": promotions}, sys.stdout, indent=2
+        )
         sys.stdout.write("\n")
         return 0
     console = Console()
@@ -88,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
             group["reason"]["message"],
         )
     console.print(summary)
+    if promotions and not args.group:
+        console.print(promotion_table(promotions))
     for group in groups:
         table = Table(title=f"{group['name']}")
         for column in ("host", "state", "action", "booted", "why"):
@@ -103,3 +108,21 @@ def run(args: argparse.Namespace) -> int:
             )
         console.print(table)
     return 0
+
+
+def promotion_table(promotions: list[dict[str, Any]]) -> Table:
+    table = Table(title="Promotions")
+    for column in ("stream", "from", "build", "state", "healthy", "soaked", "why"):
+        table.add_column(column)
+    for promotion in promotions:
+        hours = promotion["soakedSeconds"] / 3600
+        table.add_row(
+            promotion["stream"],
+            promotion["source"],
+            promotion["version"] or promotion["commit"][:12],
+            promotion["state"],
+            str(len(promotion["healthyHosts"])),
+            f"{hours:.1f} h",
+            promotion["message"],
+        )
+    return table
