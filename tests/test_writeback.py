@@ -8,6 +8,7 @@ with the git command line, and `git log --notes=rollouts` is what an auditor wou
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,14 +19,14 @@ import pytest
 
 import reconciler.promoter
 from reconciler.clock import ManualClock
-from reconciler.daemon import Daemon
+from reconciler.daemon import Daemon, ServeConfig
 from reconciler.gitwriter import CommitSigner, GitIdentity
 from reconciler.promoter import PromotionOutcome, trailers
 from reconciler.promotion import PromotionStatus
 from reconciler.rolloutnotes import note_line
 from reconciler.signatures import SignatureTrust, check_commit_signature
 from reconciler.store import StoredEvent
-from tests.conftest import git
+from tests.conftest import EXAMPLE_FLEET, git
 from tests.daemon_support import BackgroundDaemon
 from tests.fleet_driver import ReportingFleet
 from tests.test_daemon import OLD_PRODUCTION, agent_report, config, no_urls, wait_for
@@ -514,3 +515,30 @@ def test_a_running_daemon_writes_notes_and_promotes_on_its_own(tmp_path: Path) -
         assert 'stream="production"' in promotion_state()
     under_configured = notes(origin).split(configured, 1)[1].split("\n\n", 1)[0]
     assert "staging-lab rollout 1 target 8e1b4d5f2a7c: rollout started" in under_configured
+
+
+def test_a_fleet_in_a_subdirectory_is_promoted_in_place(tmp_path: Path) -> None:
+    bare, work = tmp_path / "origin.git", tmp_path / "work"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    shutil.copytree(EXAMPLE_FLEET, work / "fleet")
+    no_urls(work / "fleet")
+    (work / "README.md").write_text("The CallOS fleet lives in fleet/.\n")
+    git(work, "init", "-q", "-b", "main")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "fleet in a subdirectory")
+    git(work, "remote", "add", "origin", str(bare))
+    git(work, "push", "-q", "origin", "main")
+    clock = ManualClock(START)
+    settings = ServeConfig(
+        repo=str(bare), state_dir=tmp_path / "state", subdirectory="fleet", identity=IDENTITY
+    )
+    daemon = Daemon(settings, clock)
+    fleet = ReportingFleet(
+        daemon.service, clock, {name: OLD_PRODUCTION for name in daemon.service.fleet.hosts}
+    )
+    soak_lab(daemon, fleet, hours=49)
+    [attempt] = daemon.writeback.promote_due()
+    assert attempt.written is not None
+    assert attempt.written.outcome is PromotionOutcome.PUSHED
+    changed = git(bare, "diff", "--name-only", "main~1", "main")
+    assert changed == "fleet/streams/production.yaml"
