@@ -183,6 +183,7 @@ class RolloutNotes:
             carried = _ref_at(self.repo, carry_over)
             for note in self.repo.notes(carried):  # type: ignore[call-arg]  # stub lacks ref
                 wanted.setdefault(str(note.annotated_id), []).extend(note.message.splitlines())
+            _delete(self.repo, carried)
         for revision, new in lines.items():
             wanted.setdefault(revision, []).extend(new)
         if start is None:
