@@ -30,11 +30,21 @@ class CheckResult(StrEnum):
 class CommitCheck:
     """Whether a new stream or pin commit is in its OSTree repository, as the daemon asks."""
 
-    subject: str  # `stream production`, `group callservers-fra-dsp (pinned)`
+    subject: str  # stream_subject() or pin_subject(): what was checked, and the key to it
     commit: str
     urls: tuple[str, ...]
     result: CheckResult
     detail: str
+
+
+def stream_subject(stream: str) -> str:
+    """The subject of the check of a stream's commit: `stream production`."""
+    return f"stream {stream}"
+
+
+def pin_subject(group: str) -> str:
+    """The subject of the check of a group's pin: `group callservers-fra-dsp (pinned)`."""
+    return f"group {group} (pinned)"
 
 
 def commit_checks(
@@ -49,7 +59,7 @@ def commit_checks(
         if before is not None and before.commit == stream.commit:
             continue
         urls: tuple[str, ...] = (stream.url,) if stream.url else ()
-        checks.append(_check(f"stream {name}", stream.commit, urls, exists, answers))
+        checks.append(_check(stream_subject(name), stream.commit, urls, exists, answers))
     for name, group in sorted(proposed.groups.items()):
         pin = group.pin
         old = base.groups.get(name) if base else None
@@ -66,7 +76,7 @@ def commit_checks(
                 }
             )
         )
-        checks.append(_check(f"group {name} (pinned)", pin.commit, urls, exists, answers))
+        checks.append(_check(pin_subject(name), pin.commit, urls, exists, answers))
     return tuple(checks)
 
 

@@ -6,6 +6,10 @@ says per group which commit it moves from and to, how its hosts split into waves
 are canaries (the rollout engine's own :func:`group_spec`), when its next maintenance windows
 open (:func:`reboot_window`, as the planner sees them), and what blocks it, as data.
 
+A host that moves into a group from another commit changes commit too: the planner offers
+the group's target to it (even when the group's rollout is complete), so such a group rolls
+out, and pauses and windows apply to it as to a new commit.
+
 A blocker either *blocks* (nothing happens until someone acts: paused, halted, a commit the
 OSTree repository does not hold) or *waits* (it ends by itself: a dependency that this same
 change moves to the commit first).
@@ -18,7 +22,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from reconciler.commitchecks import CheckResult, CommitCheck, CommitChecker, commit_checks
+from reconciler.commitchecks import (
+    CheckResult,
+    CommitCheck,
+    CommitChecker,
+    commit_checks,
+    pin_subject,
+    stream_subject,
+)
 from reconciler.durations import format_minutes
 from reconciler.fleetrepo.fleet import Fleet, Target
 from reconciler.fleetrepo.models import MaintenanceWindow
@@ -68,6 +79,15 @@ class CommitRef:
 
 
 @dataclass(frozen=True)
+class HostMove:
+    """A host that joins a group from another commit: the planner offers it the target."""
+
+    host: str
+    from_group: str | None  # its group in the base (or on the live server), if any
+    from_: CommitRef  # its commit there (with --against, the commit it booted)
+
+
+@dataclass(frozen=True)
 class Wave:
     number: int  # 1-based, as status output counts them
     hosts: tuple[str, ...]
@@ -110,6 +130,8 @@ class GroupReview:
     notes: tuple[str, ...] = ()
     live_status: str | None = None  # the running rollout's phase and reason, with --against
     hosts_on_target: int | None = None  # hosts already booted on the target, with --against
+    moved_in: tuple[HostMove, ...] = ()  # hosts that join the group and change commit
+    hosts_changing: int = 0  # hosts whose commit changes; of unknown commit, if it rolls out
 
     @property
     def hosts(self) -> int:
@@ -190,17 +212,18 @@ def review_change(
     Without ``commit_checker`` no OSTree repository is asked (checks say `skipped`).
     """
     checks = commit_checks(proposed, base, commit_checker)
-    trouble = {c.commit: c for c in checks if c.result in _TROUBLE}
+    trouble = {c.subject: c for c in checks if c.result in _TROUBLE}
+    before = _Before(base, live, _versions(proposed, base, live))
     reviews: dict[str, GroupReview] = {}
     unchanged: list[UnchangedGroup] = []
     for name in dependency_order({n: g.depends_on for n, g in proposed.groups.items()}):
         spec = group_spec(proposed, name)
-        review = _review_group(proposed, base, live, spec, now, trouble, reviews)
+        review = _review_group(proposed, before, spec, now, trouble, reviews)
         if review is None:
             unchanged.append(UnchangedGroup(name, _ref(spec.target), len(spec.order)))
         else:
             reviews[name] = review
-    before = set(base.groups if base else ()) | set(live.groups if live else ())
+    known = set(base.groups if base else ()) | set(live.groups if live else ())
     return ChangeReview(
         now=now,
         fleet=proposed.config.name,
@@ -211,22 +234,57 @@ def review_change(
         problems=tuple(problems),
         groups=tuple(reviews[n] for n in sorted(reviews)),
         unchanged=tuple(sorted(unchanged, key=lambda u: u.name)),
-        removed=tuple(sorted(before - set(proposed.groups))),
+        removed=tuple(sorted(known - set(proposed.groups))),
         checks=checks,
         revision_blockers=tuple(_check_blocker(c) for c in checks if c.result in _TROUBLE),
         notes=tuple(notes),
     )
 
 
+@dataclass(frozen=True)
+class _Before:
+    """Where each host stands before the change: its group and that group's commit in the
+    base revision, or with live state, its group on the server and the commit it booted (none
+    known before it reports)."""
+
+    base: Fleet | None
+    live: LiveState | None
+    versions: Mapping[str, str]  # commit -> version, from every target known
+
+    def host(self, name: str) -> tuple[str | None, CommitRef | None]:
+        group = self.base.group_of(name) if self.base is not None else None
+        if self.live is not None:
+            seen = self.live.hosts.get(name)
+            if seen is None or not seen.booted_commit:
+                return (seen.group if seen else None) or group, None
+            booted = CommitRef(seen.booted_commit, self.versions.get(seen.booted_commit))
+            return seen.group or group, booted
+        if self.base is None or group is None:
+            return None, None
+        return group, _ref(self.base.target(group))
+
+
+def _versions(proposed: Fleet, base: Fleet | None, live: LiveState | None) -> dict[str, str]:
+    versions: dict[str, str] = {}
+    for fleet in (f for f in (base, proposed) if f is not None):
+        for group in fleet.groups:
+            if (target := fleet.target(group)).version:
+                versions[target.commit] = target.version
+    for seen in live.groups.values() if live else ():
+        if seen.version:
+            versions[seen.commit] = seen.version
+    return versions
+
+
 def _review_group(
     proposed: Fleet,
-    base: Fleet | None,
-    live: LiveState | None,
+    before: _Before,
     spec: GroupSpec,
     now: datetime,
     trouble: Mapping[str, CommitCheck],
     earlier: Mapping[str, GroupReview],
 ) -> GroupReview | None:
+    base, live = before.base, before.live
     name, to = spec.name, _ref(spec.target)
     live_group = live.groups.get(name) if live else None
     if live is not None:
@@ -235,6 +293,12 @@ def _review_group(
         from_ = _ref(base.target(name)) if base and name in base.groups else None
     settings = settings_changed(base, proposed, name) if base and name in base.groups else ()
     unfinished = live_group is not None and live_group.phase not in _SETTLED_PHASES
+    hosts_before = {h: before.host(h) for h in spec.order}
+    moved_in = tuple(
+        HostMove(h, group, commit)
+        for h, (group, commit) in hosts_before.items()
+        if group != name and commit is not None and commit.commit != to.commit
+    )
     if from_ is None:
         kind = ChangeKind.NEW
     elif from_.commit != to.commit:
@@ -243,13 +307,19 @@ def _review_group(
         kind = ChangeKind.SETTINGS
     elif unfinished:
         kind = ChangeKind.CONTINUES
+    elif moved_in:  # only on the live server: a host it still places in another group
+        kind = ChangeKind.SETTINGS
     else:
         return None
-    rolls_out = kind in (ChangeKind.NEW, ChangeKind.COMMIT) or unfinished
+    starts_fresh = kind in (ChangeKind.NEW, ChangeKind.COMMIT)
+    # The planner offers the target to every host of the group not on it, a completed
+    # rollout included: hosts moving in from another commit make a rollout of their own.
+    rolls_out = starts_fresh or unfinished or bool(moved_in)
     blockers: list[Blocker] = []
     notes: list[str] = []
     if rolls_out:
-        blockers += _commit_blockers(to, trouble)
+        subject = stream_subject(spec.target.stream) if spec.target.stream else pin_subject(name)
+        blockers += _commit_blockers(to, trouble.get(subject))
         if spec.paused:
             blockers.append(
                 Blocker(
@@ -260,7 +330,6 @@ def _review_group(
             )
         if live_group is not None and live_group.phase == "halted":
             _halt(live_group, spec, to, blockers, notes)
-        starts_fresh = kind in (ChangeKind.NEW, ChangeKind.COMMIT)
         if starts_fresh or (live_group is not None and live_group.waves_opened == 0):
             blockers += _dependency_blockers(proposed, base, live, spec, earlier)
         if (
@@ -274,6 +343,7 @@ def _review_group(
                     f"({format_minutes(spec.policy.reboot_margin)}): reboots never start",
                 )
             )
+    canaries = set(proposed.groups[name].canaries)
     return GroupReview(
         name=name,
         kind=kind,
@@ -282,7 +352,7 @@ def _review_group(
         from_=from_,
         to=to,
         waves=waves(spec),
-        canaries=tuple(h for h in spec.order if h in set(proposed.groups[name].canaries)),
+        canaries=tuple(h for h in spec.order if h in canaries),
         any_time=not spec.windows,
         windows=next_openings(spec.windows, now, spec.policy.reboot_margin),
         settings_changed=settings,
@@ -297,6 +367,12 @@ def _review_group(
             )
             if live is not None
             else None
+        ),
+        moved_in=moved_in,
+        hosts_changing=sum(
+            1
+            for _, commit in hosts_before.values()
+            if (commit.commit != to.commit if commit is not None else rolls_out)
         ),
     )
 
@@ -431,9 +507,9 @@ def _dependency_blockers(
     return blockers
 
 
-def _commit_blockers(to: CommitRef, trouble: Mapping[str, CommitCheck]) -> list[Blocker]:
-    """The group's share of a failed preflight (the whole revision is refused for it)."""
-    check = trouble.get(to.commit)
+def _commit_blockers(to: CommitRef, check: CommitCheck | None) -> list[Blocker]:
+    """The group's share of a failed preflight of its stream or pin (the whole revision is
+    refused for it)."""
     if check is None:
         return []
     if check.result is CheckResult.MISSING:

@@ -42,7 +42,7 @@ def test_uncommitted_edits_are_the_change(repo: Path, capsys: pytest.CaptureFixt
     promote(repo)
     code, out = plan(capsys, str(repo))
     assert code == 0
-    assert "4 group(s) change (28 host(s)); nothing blocks" in out
+    assert "4 group(s) change; 28 host(s) change commit; nothing blocks" in out
     head = git(repo, "rev-parse", "HEAD")
     assert f"the working tree against `{head[:12]}`" in out
     assert "callservers-dub (stream production, commit): 9.20261117.0 → 9.20261124.1" in out
@@ -75,7 +75,7 @@ def test_a_revision_is_compared_with_its_first_parent_or_base(
     code, out = plan(capsys, str(repo), "--rev", first)  # a root commit: everything is new
     assert code == 0
     assert "against nothing (no base revision: every group is new)" in out
-    assert "6 group(s) change (33 host(s))" in out
+    assert "6 group(s) change; 33 host(s) change commit" in out
 
 
 def test_outside_git_everything_is_new(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -187,7 +187,8 @@ def test_against_a_running_reconciler_a_halt_blocks_until_resumed(
             "BLOCKED (depends_on_pending): waits for callservers-dub to complete 9.20261117.0 "
             "(it is halted); callservers-dub is blocked"
         ) in out
-        assert "6 group(s) change (33 host(s)); 4 blocked" in out  # fresh server: all roll out
+        # every host but dub-call-01, which already booted the target
+        assert "6 group(s) change; 32 host(s) change commit; 4 blocked" in out
         edit(repo, "groups/callservers-dub.yaml", "canaries:", "resume: OPS-2291\ncanaries:")
         code, out = plan(capsys, str(repo), *against, "--format", "json")
         dub = next(g for g in json.loads(out)["groups"] if g["name"] == "callservers-dub")
@@ -202,3 +203,54 @@ def test_against_a_running_reconciler_a_halt_blocks_until_resumed(
 
         assert main(["plan", str(repo), "--against", api.url, "--token", "wrong"]) == 2
         assert "answered 401" in capsys.readouterr().err
+
+
+def test_a_fleet_directory_new_in_the_change_has_every_group_new(
+    tmp_path: Path, commit_fleet: Commit, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "README.md").write_text("# ops\n")
+    commit_fleet(checkout, "a repository with only a README")
+    shutil.copytree(EXAMPLE_FLEET, checkout / "fleet")
+    code, out = plan(capsys, str(checkout / "fleet"))  # uncommitted: HEAD has no fleet/
+    assert code == 0
+    assert "6 group(s) change" in out
+    assert "note: `fleet` is not in HEAD: the fleet is new, every group is shown as new" in out
+    commit_fleet(checkout, "add the fleet")
+    code, out = plan(capsys, str(checkout), "--rev", "HEAD", "--subdir", "fleet")
+    assert code == 0
+    assert "6 group(s) change" in out
+    # A base named on purpose must hold the fleet.
+    assert main(["plan", str(checkout), "--rev", "HEAD", "--subdir", "fleet", "--base", "HEAD^"])
+    assert "`fleet` is not a directory in revision HEAD^" in capsys.readouterr().err
+
+
+def test_a_broken_repository_is_a_usage_error(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (repo / ".git/config").write_text("[core\n")
+    assert main(["plan", str(repo)]) == 2
+    assert "failed to parse config file" in capsys.readouterr().err
+
+
+def test_subdir_without_rev_is_the_fleet_directory_inside_path(
+    tmp_path: Path, commit_fleet: Commit, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copytree(EXAMPLE_FLEET, tmp_path / "checkout" / "fleet")
+    commit_fleet(tmp_path / "checkout", "fleet in a folder")
+    pause(tmp_path / "checkout" / "fleet", "staging-lab")
+    code, out = plan(capsys, str(tmp_path / "checkout"), "--subdir", "fleet")
+    assert code == 0
+    assert "staging-lab (stream staging, settings)" in out
+
+
+def test_a_crash_does_not_read_as_an_invalid_revision(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def crash(source: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("reconciler.cli.plan.load_fleet", crash)
+    assert main(["plan", str(repo)]) == 4
+    assert "RuntimeError: a bug" in capsys.readouterr().err

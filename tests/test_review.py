@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -25,11 +25,13 @@ from reconciler.review import (
     ChangeKind,
     ChangeReview,
     CheckResult,
+    CommitRef,
     GroupReview,
+    HostMove,
     invalid_review,
     review_change,
 )
-from reconciler.review_render import render_json, render_markdown, render_text
+from reconciler.review_render import render_json, render_markdown, render_text, summary
 from reconciler.rollout.spec import group_spec
 from reconciler.testbed import make_archive_repo
 from tests.conftest import EXAMPLE_FLEET
@@ -328,8 +330,21 @@ def test_an_unreachable_ostree_repo_cannot_check_and_does_not_crash(
     assert review.revision_blockers[0].code is BlockerCode.COMMIT_UNCHECKABLE
 
 
+MIRROR_URL = "https://mirror.example.org/other"
+
+
+def _mirror_stream(root: Path) -> None:
+    """A second stream with its own remote and repository, so a pin's remote decides."""
+    (root / "streams/mirror.yaml").write_text(
+        "apiVersion: ostree-fleet/v1alpha1\nkind: Stream\nname: mirror\nremote: other\n"
+        f"url: {MIRROR_URL}\nref: other/9/x86_64/stable\ncommit: {PRODUCTION}\n"
+    )
+
+
 def test_a_pin_is_checked_in_the_repositories_of_its_remote(fleet_dir: Path, base: Fleet) -> None:
+    _mirror_stream(fleet_dir)
     edit(fleet_dir, "groups/callservers-fra-dsp.yaml", PINNED, MISSING)
+    edit(fleet_dir, "groups/callservers-fra-dsp.yaml", "reason:", "remote: callos\n  reason:")
     asked: list[tuple[str, str]] = []
 
     def only_known(url: str, commit: str) -> bool:
@@ -337,8 +352,50 @@ def test_a_pin_is_checked_in_the_repositories_of_its_remote(fleet_dir: Path, bas
         return commit != MISSING
 
     review = review_change(load(fleet_dir), base, AT, commit_checker=only_known)
-    assert asked == [("https://ostree.callos.example.net/repo", MISSING)]
+    assert (MIRROR_URL, MISSING) not in asked
+    assert ("https://ostree.callos.example.net/repo", MISSING) in asked
     assert codes(review, "callservers-fra-dsp") == [("commit_missing", True)]
+
+
+def test_a_pin_without_a_remote_is_looked_for_in_every_repository(
+    fleet_dir: Path, base: Fleet
+) -> None:
+    _mirror_stream(fleet_dir)
+    edit(fleet_dir, "groups/callservers-fra-dsp.yaml", PINNED, MISSING)
+    asked: list[str] = []
+
+    def nowhere(url: str, commit: str) -> bool:
+        asked.append(url)
+        return commit != MISSING
+
+    review_change(load(fleet_dir), base, AT, commit_checker=nowhere)
+    assert sorted(set(asked)) == sorted(["https://ostree.callos.example.net/repo", MIRROR_URL])
+
+
+def test_commit_trouble_belongs_to_the_stream_or_pin_that_was_checked(
+    fleet_dir: Path, base: Fleet
+) -> None:
+    """Two streams move to the same new commit in different repositories; only one holds
+    it: only the groups of the other stream are blocked by it."""
+    new = "cd" * 32
+    promote(fleet_dir, commit=new)
+    edit(fleet_dir, "streams/staging.yaml", STAGING, new)
+    edit(
+        fleet_dir,
+        "streams/staging.yaml",
+        "https://ostree.callos.example.net/repo",
+        "https://other.example.net/repo",
+    )
+    review = review_change(
+        load(fleet_dir), base, AT, commit_checker=lambda url, commit: "other" not in url
+    )
+    assert [(c.subject, c.result) for c in review.checks] == [
+        ("stream production", CheckResult.PRESENT),
+        ("stream staging", CheckResult.MISSING),
+    ]
+    assert codes(review, "staging-lab") == [("commit_missing", True)]
+    assert codes(review, "callservers-dub") == []
+    assert codes(review, "callservers-fra") == [("depends_on_pending", False)]
 
 
 def test_a_window_shorter_than_the_reboot_margin_never_opens(fleet_dir: Path, base: Fleet) -> None:
@@ -365,6 +422,162 @@ def test_removed_groups_are_listed(fleet_dir: Path, base: Fleet) -> None:
     review = review_change(load(fleet_dir), base, AT, commit_checker=present)
     assert review.removed == ("staging-lab",)
     assert review.groups == ()
+
+
+def test_removing_a_group_is_a_change_the_summary_counts(fleet_dir: Path, base: Fleet) -> None:
+    (fleet_dir / "groups/staging-lab.yaml").unlink()
+    review = review_change(load(fleet_dir), base, AT, commit_checker=present)
+    assert summary(review) == "1 group removed; 5 unchanged"
+    assert "Removed groups: `staging-lab`" in render_markdown(review)
+    assert "removed: staging-lab" in render_text(review)
+
+
+def _move_fra_call_05(root: Path) -> None:
+    """fra-call-05 loses its DSP card: it leaves the pinned group for callservers-fra."""
+    edit(root, "hosts/fra.yaml", '{hardware: dsp-card, rack: "b3"}', '{hardware: r650, rack: "b3"}')
+    edit(root, "groups/callservers-fra.yaml", "fra-call-04]", "fra-call-04, fra-call-05]")
+
+
+def test_a_host_that_moves_to_a_group_on_another_commit_is_a_rollout(
+    fleet_dir: Path, base: Fleet
+) -> None:
+    _move_fra_call_05(fleet_dir)
+    review = review_change(load(fleet_dir), base, AT, commit_checker=present)
+    fra = group(review, "callservers-fra")
+    assert fra.kind is ChangeKind.SETTINGS
+    assert fra.moved_in == (
+        HostMove("fra-call-05", "callservers-fra-dsp", CommitRef(PINNED, "9.20260915.2")),
+    )
+    assert fra.hosts_changing == 1
+    assert fra.blockers == ()
+    dsp = group(review, "callservers-fra-dsp")  # lost a host, nobody changes commit there
+    assert (dsp.moved_in, dsp.hosts_changing) == ((), 0)
+    assert summary(review).startswith("2 group(s) change; 1 host(s) change commit;")
+    text = render_text(review)
+    assert (
+        "  hosts changing commit: fra-call-05 from callservers-fra-dsp "
+        "(9.20260915.2 → 9.20261117.0)"
+    ) in text
+    assert "`fra-call-05` from `callservers-fra-dsp` (9.20260915.2 → 9.20261117.0)" in (
+        render_markdown(review)
+    )
+
+
+def test_a_paused_group_blocks_a_host_that_moves_into_it(fleet_dir: Path, base: Fleet) -> None:
+    _move_fra_call_05(fleet_dir)
+    pause(fleet_dir, "callservers-fra")
+    review = review_change(load(fleet_dir), base, AT, commit_checker=present)
+    assert codes(review, "callservers-fra") == [("paused", True)]
+    assert review.blocked
+
+
+def test_with_live_state_a_moved_host_is_compared_by_its_booted_commit(
+    fleet_dir: Path, base: Fleet
+) -> None:
+    _move_fra_call_05(fleet_dir)
+    pause(fleet_dir, "callservers-fra")
+    settled = [_settled(n) for n in [*PRODUCTION_GROUPS, "staging-lab"]]
+    settled.append(_settled("callservers-fra-dsp", PINNED, "9.20260915.2"))
+    on_production = LiveHost("fra-call-05", "callservers-fra-dsp", PRODUCTION, "idle")
+    review = review_change(load(fleet_dir), base, AT, live=_live(*settled, hosts=(on_production,)))
+    fra = group(review, "callservers-fra")
+    assert (fra.moved_in, fra.blockers) == ((), ())  # it already runs the group's commit
+    on_pin = LiveHost("fra-call-05", "callservers-fra-dsp", PINNED, "idle")
+    review = review_change(load(fleet_dir), base, AT, live=_live(*settled, hosts=(on_pin,)))
+    fra = group(review, "callservers-fra")
+    assert [m.host for m in fra.moved_in] == ["fra-call-05"]
+    assert codes(review, "callservers-fra") == [("paused", True)]
+
+
+def test_the_summary_counts_the_hosts_whose_commit_changes(fleet_dir: Path, base: Fleet) -> None:
+    promote(fleet_dir)
+    edit(fleet_dir, "groups/staging-lab.yaml", "soakTime: 30m", "soakTime: 45m")
+    review = review_change(load(fleet_dir), base, AT, commit_checker=present)
+    assert summary(review).startswith("5 group(s) change; 28 host(s) change commit;")
+
+
+def test_a_group_without_hosts_says_so_and_its_warning_is_shown(
+    fleet_dir: Path, base: Fleet
+) -> None:
+    promote(fleet_dir)
+    (fleet_dir / "groups/empty.yaml").write_text(
+        "apiVersion: ostree-fleet/v1alpha1\nkind: Group\nname: empty\n"
+        "selector:\n  matchLabels:\n    site: nowhere\nstream: production\n"
+    )
+    result = load_fleet(DirectorySource(fleet_dir))
+    assert result.fleet is not None
+    [warning] = result.problems
+    review = review_change(result.fleet, base, AT, commit_checker=present, problems=result.problems)
+    assert group(review, "empty").hosts == 0
+    text = render_text(review)
+    assert "empty (stream production, new): new → 9.20261124.1\n  hosts: none\n" in text
+    assert "waves:" not in text.split("empty (stream")[1].split("\n\n")[0]
+    assert f"warning: {warning.message}" in text
+    markdown = render_markdown(review)
+    section = markdown.split("#### `empty`")[1].split("####")[0]
+    assert "- **Hosts**: none" in section
+    assert "| wave | hosts |" not in section
+    assert "<details><summary>1 warning</summary>" in markdown
+    assert warning.message in markdown
+
+
+def _big_dublin(root: Path, count: int) -> None:
+    lines = ["apiVersion: ostree-fleet/v1alpha1", "kind: HostInventory", "labels:"]
+    lines += ["  site: dub", "  role: callserver", "hosts:"]
+    for i in range(1, count + 1):
+        lines.append(f"  - name: dub-call-{i:02d}\n    tokenSha256: {'a' * 56}{i:08x}")
+    (root / "hosts/dub.yaml").write_text("\n".join(lines) + "\n")
+
+
+def test_markdown_for_a_large_fleet_fits_a_github_comment(fleet_dir: Path, base: Fleet) -> None:
+    promote(fleet_dir)
+    _big_dublin(fleet_dir, 5000)
+    review = review_change(load(fleet_dir), base, AT, commit_checker=present)
+    markdown = render_markdown(review)
+    assert len(markdown) < 65536
+    assert "| 4 | " in markdown
+    assert "… and 2480 more |" in markdown
+    # 20 hosts named per wave (4 waves) and the 2 canaries
+    assert markdown.count("`dub-call-") == 1 + 3 * 20 + 2
+
+
+def test_past_its_budget_markdown_drops_the_host_tables(fleet_dir: Path, base: Fleet) -> None:
+    promote(fleet_dir)
+    review = review_change(load(fleet_dir), base, AT, commit_checker=present)
+    full = render_markdown(review)
+    short = render_markdown(review, budget=len(full) - 1)
+    assert len(short) < len(full)
+    assert "| wave | hosts |" in full
+    assert "| wave | hosts |" not in short
+    assert "full plan: `reconciler plan --format json`" in short
+    tiny = render_markdown(review, budget=1500)  # not even the details fit: the table stays
+    assert "#### `callservers-dub`" not in tiny
+    assert "| `callservers-dub` |" in tiny
+    assert len(tiny) <= 1500
+
+
+def test_markdown_escapes_free_text(fleet_dir: Path, base: Fleet) -> None:
+    promote(fleet_dir)
+    edit(
+        fleet_dir,
+        "groups/callservers-fra-dsp.yaml",
+        "reason: >-\n    The dspx",
+        "reason: >-\n    @callos/oncall see </details><!-- *The* _dspx_",
+    )
+    edit(fleet_dir, "streams/production.yaml", '"9.20261124.1"', '"9.2026|rc`1"')
+    edit(fleet_dir, "groups/callservers-fra-dsp.yaml", "pin:", "paused: true\npin:")
+    markdown = render_markdown(review_change(load(fleet_dir), base, AT, commit_checker=present))
+    assert "</details><!--" not in markdown
+    assert "@callos" not in markdown
+    assert "@\u200bcallos/oncall see &lt;/details&gt;&lt;!-- \\*The\\* \\_dspx\\_" in markdown
+    assert "| 9.20261117.0 → 9.2026\\|rc\\`1 |" in markdown
+
+
+def test_json_times_are_utc(fleet_dir: Path, base: Fleet) -> None:
+    promote(fleet_dir)
+    dublin_evening = AT.astimezone(timezone(timedelta(hours=-5)))
+    document = json.loads(render_json(review_change(load(fleet_dir), base, dublin_evening)))
+    assert document["now"] == "2026-11-25T12:00:00+00:00"
 
 
 # -- golden Markdown ----------------------------------------------------------------------------
@@ -437,10 +650,19 @@ def test_markdown_matches_the_golden_file(scenario: str, fleet_dir: Path, base: 
     assert_golden(GOLDEN / f"plan-{scenario}.md", rendered)
 
 
-def test_the_blocked_scenario_blocks_for_every_reason(fleet_dir: Path, base: Fleet) -> None:
+def test_the_blocked_scenario_is_paused_halted_missing_a_commit_and_waiting(
+    fleet_dir: Path, base: Fleet
+) -> None:
     review = _blocked(fleet_dir, base)
-    found = {b.code for g in review.groups for b in g.blockers if b.blocking}
-    assert found == {BlockerCode.PAUSED, BlockerCode.HALTED, BlockerCode.COMMIT_MISSING}
+    assert {g.name: [(b.code.value, b.blocking) for b in g.blockers] for g in review.groups} == {
+        "callservers-dub": [],
+        "callservers-fra": [("depends_on_pending", False)],
+        "callservers-fra-dsp": [("commit_missing", True)],
+        "callservers-nyc": [("depends_on_pending", False)],
+        "callservers-sin": [("paused", True), ("depends_on_pending", False)],
+        "staging-lab": [("halted", True)],
+    }
+    assert [b.code for b in review.revision_blockers] == [BlockerCode.COMMIT_MISSING]
     assert group(review, "staging-lab").kind is ChangeKind.CONTINUES
     assert group(review, "callservers-dub").hosts_on_target == 1
 

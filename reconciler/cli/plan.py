@@ -3,7 +3,8 @@
 Exit codes: 0 nothing blocks (waits for a dependency that this change also starts are
 fine), 1 the proposed revision is invalid, 2 usage error (no such path or revision, the
 server cannot be asked), 3 something blocks (paused, halted, a dependency that will not
-complete the commit, a commit missing from its OSTree repository or that cannot be checked).
+complete the commit, a commit missing from its OSTree repository or that cannot be checked),
+4 the plan could not be made (a bug: the traceback is on stderr).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from typing import Any
 import pygit2
 
 from reconciler.cli.arguments import add_fleet_location
-from reconciler.errors import FleetSourceUnavailable, GitRevisionNotFound, LiveStateUnavailable
+from reconciler.errors import FleetSourceUnavailable, GitRevisionNotFound, ReconcilerError
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.sources import DirectorySource, FleetSource, GitRevisionSource
@@ -28,7 +30,7 @@ from reconciler.preflight import commit_exists
 from reconciler.review import ChangeReview, invalid_review, review_change
 from reconciler.review_render import render_json, render_markdown, render_text
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_BLOCKED = 0, 1, 2, 3
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_BLOCKED, EXIT_FAILED = 0, 1, 2, 3, 4
 RENDERERS = {"text": render_text, "markdown": render_markdown, "json": render_json}
 
 
@@ -70,16 +72,26 @@ def register(verbs: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    now = _now(args.at)
     try:
-        proposed_source, base_source = _sources(args)
-        result = load_fleet(proposed_source)
-        base, notes = _base_fleet(base_source)
-        live = fetch_live_state(args.against, args.token) if args.against else None
-    except (FleetSourceUnavailable, LiveStateUnavailable) as exc:
+        return _run(args)
+    except ReconcilerError as exc:
         print(f"reconciler plan: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    prefix = Path(args.subdir) if args.rev else args.path
+    except Exception:
+        # Python would exit 1, which CI reads as "the revision is invalid": blame the tool.
+        traceback.print_exc()
+        print("reconciler plan: failed (a bug; the traceback is above)", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _run(args: argparse.Namespace) -> int:
+    now = _now(args.at)
+    proposed_source, base_source, notes = _sources(args)
+    result = load_fleet(proposed_source)
+    base, base_notes = _base_fleet(base_source)
+    notes += base_notes
+    live = fetch_live_state(args.against, args.token) if args.against else None
+    prefix = Path(args.subdir) if args.rev else _fleet_path(args)
     problems = [dataclasses.replace(p, file=_shown(p.file, prefix)) for p in result.problems]
     review: ChangeReview
     if result.fleet is None:
@@ -112,39 +124,68 @@ def _now(at: datetime | None) -> datetime:
     return at if at.tzinfo is not None else at.astimezone()  # a naive time is local
 
 
-def _sources(args: argparse.Namespace) -> tuple[FleetSource, FleetSource | None]:
-    """The proposed revision and its base, as the pull-request reviewer means them."""
+def _sources(args: argparse.Namespace) -> tuple[FleetSource, FleetSource | None, list[str]]:
+    """The proposed revision and its base, as the pull-request reviewer means them, and notes
+    on the base."""
     if args.rev:
         proposed = GitRevisionSource(args.path, args.rev, args.subdir)
         if args.base:
-            return proposed, GitRevisionSource(args.path, args.base, args.subdir)
-        try:  # the first parent; a root commit has none, and then everything is new
-            return proposed, GitRevisionSource(args.path, f"{proposed.revision}^1", args.subdir)
-        except GitRevisionNotFound:
-            return proposed, None
-    directory = DirectorySource(args.path)
-    repository, subdir = _enclosing_repository(args.path)
+            return proposed, GitRevisionSource(args.path, args.base, args.subdir), []
+        # The first parent; a root commit has none, and then everything is new.
+        base, notes = _implied_base(args.path, f"{proposed.revision}^1", args.subdir)
+        return proposed, base, notes
+    path = _fleet_path(args)
+    directory = DirectorySource(path)
+    repository, subdir = _enclosing_repository(path)
     if repository is None:
         if args.base:
-            raise FleetSourceUnavailable(f"--base needs a Git repository; {args.path} is in none")
-        return directory, None
-    try:  # uncommitted edits are the change
-        return directory, GitRevisionSource(repository, args.base or "HEAD", subdir)
+            raise FleetSourceUnavailable(f"--base needs a Git repository; {path} is in none")
+        return directory, None, []
+    if args.base:
+        return directory, GitRevisionSource(repository, args.base, subdir), []
+    base, notes = _implied_base(repository, "HEAD", subdir)  # uncommitted edits are the change
+    return directory, base, notes
+
+
+def _implied_base(
+    repository: Path, rev: str, subdir: str
+) -> tuple[GitRevisionSource | None, list[str]]:
+    """The base nobody named: none when there is no such commit (a root commit, a repository
+    without commits) or when the fleet's directory is new in the change."""
+    try:
+        return GitRevisionSource(repository, rev, subdir), []
     except GitRevisionNotFound:
-        if args.base:
+        return None, []
+    except FleetSourceUnavailable:
+        if not subdir:
             raise
-        return directory, None  # a repository with no commit yet
+        shown = "HEAD" if rev == "HEAD" else f"{rev[:12]}^1"
+        return None, [
+            f"`{subdir}` is not in {shown}: the fleet is new, every group is shown as new"
+        ]
+
+
+def _fleet_path(args: argparse.Namespace) -> Path:
+    """The fleet's directory on disk: PATH, or DIR inside it with --subdir."""
+    return Path(args.path) / args.subdir if args.subdir else Path(args.path)
 
 
 def _enclosing_repository(path: Path) -> tuple[Path | None, str]:
     """The work tree of the Git repository holding ``path``, and ``path`` inside it."""
-    found = pygit2.discover_repository(str(path.resolve()))
-    if found is None:
+    where = path.resolve()
+    try:
+        found = pygit2.discover_repository(str(where))
+        workdir = pygit2.Repository(found).workdir if found is not None else None
+    except pygit2.GitError as exc:
+        raise FleetSourceUnavailable(
+            f"cannot open the Git repository holding {path}: {exc}"
+        ) from exc
+    if workdir is None:  # no repository, or a bare one: there is no working tree to compare
         return None, ""
-    workdir = pygit2.Repository(found).workdir
-    if workdir is None:  # a bare repository: there is no working tree to compare
+    try:
+        inside = where.relative_to(Path(workdir).resolve()).as_posix()
+    except ValueError:  # inside the repository's own Git directory, not its work tree
         return None, ""
-    inside = path.resolve().relative_to(Path(workdir).resolve()).as_posix()
     return Path(workdir), "" if inside == "." else inside
 
 
