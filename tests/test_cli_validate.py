@@ -106,3 +106,9 @@ def test_console_script_runs_and_never_prints_a_traceback(tmp_path: Path) -> Non
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
     assert "fleet.yaml:1:1: file is not UTF-8" in result.stdout
+
+
+def test_subdir_also_applies_to_a_working_directory(capsys: pytest.CaptureFixture[str]) -> None:
+    root = EXAMPLE_FLEET.parent.parent  # fleet-repo-schema/
+    assert main(["validate", str(root), "--subdir", "examples/callos"]) == 0
+    assert "fleet `callos` is valid" in capsys.readouterr().out

@@ -17,5 +17,5 @@ def add_fleet_location(parser: argparse.ArgumentParser, rev_help: str) -> None:
     )
     parser.add_argument("--rev", help=rev_help)
     parser.add_argument(
-        "--subdir", default="", help="with --rev: the fleet's directory inside the repository"
+        "--subdir", default="", help="the fleet's directory inside the repository (or inside PATH)"
     )

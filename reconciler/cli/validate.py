@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         source: FleetSource = (
             GitRevisionSource(args.path, args.rev, args.subdir)
             if args.rev
-            else DirectorySource(args.path)
+            else DirectorySource(args.path / args.subdir)
         )
         result = load_fleet(source)
     except FleetSourceUnavailable as exc:
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     # Paths are shown as the user can open them: under PATH for a directory, and relative to
     # the repository (plus --subdir) for a revision, which is what CI annotations expect.
-    prefix = Path(args.subdir) if args.rev else args.path
+    prefix = Path(args.subdir) if args.rev else args.path / args.subdir
     {"text": _print_text, "json": _print_json, "github": _print_github}[args.format](
         result, prefix, sys.stdout
     )
