@@ -35,7 +35,13 @@ from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.sources import GitRevisionSource
 from reconciler.gitauth import GitCredentials
-from reconciler.gitsource import FleetMirror, RevisionVerdict, VerdictCode, consider_revision
+from reconciler.gitsource import (
+    FleetMirror,
+    RevisionVerdict,
+    VerdictCode,
+    consider_revision,
+    set_network_timeouts,
+)
 from reconciler.gitwriter import CommitSigner, GitIdentity
 from reconciler.promoter import PromotionWritten
 from reconciler.reports import SqliteReportStore
@@ -81,6 +87,8 @@ class ServeConfig:
     promote: bool = True
     #: How to authenticate to the fleet repo's remote (a token over HTTPS, or an SSH key).
     credentials: GitCredentials = field(default_factory=GitCredentials)
+    #: Longest wait for the fleet repo's remote to connect or answer, in seconds.
+    git_timeout: float = 60.0
 
 
 class _RefsChanged(FileSystemEventHandler):
@@ -123,6 +131,7 @@ class Daemon:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.state_dir / "state.sqlite")
         self.reports = SqliteReportStore(config.state_dir / "state.sqlite")
+        set_network_timeouts(config.git_timeout)
         self.mirror = FleetMirror(
             config.repo, config.state_dir / "fleet.git", config.branch, config.credentials
         )

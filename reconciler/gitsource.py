@@ -28,6 +28,16 @@ from reconciler.gitauth import GitCredentials
 from reconciler.preflight import commit_exists
 
 
+def set_network_timeouts(seconds: float) -> None:
+    """Bound every connection and read of libgit2 in this process (fetch, push, clone).
+
+    Without it a remote that accepts the connection and then goes silent blocks a fetch for
+    ever, and with it everything else that needs the mirror."""
+    milliseconds = max(1, int(seconds * 1000))
+    pygit2.settings.server_connect_timeout = milliseconds
+    pygit2.settings.server_timeout = milliseconds
+
+
 class MirrorLock:
     """Held for every use of the mirror: pygit2 objects must not be shared between threads,
     and two processes on one state directory (a restart that overlaps the old process) must

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 
 from reconciler.cli import main
 from reconciler.daemon import Daemon, NoValidRevision, ServeConfig
+from reconciler.errors import GitRemoteUnavailable
+from reconciler.gitsource import set_network_timeouts
 from reconciler.server import Listen
 from reconciler.service import token_hash
 from tests.conftest import git
@@ -232,3 +235,24 @@ def test_revision_valid_again_when_the_branch_returns_to_the_applied_commit(
         wait_for(lambda: valid() == 0)
         git(origin.work, "push", "-q", "--force", "origin", f"{good}:main")
         wait_for(lambda: valid() == 1)
+
+
+def test_a_remote_that_goes_silent_fails_the_fetch_within_the_timeout(tmp_path: Path) -> None:
+    origin = Remote(tmp_path)
+    origin.commit("no example urls", no_urls)
+    silent = socket.socket()  # accepts connections (the backlog) and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        daemon = Daemon(config(tmp_path, origin, git_timeout=1.0))
+        applied = daemon.service.fleet.revision
+        port = silent.getsockname()[1]
+        daemon.mirror.repo.remotes.set_url("origin", f"http://127.0.0.1:{port}/fleet.git")
+        started = time.monotonic()
+        with pytest.raises(GitRemoteUnavailable, match="timed out"):
+            daemon.sync()
+        assert time.monotonic() - started < 10  # not for ever
+        assert daemon.service.fleet.revision == applied  # the last good revision stays
+    finally:
+        silent.close()
+        set_network_timeouts(ServeConfig(repo="", state_dir=tmp_path).git_timeout)

@@ -35,6 +35,7 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "webhook-secret-file": ("file holding the webhook secret (enables POST /v1/webhook)", None),
     "trusted-gpg-home": ("GnuPG home holding the keys trusted to sign fleet commits", None),
     "allowed-signers": ("ssh-keygen allowed-signers file of keys trusted to sign", None),
+    "git-timeout": ("seconds to wait for the fleet repo's remote to connect or answer", "60"),
     "git-username": ("user name for the fleet repo's remote (HTTPS or SSH)", None),
     "git-token-file": ("file holding an access token for an HTTPS fleet repo", None),
     "git-ssh-key": ("SSH private key for an ssh:// fleet repo (its .pub next to it)", None),
@@ -146,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
             token_file=Path(values["git-token-file"]) if values["git-token-file"] else None,
             ssh_key=Path(values["git-ssh-key"]) if values["git-ssh-key"] else None,
         ),
+        git_timeout=float(values["git-timeout"]),
         push_notes=not _truthy(values["no-push-notes"]),
         promote=not _truthy(values["no-promote"]),
     )
