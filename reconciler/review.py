@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from reconciler.commitchecks import (
     CheckResult,
@@ -35,146 +34,23 @@ from reconciler.fleetrepo.fleet import Fleet, Target
 from reconciler.fleetrepo.models import MaintenanceWindow
 from reconciler.fleetrepo.problems import Problem
 from reconciler.live import LiveGroup, LiveState
+from reconciler.review_model import (
+    Blocker,
+    BlockerCode,
+    ChangeKind,
+    ChangeReview,
+    CommitRef,
+    GroupReview,
+    HostMove,
+    UnchangedGroup,
+    Wave,
+    WindowOpening,
+)
 from reconciler.rollout.spec import GroupSpec, dependency_order, group_spec
 from reconciler.windows import reboot_window
 
 #: Phases of a live group with nothing left to do for its target.
 _SETTLED_PHASES = frozenset({"in_sync", "empty"})
-
-
-class BlockerCode(StrEnum):
-    """Why a group's rollout would not start or finish; a stable interface (JSON output)."""
-
-    PAUSED = "paused"
-    HALTED = "halted"
-    DEPENDS_ON_PENDING = "depends_on_pending"
-    COMMIT_MISSING = "commit_missing"
-    COMMIT_UNCHECKABLE = "commit_uncheckable"
-    NO_USABLE_WINDOW = "no_usable_window"
-
-
-@dataclass(frozen=True)
-class Blocker:
-    code: BlockerCode
-    message: str
-    blocking: bool = True  # False: a wait that ends by itself
-
-
-class ChangeKind(StrEnum):
-    NEW = "new"  # the group is not in the base (nor on the live server): it starts a rollout
-    COMMIT = "commit"  # its desired commit changes: a rollout starts
-    SETTINGS = "settings"  # same commit; hosts, policy, windows, pause... change
-    CONTINUES = "continues"  # same commit and settings; the live rollout is not done yet
-
-
-@dataclass(frozen=True)
-class CommitRef:
-    commit: str
-    version: str | None
-
-    @property
-    def label(self) -> str:
-        """The version when there is one, else the short commit."""
-        return self.version or self.commit[:12]
-
-
-@dataclass(frozen=True)
-class HostMove:
-    """A host that joins a group from another commit: the planner offers it the target."""
-
-    host: str
-    from_group: str | None  # its group in the base (or on the live server), if any
-    from_: CommitRef  # its commit there (with --against, the commit it booted)
-
-
-@dataclass(frozen=True)
-class Wave:
-    number: int  # 1-based, as status output counts them
-    hosts: tuple[str, ...]
-
-    @property
-    def size(self) -> int:
-        return len(self.hosts)
-
-
-@dataclass(frozen=True)
-class WindowOpening:
-    """One occurrence of a maintenance window in which a reboot may start."""
-
-    window: MaintenanceWindow
-    starts_at: datetime
-    reboot_deadline: datetime  # reboots start until then: the end minus the reboot margin
-    open_now: bool
-
-    @property
-    def ends_at(self) -> datetime:
-        return self.starts_at + self.window.duration
-
-
-@dataclass(frozen=True)
-class GroupReview:
-    """What the change does to one group."""
-
-    name: str
-    kind: ChangeKind
-    stream: str | None  # None for a pinned group
-    pin_reason: str | None
-    from_: CommitRef | None  # None for a new group
-    to: CommitRef
-    waves: tuple[Wave, ...]
-    canaries: tuple[str, ...]
-    any_time: bool  # no maintenance windows: reboots at any time
-    windows: tuple[WindowOpening, ...]  # the next openings, the first may be open now
-    settings_changed: tuple[str, ...]
-    blockers: tuple[Blocker, ...]
-    notes: tuple[str, ...] = ()
-    live_status: str | None = None  # the running rollout's phase and reason, with --against
-    hosts_on_target: int | None = None  # hosts already booted on the target, with --against
-    moved_in: tuple[HostMove, ...] = ()  # hosts that join the group and change commit
-    hosts_changing: int = 0  # hosts whose commit changes; of unknown commit, if it rolls out
-
-    @property
-    def hosts(self) -> int:
-        return sum(w.size for w in self.waves)
-
-    @property
-    def blocked(self) -> bool:
-        return any(b.blocking for b in self.blockers)
-
-
-@dataclass(frozen=True)
-class UnchangedGroup:
-    name: str
-    commit: CommitRef
-    hosts: int
-
-
-@dataclass(frozen=True)
-class ChangeReview:
-    """The whole review. ``problems`` are the proposed revision's validation findings; with an
-    error among them the revision is invalid and nothing else is filled in."""
-
-    now: datetime
-    fleet: str | None
-    revision: str | None  # the proposed Git commit; None for a working directory
-    base_revision: str | None
-    has_base: bool
-    live_server: str | None
-    problems: tuple[Problem, ...] = ()
-    groups: tuple[GroupReview, ...] = ()
-    unchanged: tuple[UnchangedGroup, ...] = ()
-    removed: tuple[str, ...] = ()
-    checks: tuple[CommitCheck, ...] = ()
-    revision_blockers: tuple[Blocker, ...] = ()  # the daemon would refuse the whole revision
-    notes: tuple[str, ...] = ()
-
-    @property
-    def valid(self) -> bool:
-        return not any(p.is_error for p in self.problems)
-
-    @property
-    def blocked(self) -> bool:
-        return bool(self.revision_blockers) or any(g.blocked for g in self.groups)
 
 
 def invalid_review(

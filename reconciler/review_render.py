@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from reconciler.durations import format_minutes
 from reconciler.fleetrepo.problems import Problem
-from reconciler.review import (
+from reconciler.review_model import (
     Blocker,
     ChangeKind,
     ChangeReview,

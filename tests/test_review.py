@@ -15,21 +15,20 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.commitchecks import CheckResult
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.sources import DirectorySource
 from reconciler.live import LiveGroup, LiveHost, LiveState
 from reconciler.preflight import commit_exists
-from reconciler.review import (
+from reconciler.review import invalid_review, review_change
+from reconciler.review_model import (
     BlockerCode,
     ChangeKind,
     ChangeReview,
-    CheckResult,
     CommitRef,
     GroupReview,
     HostMove,
-    invalid_review,
-    review_change,
 )
 from reconciler.review_render import render_json, render_markdown, render_text, summary
 from reconciler.rollout.spec import group_spec

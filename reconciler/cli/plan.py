@@ -27,7 +27,8 @@ from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.sources import DirectorySource, FleetSource, GitRevisionSource
 from reconciler.live import fetch_live_state
 from reconciler.preflight import commit_exists
-from reconciler.review import ChangeReview, invalid_review, review_change
+from reconciler.review import invalid_review, review_change
+from reconciler.review_model import ChangeReview
 from reconciler.review_render import render_json, render_markdown, render_text
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_BLOCKED, EXIT_FAILED = 0, 1, 2, 3, 4
