@@ -34,6 +34,7 @@ from reconciler.fleetrepo.fleet import Fleet, Target
 from reconciler.fleetrepo.models import MaintenanceWindow
 from reconciler.fleetrepo.problems import Problem
 from reconciler.live import LiveGroup, LiveState
+from reconciler.promoter import review_branch
 from reconciler.review_model import (
     Blocker,
     BlockerCode,
@@ -113,8 +114,37 @@ def review_change(
         removed=tuple(sorted(known - set(proposed.groups))),
         checks=checks,
         revision_blockers=tuple(_check_blocker(c) for c in checks if c.result in _TROUBLE),
-        notes=tuple(notes),
+        notes=(*notes, *_promotion_notes(proposed, base)),
     )
+
+
+def _promotion_notes(proposed: Fleet, base: Fleet | None) -> list[str]:
+    """Streams that follow a stream this change moves: the reconciler will promote the new
+    commit to them by itself once it has proven itself, which a reviewer should know."""
+    notes = []
+    for name, stream in sorted(proposed.streams.items()):
+        policy = stream.promotion
+        if policy is None:
+            continue
+        source = proposed.streams[policy.from_stream]
+        before = base.streams.get(source.name) if base else None
+        if (before is not None and before.commit == source.commit) or (
+            stream.commit == source.commit
+        ):
+            continue
+        where = (
+            f", as a commit on `{review_branch(policy.branch, source.commit)}` for review"
+            if policy.branch
+            else ""
+        )
+        notes.append(
+            f"{name} follows {source.name}: the reconciler will promote "
+            f"{CommitRef(source.commit, source.version).label} to {name} itself{where} once it "
+            "has run "
+            f"{format_minutes(policy.soak_time)} on at least {policy.min_healthy_hosts} "
+            f"healthy host(s) of {source.name} with no failure"
+        )
+    return notes
 
 
 @dataclass(frozen=True)

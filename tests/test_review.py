@@ -698,3 +698,30 @@ def assert_golden(path: Path, actual: str) -> None:
             f"the output differs from {path.name} (UPDATE_GOLDEN=1 rewrites it):\n{diff}",
             pytrace=False,
         )
+
+
+def test_a_new_staging_build_says_production_will_follow_by_itself(
+    fleet_dir: Path, base: Fleet
+) -> None:
+    next_build = "cd" * 32
+    edit(fleet_dir, "streams/staging.yaml", STAGING, next_build)
+    review = review_change(load(fleet_dir), base, AT)
+    assert list(review.notes) == [
+        "production follows staging: the reconciler will promote 9.20261124.1 to production "
+        "itself once it has run 2d on at least 3 healthy host(s) of staging with no failure"
+    ]
+    assert "production follows staging" in render_markdown(review)
+    # A promotion for review names the branch it will be pushed to.
+    edit(
+        fleet_dir,
+        "streams/production.yaml",
+        "  minHealthyHosts: 3",
+        "  minHealthyHosts: 3\n  branch: promote",
+    )
+    [note] = review_change(load(fleet_dir), base, AT).notes
+    assert f"as a commit on `promote-{next_build[:12]}` for review" in note
+
+
+def test_no_promotion_note_when_staging_does_not_move(fleet_dir: Path, base: Fleet) -> None:
+    promote(fleet_dir)  # production takes staging's build by hand: nothing left to promote
+    assert not review_change(load(fleet_dir), base, AT).notes
