@@ -101,6 +101,10 @@ class WriteBack:
         # force when that was found.
         self.impossible: dict[str, str | None] = {}
 
+    def _count_push_error(self, what: str) -> None:
+        if self.service.metrics is not None:
+            self.service.metrics.git_push_errors.labels(what).inc()
+
     # -- rollout notes ----------------------------------------------------------------------
 
     def pending_notes(self) -> tuple[dict[str, list[str]], int]:
@@ -172,10 +176,6 @@ class WriteBack:
 
     # -- promotions -----------------------------------------------------------------------
 
-    def _count_push_error(self, what: str) -> None:
-        if self.service.metrics is not None:
-            self.service.metrics.git_push_errors.labels(what).inc()
-
     def promotion_checks(self) -> list[PromotionCheck]:
         """Every stream that declares promotion, checked against the fleet in force now."""
         return self.service.promotion_checks()
@@ -228,7 +228,6 @@ class WriteBack:
             self.backoff.failed(key, now)
         else:
             self.backoff.succeeded(key)
-        if outcome.outcome is not PromotionOutcome.OVERTAKEN:
             self.store.record_promotion(
                 check, now, outcome.outcome.value, outcome.commit, outcome.branch, outcome.message
             )
