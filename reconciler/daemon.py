@@ -288,7 +288,7 @@ class Daemon:
             self._writeback_due.clear()
             try:
                 await self._notes_pass()
-                if self.config.promote:
+                if self.writeback.config.promote:  # off too when it could not sign its commits
                     await self._promotion_pass()
             except Exception:  # a bug must not end the writing back for good
                 logger.exception("writing back to the fleet repo failed unexpectedly")
