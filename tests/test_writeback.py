@@ -31,6 +31,7 @@ from tests.daemon_support import BackgroundDaemon
 from tests.fleet_driver import ReportingFleet
 from tests.test_daemon import OLD_PRODUCTION, agent_report, config, no_urls, wait_for
 from tests.test_gitsource import Remote, replace
+from tests.test_signatures import signed_commit
 
 STAGING = "8e1b4d5f2a7c9e0b3d6f1a4c7e2b5d8f0a3c6e9b2d5f8a1c4e7b0d3f6a9c2e5b"
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday morning
@@ -542,3 +543,43 @@ def test_a_fleet_in_a_subdirectory_is_promoted_in_place(tmp_path: Path) -> None:
     assert attempt.written.outcome is PromotionOutcome.PUSHED
     changed = git(bare, "diff", "--name-only", "main~1", "main")
     assert changed == "fleet/streams/production.yaml"
+
+
+@pytest.mark.needs_tool("ssh-keygen")
+def test_a_signed_promotion_passes_the_daemons_own_signature_gate(tmp_path: Path) -> None:
+    keys = {}
+    for name in ("ops", "bot"):
+        key = tmp_path / name
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True
+        )
+        keys[name] = key
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(
+        f"ops@example.net {(tmp_path / 'ops.pub').read_text()}"
+        f"{IDENTITY.email} {(tmp_path / 'bot.pub').read_text()}"
+    )
+    origin = Remote(tmp_path)
+    no_urls(origin.work)
+    git(origin.work, "add", "-A")
+    ssh = ("-c", "gpg.format=ssh", "-c", f"user.signingkey={keys['ops']}.pub")
+    signed_commit(origin, "no example urls (signed by ops)", *ssh)
+    clock = ManualClock(START)
+    settings = config(
+        tmp_path,
+        origin,
+        identity=IDENTITY,
+        signatures=SignatureTrust(allowed_signers=allowed),
+        signer=CommitSigner(ssh_key=keys["bot"]),
+    )
+    daemon = Daemon(settings, clock)
+    assert daemon.writeback.config.promote
+    fleet = ReportingFleet(
+        daemon.service, clock, {name: OLD_PRODUCTION for name in daemon.service.fleet.hosts}
+    )
+    soak_lab(daemon, fleet, hours=49)
+    [attempt] = daemon.writeback.promote_due()
+    assert attempt.written is not None
+    verdict = daemon.sync()
+    assert verdict.accepted, verdict.message  # the daemon trusts its own signed promotion
+    assert daemon.service.fleet.revision == attempt.written.commit
