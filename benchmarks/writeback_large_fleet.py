@@ -15,12 +15,11 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pygit2
-from plan_large_fleet import build  # a sibling script: its folder is on sys.path when run
+from plan_large_fleet import build, median_seconds  # a sibling script, on sys.path when run
 
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.models import Promotion, Stream
@@ -86,15 +85,6 @@ def mid_rollout(fleet: Fleet) -> tuple[dict[str, GroupState], dict[str, HostObse
     return states, observed
 
 
-def median(runs: int, action: Callable[[], object]) -> float:
-    durations = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        action()
-        durations.append(time.perf_counter() - start)
-    return statistics.median(durations)
-
-
 def notes_benchmark(runs: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -150,7 +140,7 @@ def main() -> None:
     states, observed = mid_rollout(fleet)
     production = fleet.streams["prod"]
     check = check_promotion(fleet, production, states, observed, set(), NOW)
-    took = median(
+    took = median_seconds(
         args.runs, lambda: check_promotion(fleet, production, states, observed, set(), NOW)
     )
     print(
