@@ -15,7 +15,6 @@ import asyncio
 import logging
 import signal
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,11 +42,9 @@ from reconciler.gitsource import (
     set_network_timeouts,
 )
 from reconciler.gitwriter import CommitSigner, GitIdentity
-from reconciler.promoter import PromotionWritten
 from reconciler.reports import SqliteReportStore
 from reconciler.rollout.planner import GroupPlan
-from reconciler.rolloutnotes import NotesWritten
-from reconciler.server import Listen, make_server
+from reconciler.server import BackgroundServer, Listen, make_server
 from reconciler.service import FleetService
 from reconciler.signatures import SignatureTrust, check_commit_signature
 from reconciler.store import Store
@@ -135,8 +132,6 @@ class Daemon:
         self.mirror = FleetMirror(
             config.repo, config.state_dir / "fleet.git", config.branch, config.credentials
         )
-        # Every use of the mirror (fetch, gate, notes, promotions) holds its lock.
-        self.git_lock = self.mirror.lock
         self.applied = self.store.last_applied_revision()
         fleet = self._applied_fleet()
         try:
@@ -159,17 +154,11 @@ class Daemon:
             )
         self.service = FleetService(fleet, self.store, self.reports, self.clock)
         self.writeback = WriteBack(
-            self.mirror.repo,
-            self.git_lock,
+            self.mirror,
             self.service,
             WriteBackConfig(
-                config.identity,
-                config.signer,
-                config.push_notes,
-                promotion_allowed(config),
-                config.credentials,
+                config.identity, config.signer, config.push_notes, promotion_allowed(config)
             ),
-            config.branch,
             config.subdirectory,
         )
         self.app = self._build_app()
@@ -189,13 +178,13 @@ class Daemon:
         return result.fleet
 
     def _fetch(self) -> str:
-        with self.git_lock:
+        with self.mirror.lock:  # every use of the mirror holds it
             return self.mirror.fetch()
 
     def _judge(self, tip: str, current: Fleet | None) -> RevisionVerdict:
         """Put ``tip`` through the gate. Touches only the mirror and the network, so it may
         run in a worker thread; recording the verdict is :meth:`_record`'s job."""
-        with self.git_lock:
+        with self.mirror.lock:  # every use of the mirror holds it
             return self._consider(tip, current)
 
     def _consider(self, tip: str, current: Fleet | None) -> RevisionVerdict:
@@ -287,40 +276,16 @@ class Daemon:
             await self._writeback_due.wait()
             self._writeback_due.clear()
             try:
-                await self._notes_pass()
+                await self.writeback.notes_pass(asyncio.to_thread)
                 if self.writeback.config.promote:  # off too when it could not sign its commits
                     await self._promotion_pass()
             except Exception:  # a bug must not end the writing back for good
                 logger.exception("writing back to the fleet repo failed unexpectedly")
 
-    async def _notes_pass(self) -> None:
-        writeback = self.writeback
-        lines, last = writeback.pending_notes()
-        if not lines:
-            writeback.nothing_to_write(last)
-            return
-        push = writeback.notes_pushable()
-        try:
-            written: NotesWritten | Exception = await asyncio.to_thread(
-                writeback.write_notes, lines, push
-            )
-        except ReconcilerError as exc:
-            written = exc
-        writeback.notes_written(last, push, written)
-
     async def _promotion_pass(self) -> None:
-        writeback = self.writeback
-        checks = writeback.promotion_checks()
-        for check in writeback.due(checks):
-            try:
-                written: PromotionWritten | Exception = await asyncio.to_thread(
-                    writeback.write_promotion, check
-                )
-            except ReconcilerError as exc:
-                written = exc
-            attempt = writeback.promotion_done(check, written)
-            if attempt.written is not None:
-                self.request_sync()  # take the promotion in now if it went to the branch
+        checks, attempts = await self.writeback.promotion_pass(asyncio.to_thread)
+        if any(attempt.written is not None for attempt in attempts):
+            self.request_sync()  # take the promotion in now if it went to the branch
         when = next_promotion_check(checks)
         if self.scheduler is not None and when is not None:
             self.scheduler.add_job(
@@ -466,7 +431,7 @@ class Daemon:
         return observer
 
 
-class DaemonThread:
+class DaemonThread(BackgroundServer):
     """A daemon serving on its own event loop in a background thread (demo, tests, benchmarks).
 
     Use as a context manager; ``url`` is where it listens (port 0 picks a free port).
@@ -474,24 +439,4 @@ class DaemonThread:
 
     def __init__(self, config: ServeConfig, clock: Clock | None = None) -> None:
         self.daemon = Daemon(config, clock)
-        self.server = make_server(self.daemon.app, config.listen)
-        self.thread = threading.Thread(
-            target=lambda: asyncio.run(self.daemon.run(self.server)), daemon=True
-        )
-
-    def __enter__(self) -> DaemonThread:
-        self.thread.start()
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise RuntimeError("the daemon failed to start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-
-    @property
-    def url(self) -> str:
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://{self.daemon.config.listen.host}:{port}"
+        super().__init__(self.daemon.app, config.listen, serve=self.daemon.run)

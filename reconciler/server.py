@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, Self
 
 import uvicorn
 from fastapi import FastAPI
@@ -39,28 +41,39 @@ def make_server(app: FastAPI, listen: Listen) -> uvicorn.Server:
 
 
 class BackgroundServer:
-    """A real uvicorn server in a thread, for tests, benchmarks and the demo."""
+    """A real uvicorn server in a thread, for tests, benchmarks and the demo.
 
-    def __init__(self, app: FastAPI, listen: Listen) -> None:
+    ``serve`` runs the server on the thread's event loop; by default the server alone, or
+    whatever wraps it (the daemon runs its loops around it)."""
+
+    def __init__(
+        self,
+        app: FastAPI,
+        listen: Listen,
+        serve: Callable[[uvicorn.Server], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
+        self.listen = listen
         self.server = make_server(app, listen)
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        run = serve or (lambda server: server.serve())
+        self.thread = threading.Thread(target=lambda: asyncio.run(run(self.server)), daemon=True)
 
-    def _run(self) -> None:
-        asyncio.run(self.server.serve())
-
-    def __enter__(self) -> BackgroundServer:
+    def __enter__(self) -> Self:
         self.thread.start()
         while not self.server.started:
             if not self.thread.is_alive():
-                raise RuntimeError("the API server failed to start")
+                raise RuntimeError("the server failed to start")
             threading.Event().wait(0.01)
         return self
 
     def __exit__(self, *_: object) -> None:
         self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=15)
 
     @property
     def port(self) -> int:
         sockets = self.server.servers[0].sockets
         return int(sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.listen.host}:{self.port}"

@@ -10,12 +10,12 @@ back-off, never in a tight loop.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from contextlib import AbstractContextManager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-
-import pygit2
+from typing import Any, TypeVar
 
 from reconciler.errors import (
     GitPushFailed,
@@ -24,7 +24,7 @@ from reconciler.errors import (
     PromotionImpossible,
     ReconcilerError,
 )
-from reconciler.gitauth import GitCredentials
+from reconciler.gitsource import FleetMirror
 from reconciler.gitwriter import CommitSigner, GitIdentity
 from reconciler.promoter import PromotionOutcome, PromotionWriter, PromotionWritten
 from reconciler.promotion import PromotionCheck, PromotionStatus
@@ -38,6 +38,15 @@ logger = logging.getLogger(__name__)
 FIRST_RETRY = timedelta(minutes=1)
 LONGEST_RETRY = timedelta(hours=1)
 NOTES_CURSOR = "notes"
+
+T = TypeVar("T")
+#: How a pass runs its Git half: ``asyncio.to_thread`` in the daemon, in place in one-shot use.
+InWorker = Callable[..., Awaitable[Any]]
+
+
+async def in_place(function: Callable[..., T], *args: Any) -> T:
+    """Run the Git half on the calling thread (tests and one-shot use)."""
+    return function(*args)
 
 
 @dataclass
@@ -68,7 +77,6 @@ class WriteBackConfig:
     signer: CommitSigner = field(default_factory=CommitSigner)
     push_notes: bool = True
     promote: bool = True
-    credentials: GitCredentials = field(default_factory=GitCredentials)
 
 
 @dataclass(frozen=True)
@@ -83,18 +91,21 @@ class WriteBack:
 
     def __init__(
         self,
-        repo: pygit2.Repository,
-        git_lock: AbstractContextManager[object],
+        mirror: FleetMirror,
         service: FleetService,
         config: WriteBackConfig,
-        watched_branch: str,
         subdirectory: str = "",
     ) -> None:
-        self.git_lock, self.service, self.config = git_lock, service, config
+        self.mirror, self.service, self.config = mirror, service, config
         self.store, self.clock = service.engine.store, service.clock
-        self.notes = RolloutNotes(repo, config.identity, config.credentials)
+        self.notes = RolloutNotes(mirror.repo, config.identity, mirror.credentials)
         self.promoter = PromotionWriter(
-            repo, watched_branch, config.identity, config.signer, subdirectory, config.credentials
+            mirror.repo,
+            mirror.branch,
+            config.identity,
+            config.signer,
+            subdirectory,
+            mirror.credentials,
         )
         self.backoff = Backoff()
         # Promotions that cannot be written into the fleet repo as it is, by the revision in
@@ -121,7 +132,7 @@ class WriteBack:
 
     def write_notes(self, lines: dict[str, list[str]], push: bool) -> NotesWritten:
         """The Git half of a notes pass; safe in a worker thread."""
-        with self.git_lock:
+        with self.mirror.lock:
             return self.notes.write(lines, self.clock.now(), push_to_remote=push)
 
     def notes_pushable(self) -> bool:
@@ -155,30 +166,27 @@ class WriteBack:
                 extra={"notes_commit": outcome.notes_commit},
             )
 
-    def nothing_to_write(self, last: int) -> None:
-        """Events up to ``last`` needed no line (host steps): skip them next time."""
-        self.store.advance_cursor(NOTES_CURSOR, last)
-
-    def publish_notes(self) -> NotesWritten | None:
-        """A whole notes pass on the calling thread (tests and one-shot use)."""
+    async def notes_pass(self, in_worker: InWorker = in_place) -> NotesWritten | None:
+        """Publish what the event log holds that the notes do not: read the store here, run
+        the Git half with ``in_worker``, record the outcome here."""
         lines, last = self.pending_notes()
-        if not lines:
-            self.nothing_to_write(last)
+        if not lines:  # only host steps since: skip them next time
+            self.store.advance_cursor(NOTES_CURSOR, last)
             return None
         push = self.notes_pushable()
         try:
-            written = self.write_notes(lines, push)
+            written: NotesWritten = await in_worker(self.write_notes, lines, push)
         except ReconcilerError as exc:
             self.notes_written(last, push, exc)
             return None
         self.notes_written(last, push, written)
         return written
 
-    # -- promotions -----------------------------------------------------------------------
+    def publish_notes(self) -> NotesWritten | None:
+        """A whole notes pass on the calling thread (tests and one-shot use)."""
+        return asyncio.run(self.notes_pass())
 
-    def promotion_checks(self) -> list[PromotionCheck]:
-        """Every stream that declares promotion, checked against the fleet in force now."""
-        return self.service.promotion_checks()
+    # -- promotions -----------------------------------------------------------------------
 
     def due(self, checks: list[PromotionCheck]) -> list[PromotionCheck]:
         """Checks that are due and not backing off from a failed attempt."""
@@ -194,7 +202,7 @@ class WriteBack:
     def write_promotion(self, check: PromotionCheck) -> PromotionWritten:
         """The Git half of a promotion; safe in a worker thread. Everything it needs comes
         with the check, never from the fleet in force (which may change meanwhile)."""
-        with self.git_lock:
+        with self.mirror.lock:
             return self.promoter.promote(check, self.clock.now())
 
     def promotion_done(
@@ -245,16 +253,24 @@ class WriteBack:
         )
         return PromotionAttempt(check, outcome)
 
-    def promote_due(self) -> list[PromotionAttempt]:
-        """A whole promotion pass on the calling thread (tests and one-shot use)."""
+    async def promotion_pass(
+        self, in_worker: InWorker = in_place
+    ) -> tuple[list[PromotionCheck], list[PromotionAttempt]]:
+        """Make every due promotion: checks here, the Git half with ``in_worker``, the record
+        here. Returns the checks (for the next timer) and the attempts made."""
+        checks = self.service.promotion_checks()
         attempts = []
-        for check in self.due(self.promotion_checks()):
+        for check in self.due(checks):
             try:
-                written: PromotionWritten | Exception = self.write_promotion(check)
+                written: PromotionWritten | Exception = await in_worker(self.write_promotion, check)
             except ReconcilerError as exc:
                 written = exc
             attempts.append(self.promotion_done(check, written))
-        return attempts
+        return checks, attempts
+
+    def promote_due(self) -> list[PromotionAttempt]:
+        """A whole promotion pass on the calling thread (tests and one-shot use)."""
+        return asyncio.run(self.promotion_pass())[1]
 
 
 def next_promotion_check(checks: list[PromotionCheck]) -> datetime | None:

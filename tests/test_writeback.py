@@ -217,7 +217,7 @@ def test_a_note_line_is_one_line_whatever_a_host_reported() -> None:
 def test_staging_build_is_promoted_once_after_the_soak_and_rolls_out(tmp_path: Path) -> None:
     origin, daemon, _clock, fleet = start(tmp_path)
     soak_lab(daemon, fleet, hours=47)
-    checks = daemon.writeback.promotion_checks()
+    checks = daemon.service.promotion_checks()
     assert [c.status for c in checks] == [PromotionStatus.SOAKING]
     assert "has soaked 1d22h10m of 2d on 3 healthy hosts" in checks[0].message
     assert daemon.writeback.promote_due() == []
@@ -253,7 +253,7 @@ def test_staging_build_is_promoted_once_after_the_soak_and_rolls_out(tmp_path: P
     daemon.sync()
     assert daemon.service.fleet.revision == promotion
     assert daemon.writeback.promote_due() == []
-    assert [c.status for c in daemon.writeback.promotion_checks()] == [PromotionStatus.UP_TO_DATE]
+    assert [c.status for c in daemon.service.promotion_checks()] == [PromotionStatus.UP_TO_DATE]
 
     # The normal machinery takes over: production groups start rolling the build out.
     fleet.step()
@@ -306,7 +306,7 @@ def test_a_failure_on_the_staging_build_blocks_its_promotion_for_good(tmp_path: 
     fleet.run(timedelta(days=3), dt=timedelta(hours=1))
     before = tip(origin)
     assert daemon.writeback.promote_due() == []
-    [check] = daemon.writeback.promotion_checks()
+    [check] = daemon.service.promotion_checks()
     assert check.status is PromotionStatus.BLOCKED_BY_FAILURE
     assert "will not be promoted" in check.message
     assert tip(origin) == before
@@ -364,7 +364,7 @@ def test_each_promotion_for_review_gets_its_own_branch_off_main(tmp_path: Path) 
     assert git(origin.bare, "rev-parse", f"{tip(origin, first_branch)}^") == main_before
     fleet.run(timedelta(hours=6), dt=timedelta(hours=1))
     assert daemon.writeback.promote_due() == []  # the review is open: never a second one
-    assert [c.status for c in daemon.writeback.promotion_checks()] == [
+    assert [c.status for c in daemon.service.promotion_checks()] == [
         PromotionStatus.ALREADY_PROMOTED
     ]
 
@@ -422,7 +422,7 @@ def test_a_change_pushed_after_the_check_is_never_overwritten(
 ) -> None:
     origin, daemon, _clock, fleet = start(tmp_path)
     soak_lab(daemon, fleet, hours=49)
-    [check] = daemon.writeback.due(daemon.writeback.promotion_checks())
+    [check] = daemon.writeback.due(daemon.service.promotion_checks())
     human = origin.commit(what, replace(path, old, new))
     daemon.sync()  # the daemon takes the human's revision in between check and write
     written = daemon.writeback.write_promotion(check)
@@ -444,7 +444,7 @@ def test_a_promotion_that_would_not_validate_is_reported_once_per_revision(
     assert "would not validate" in attempt.error
     assert "groups/callservers-nyc.yaml" in attempt.error
     fleet.run(timedelta(hours=2))  # the back-off is long over, the hosts still healthy
-    assert [c.status for c in daemon.writeback.promotion_checks()] == [PromotionStatus.DUE]
+    assert [c.status for c in daemon.service.promotion_checks()] == [PromotionStatus.DUE]
     assert daemon.writeback.promote_due() == []  # nothing changed in force: not again
     assert [p[4] for p in daemon.store.promotions()] == ["failed"]
     assert tip(origin) == broken
