@@ -122,11 +122,6 @@ def review_branch(prefix: str, commit: str) -> str:
     return f"{prefix}-{commit[:12]}"
 
 
-def _declared_commit(file: str, text: str) -> object:
-    document, _ = parse_yaml(file, text.encode())
-    return document.data.get("commit") if document and isinstance(document.data, dict) else None
-
-
 def _scalar(commit: str) -> str:
     # An all-digit commit id would be read back as a number; quote only then.
     return json.dumps(commit) if commit.isdigit() else commit
@@ -234,12 +229,14 @@ class PromotionWriter:
         """The promotion commit on top of ``base``, validated; None when the stream or its
         source no longer declares what the check saw."""
         assert check.policy is not None
-        source = GitRevisionSource(self.repo.path, str(base.id), self.subdirectory)
-        path, text = self._stream_file(source, check.stream)
-        _, source_text = self._stream_file(source, check.source)
-        if _declared_commit(path, text) != check.stream_commit:
-            return None
-        if _declared_commit(path, source_text) != check.commit:
+        streams = _stream_files(GitRevisionSource(self.repo.path, str(base.id), self.subdirectory))
+        for name in (check.stream, check.source):
+            if name not in streams:
+                raise PromotionImpossible(
+                    f"stream {name} is not declared in the fleet repo any more"
+                )
+        path, text, declared = streams[check.stream]
+        if declared != check.stream_commit or streams[check.source][2] != check.commit:
             return None
         edited = set_stream_commit(text, path, check.commit, check.version)
         full_path = str(PurePosixPath(self.subdirectory, path)) if self.subdirectory else path
@@ -258,17 +255,16 @@ class PromotionWriter:
             )
         return commit
 
-    def _stream_file(self, source: GitRevisionSource, stream: str) -> tuple[str, str]:
-        for file in source.files():
-            if not file.path.startswith("streams/"):
-                continue
-            text = file.read().decode()
-            document, _ = parse_yaml(file.path, text.encode())
-            data = document.data if document else None
-            if (
-                isinstance(data, dict)
-                and data.get("kind") == "Stream"
-                and data.get("name") == stream
-            ):
-                return file.path, text
-        raise PromotionImpossible(f"stream {stream} is not declared in the fleet repo any more")
+
+def _stream_files(source: GitRevisionSource) -> dict[str, tuple[str, str, object]]:
+    """Each stream's file at one revision: name -> (path, text, the commit it declares)."""
+    found = {}
+    for file in source.files():
+        if not file.path.startswith("streams/"):
+            continue
+        text = file.read().decode()
+        document, _ = parse_yaml(file.path, text.encode())
+        data = document.data if document else None
+        if isinstance(data, dict) and data.get("kind") == "Stream":
+            found[str(data.get("name"))] = (file.path, text, data.get("commit"))
+    return found
