@@ -251,10 +251,6 @@ class Store:
         rows = self._db.execute(query + " ORDER BY id", params).fetchall()
         return [StoredEvent(r[0], datetime.fromisoformat(r[1]), *r[2:]) for r in rows]
 
-    def last_event_id(self) -> int:
-        row = self._db.execute("SELECT MAX(id) FROM events").fetchone()
-        return int(row[0] or 0)
-
     def host_outcomes(self, group: str, rollout: int, up_to_id: int) -> tuple[int, int]:
         """(hosts that succeeded, hosts that failed) in one rollout of a group, as of an event;
         a host that drifted and came back counts once."""
