@@ -84,12 +84,13 @@ def fetch_live_state(server: str, token: str | None, timeout: float = 30.0) -> L
     """Ask the reconciler at ``server`` for its groups and hosts with the operator ``token``."""
     return parse_live_state(
         server,
-        _get(server, "/v1/groups", token, timeout),
-        _get(server, "/v1/hosts", token, timeout),
+        get_json(server, "/v1/groups", token, timeout),
+        get_json(server, "/v1/hosts", token, timeout),
     )
 
 
-def _get(server: str, path: str, token: str | None, timeout: float) -> Any:
+def get_json(server: str, path: str, token: str | None, timeout: float = 30.0) -> Any:
+    """``GET path`` on a running reconciler with the operator ``token``; the JSON answer."""
     request = urllib.request.Request(
         server.rstrip("/") + path,
         headers={"Authorization": f"Bearer {token or ''}", "Accept": "application/json"},

@@ -6,12 +6,13 @@ import argparse
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from reconciler.errors import LiveStateUnavailable
+from reconciler.live import get_json
 
 STATE_STYLES = {
     "in_sync": "green",
@@ -42,30 +43,14 @@ def register(verbs: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def fetch(server: str, path: str, token: str | None) -> Any:
-    request = urllib.request.Request(
-        server.rstrip("/") + path,
-        headers={"Authorization": f"Bearer {token or ''}", "Accept": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
 def run(args: argparse.Namespace) -> int:
     try:
-        groups = fetch(args.server, "/v1/groups", args.token)
-        hosts = fetch(args.server, "/v1/hosts", args.token)
-        promotions = fetch(args.server, "/v1/promotions", args.token)
-    except urllib.error.HTTPError as exc:
-        print(
-            f"reconciler status: {args.server} answered {exc.code}: "
-            f"{exc.read().decode(errors='replace')[:300]}",
-            file=sys.stderr,
-        )
-        return 2 if exc.code in (401, 403) else 1
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        print(f"reconciler status: cannot reach {args.server}: {exc}", file=sys.stderr)
-        return 1
+        groups = get_json(args.server, "/v1/groups", args.token)
+        hosts = get_json(args.server, "/v1/hosts", args.token)
+        promotions = get_json(args.server, "/v1/promotions", args.token)
+    except LiveStateUnavailable as exc:
+        print(f"reconciler status: {exc}", file=sys.stderr)
+        return 2 if exc.refused else 1
     if args.group:
         groups = [g for g in groups if g["name"] == args.group]
         hosts = [h for h in hosts if h["group"] == args.group]
