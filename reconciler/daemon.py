@@ -49,7 +49,13 @@ from reconciler.service import FleetService
 from reconciler.signatures import SignatureTrust, check_commit_signature
 from reconciler.store import Store
 from reconciler.webhooks import check_webhook
-from reconciler.writeback import WriteBack, WriteBackConfig, next_promotion_check
+from reconciler.writeback import (
+    InWorker,
+    WriteBack,
+    WriteBackConfig,
+    in_place,
+    next_promotion_check,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -226,14 +232,24 @@ class Daemon:
         if verdict.accepted:
             self.applied = tip
 
-    def sync(self) -> RevisionVerdict:
-        """One look at the repo on the calling thread (tests and one-shot use)."""
-        tip = self._fetch()
-        verdict = self._judge(tip, self.service.fleet)
+    async def sync_pass(self, in_worker: InWorker = in_place) -> RevisionVerdict:
+        """One look at the repo: fetch and judge the tip with ``in_worker`` (they touch only
+        the mirror and the network), then record the verdict and take the fleet in here."""
+        try:
+            tip = await in_worker(self._fetch)
+        except GitRemoteUnavailable:
+            if self.service.metrics is not None:
+                self.service.metrics.git_fetch_errors.inc()
+            raise
+        verdict: RevisionVerdict = await in_worker(self._judge, tip, self.service.fleet)
         self._record(tip, verdict)
         if verdict.accepted and verdict.fleet is not None:
             self.service.use_fleet(verdict.fleet)
         return verdict
+
+    def sync(self) -> RevisionVerdict:
+        """One look at the repo on the calling thread (tests and one-shot use)."""
+        return asyncio.run(self.sync_pass())
 
     def request_sync(self) -> None:
         """Thread-safe: ask for a look at the repo; many requests make one pass."""
@@ -246,22 +262,11 @@ class Daemon:
             await self._dirty.wait()
             self._dirty.clear()
             try:
-                try:
-                    tip = await asyncio.to_thread(self._fetch)
-                except GitRemoteUnavailable:
-                    if self.service.metrics is not None:
-                        self.service.metrics.git_fetch_errors.inc()
-                    raise
-                verdict = await asyncio.to_thread(self._judge, tip, self.service.fleet)
-                self._record(tip, verdict)
+                await self.sync_pass(asyncio.to_thread)
             except ReconcilerError as exc:
                 logger.error("fleet repo sync failed: %s", exc)
-                continue
             except Exception:  # a bug must not silently end the following of the repo
                 logger.exception("fleet repo sync failed unexpectedly; will try again")
-                continue
-            if verdict.accepted and verdict.fleet is not None:
-                self.service.use_fleet(verdict.fleet)
 
     # -- writing back: rollout notes and promotions -----------------------------------------
 
