@@ -18,6 +18,7 @@ test: lint typecheck pytest
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests benchmarks
 	$(BIN)/ruff format --check reconciler tests benchmarks
+	$(BIN)/lint-imports --no-cache   # the layering of docs/architecture.md
 
 typecheck: $(STAMP)
 	$(BIN)/mypy reconciler

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from reconciler.fleetrepo.fleet import Fleet, Inventory, InventoryHost
 from reconciler.fleetrepo.models import FleetConfig, Group, Stream
-from reconciler.observed import Greenboot, HostObservation
+from reconciler.rollout.observed import Greenboot, HostObservation
 from reconciler.rollout.planner import plan_group
 from reconciler.rollout.spec import fleet_specs
 from reconciler.rollout.state import GroupState

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import httpx
 
-from reconciler.daemon import DaemonThread, ServeConfig
-from reconciler.server import Listen
+from reconciler.serve.daemon import DaemonThread, ServeConfig
+from reconciler.serve.server import Listen
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "fleet-repo-schema" / "examples" / "callos"
 PRODUCTION = "3f9a0c2e6b1d5a8f4c7e0b3d9a2f6c1e5b8d4a7f0c3e6b9d2a5f8c1e4b7d0a36"

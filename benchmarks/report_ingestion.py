@@ -24,13 +24,13 @@ from pathlib import Path
 
 import uvicorn
 
-from reconciler.api.app import create_app
 from reconciler.clock import SystemClock
 from reconciler.fleetrepo.loader import load_fleet_or_raise
 from reconciler.fleetrepo.sources import DirectorySource
-from reconciler.reports import SqliteReportStore
-from reconciler.service import FleetService
-from reconciler.store import Store
+from reconciler.serve.api.app import create_app
+from reconciler.serve.service import FleetService
+from reconciler.state.reports import SqliteReportStore
+from reconciler.state.store import Store
 
 HEADER = "apiVersion: ostree-fleet/v1alpha1\n"
 OLD, NEW = "a1" * 32, "b2" * 32

@@ -23,11 +23,11 @@ from plan_large_fleet import build, median_seconds  # a sibling script, on sys.p
 
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.models import Promotion, Stream
-from reconciler.gitwriter import GitIdentity
-from reconciler.observed import Greenboot, HostObservation
-from reconciler.promotion import check_promotion
+from reconciler.git.notes import RolloutNotes
+from reconciler.git.writer import GitIdentity
+from reconciler.promotion.check import check_promotion
+from reconciler.rollout.observed import Greenboot, HostObservation
 from reconciler.rollout.state import GroupState, HostProgress, Phase, Rollout
-from reconciler.rolloutnotes import RolloutNotes
 
 NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 OLD, NEW = "1a" * 32, "2b" * 32

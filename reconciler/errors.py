@@ -20,10 +20,8 @@ into these at the adapter that calls the library, so callers never catch a libra
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from reconciler.fleetrepo.problems import Problem
+from reconciler.problems import Problem
 
 
 class ReconcilerError(Exception):

@@ -7,13 +7,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.api.app import create_app
 from reconciler.clock import Clock
 from reconciler.fleetrepo.fleet import Fleet
-from reconciler.reports import SqliteReportStore
-from reconciler.server import BackgroundServer, Listen
-from reconciler.service import FleetService, token_hash
-from reconciler.store import Store
+from reconciler.serve.api.app import create_app
+from reconciler.serve.server import BackgroundServer, Listen
+from reconciler.serve.service import FleetService, token_hash
+from reconciler.state.reports import SqliteReportStore
+from reconciler.state.store import Store
 
 OPERATOR_TOKEN = "operator-secret"
 

@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from reconciler.clock import ManualClock
-from reconciler.engine import Engine
-from reconciler.observed import Greenboot
+from reconciler.demo.simulation import SimulatedHost, Simulation
+from reconciler.rollout.engine import Engine
+from reconciler.rollout.observed import Greenboot
 from reconciler.rollout.state import Phase
-from reconciler.simulation import SimulatedHost, Simulation
-from reconciler.store import Store
+from reconciler.state.store import Store
 from tests.fleets import NEW, NEWER, OLD, build_fleet
 
 HOSTS = {f"{site}{i}": {"site": site} for site in ("dub", "nyc", "sin") for i in range(1, 9)}

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.clock import ManualClock
-from reconciler.engine import Engine
+from reconciler.demo.simulation import SimulatedHost, Simulation
 from reconciler.rollout.decisions import Decision, DecisionKind
+from reconciler.rollout.engine import Engine
 from reconciler.rollout.planner import GroupPlan
-from reconciler.simulation import SimulatedHost, Simulation
-from reconciler.store import Store
+from reconciler.state.store import Store
 from tests.fleets import OLD, build_fleet
 
 START = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

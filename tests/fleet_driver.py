@@ -1,6 +1,6 @@
 """Simulated hosts that report to a real FleetService and obey its answers, in virtual time.
 
-Unlike :class:`reconciler.simulation.Simulation`, which drives the engine directly, this goes
+Unlike :class:`reconciler.demo.simulation.Simulation`, which drives the engine directly, this goes
 through the service the API uses (reports in, assignments out), so what the daemon sees of
 the fleet (observations, plans, the event log) is exactly what real agents would produce.
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
-from reconciler.api.schemas import AgentReport, DeploymentReport
 from reconciler.clock import ManualClock
+from reconciler.demo.simulation import SimulatedHost
 from reconciler.rollout.planner import Action
-from reconciler.service import FleetService
-from reconciler.simulation import SimulatedHost
+from reconciler.serve.schemas import AgentReport, DeploymentReport
+from reconciler.serve.service import FleetService
 
 
 class ReportingFleet:

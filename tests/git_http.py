@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from reconciler.testbed import serve_on_localhost
+from reconciler.demo.testbed import serve_on_localhost
 
 
 def _handler(root: Path, user: str, token: str) -> type[BaseHTTPRequestHandler]:

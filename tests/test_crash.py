@@ -11,7 +11,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from reconciler.store import Store
+from reconciler.state.store import Store
 from tests.conftest import ROOT
 from tests.crash_driver import GROUPS, HOSTS, NEWER
 

@@ -13,11 +13,11 @@ import httpx
 import pytest
 
 from reconciler.cli import main
-from reconciler.daemon import Daemon, NoValidRevision, ServeConfig
 from reconciler.errors import GitRemoteUnavailable
-from reconciler.gitsource import set_network_timeouts
-from reconciler.server import Listen
-from reconciler.service import token_hash
+from reconciler.git.source import set_network_timeouts
+from reconciler.serve.daemon import Daemon, NoValidRevision, ServeConfig
+from reconciler.serve.server import Listen
+from reconciler.serve.service import token_hash
 from tests.conftest import git
 from tests.daemon_support import BackgroundDaemon
 from tests.test_gitsource import Remote, replace

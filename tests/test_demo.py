@@ -8,7 +8,8 @@ import re
 import pytest
 from rich.console import Console
 
-from reconciler import demo, demo_validate
+from reconciler.demo import real as demo
+from reconciler.demo import validation
 
 
 @pytest.mark.needs_tool("ostree")
@@ -34,7 +35,7 @@ def test_real_demo_promotes_then_halts_on_the_host_that_falls_back() -> None:
 
 
 def test_simulated_demo_runs_and_catches_the_bad_build(capsys: pytest.CaptureFixture[str]) -> None:
-    assert demo_validate.run() == 0
+    assert validation.run() == 0
     out = capsys.readouterr().out
     assert "INVALID: 3 error(s)" in out
     assert "callservers-dub      rollout_completed" in out

@@ -14,9 +14,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.clock import SystemClock
-from reconciler.fleetrepo.loader import load_fleet_or_raise
-from reconciler.fleetrepo.sources import DirectorySource
-from reconciler.testbed import (
+from reconciler.demo.testbed import (
     OS_NAME,
     REF,
     SIMULATED_REBOOT,
@@ -25,6 +23,8 @@ from reconciler.testbed import (
     serve_directory,
     sysroot,
 )
+from reconciler.fleetrepo.loader import load_fleet_or_raise
+from reconciler.fleetrepo.sources import DirectorySource
 from tests.api_support import running_api
 
 TOKEN = "e2e-agent-token"

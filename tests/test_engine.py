@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import engine as engine_module
+from reconciler.rollout import engine as engine_module
 from reconciler.rollout import planner
 from tests.engine_harness import Harness
 

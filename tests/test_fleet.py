@@ -7,8 +7,8 @@ from pathlib import Path
 
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet_or_raise
+from reconciler.fleetrepo.quantities import CountOrPercent
 from reconciler.fleetrepo.sources import DirectorySource
-from reconciler.quantities import CountOrPercent
 from tests.conftest import EXAMPLE_FLEET
 
 

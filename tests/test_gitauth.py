@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from reconciler.clock import ManualClock
-from reconciler.daemon import Daemon, ServeConfig
 from reconciler.errors import GitRemoteUnavailable
-from reconciler.gitauth import GitCredentials
-from reconciler.promoter import PromotionOutcome
-from reconciler.server import Listen
+from reconciler.git.auth import GitCredentials
+from reconciler.promotion.commit import PromotionOutcome
+from reconciler.serve.daemon import Daemon, ServeConfig
+from reconciler.serve.server import Listen
 from tests.conftest import git
 from tests.fleet_driver import ReportingFleet
 from tests.git_http import git_http_server

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.demo.testbed import make_archive_repo, serve_directory
 from reconciler.errors import GitRemoteUnavailable, OstreeRepoUnavailable
-from reconciler.gitsource import FleetMirror, VerdictCode, consider_revision
-from reconciler.preflight import commit_exists
-from reconciler.store import Store
-from reconciler.testbed import make_archive_repo, serve_directory
+from reconciler.git.source import FleetMirror, VerdictCode, consider_revision
+from reconciler.ostree.remote import commit_exists
+from reconciler.state.store import Store
 from tests.conftest import EXAMPLE_FLEET, git
 
 PINNED = "5c2e8a1f4b7d0c3e6a9f2b5d8c1e4a7f0b3d6c9e2a5f8b1d4c7e0a3f6b9d2c58"

@@ -8,7 +8,7 @@ import pygit2
 import pytest
 
 from reconciler.errors import GitPushFailed, GitPushRejected
-from reconciler.gitwriter import push
+from reconciler.git.writer import push
 from tests.test_gitsource import Remote
 
 

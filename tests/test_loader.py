@@ -10,8 +10,8 @@ import pytest
 from reconciler.errors import FleetRepoInvalid
 from reconciler.fleetrepo import loader
 from reconciler.fleetrepo.loader import load_fleet, load_fleet_or_raise
-from reconciler.fleetrepo.problems import Severity
 from reconciler.fleetrepo.sources import DirectorySource
+from reconciler.problems import Severity
 from tests.conftest import EXAMPLE_FLEET
 
 HOST_ENTRY = "  - name: {name}\n    tokenSha256: {token}\n"

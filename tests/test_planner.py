@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.observed import Greenboot, HostObservation
 from reconciler.rollout.decisions import DecisionKind
+from reconciler.rollout.observed import Greenboot, HostObservation
 from reconciler.rollout.planner import Action, GroupPhase, HostState
 from reconciler.rollout.reasons import ReasonCode
 from tests.engine_harness import START, Harness

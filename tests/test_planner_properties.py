@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from reconciler.rollout.decisions import DecisionKind
 from reconciler.rollout.planner import Action, plan_group
 from reconciler.rollout.state import Phase
-from reconciler.windows import reboot_window
+from reconciler.rollout.windows import reboot_window
 from tests.engine_harness import Harness
 from tests.fleets import NEW, commit
 

@@ -13,9 +13,9 @@ from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet_or_raise
 from reconciler.fleetrepo.sources import DirectorySource
 from reconciler.fleetrepo.yamldoc import parse_yaml
-from reconciler.observed import Greenboot, HostObservation
-from reconciler.promoter import promotion_message, set_stream_commit, trailers
-from reconciler.promotion import PromotionStatus, check_promotion
+from reconciler.promotion.check import PromotionStatus, check_promotion
+from reconciler.promotion.commit import promotion_message, set_stream_commit, trailers
+from reconciler.rollout.observed import Greenboot, HostObservation
 from reconciler.rollout.reasons import Reason, ReasonCode
 from reconciler.rollout.state import FailureRecord, GroupState, HostProgress, Phase, Rollout
 from tests.conftest import EXAMPLE_FLEET

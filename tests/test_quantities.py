@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.quantities import CountOrPercent, parse_count_or_percent
+from reconciler.fleetrepo.quantities import CountOrPercent, parse_count_or_percent
 
 
 @pytest.mark.parametrize(

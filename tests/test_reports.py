@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from reconciler import reports
-from reconciler.reports import SqliteReportStore
+from reconciler.state import reports
+from reconciler.state.reports import SqliteReportStore
 
 AT = datetime(2026, 11, 25, tzinfo=UTC)
 

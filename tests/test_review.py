@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.commitchecks import CheckResult
+from reconciler.demo.testbed import make_archive_repo
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.sources import DirectorySource
-from reconciler.live import LiveGroup, LiveHost, LiveState
-from reconciler.preflight import commit_exists
-from reconciler.review import invalid_review, review_change
-from reconciler.review_model import (
+from reconciler.ostree.commits import CheckResult
+from reconciler.ostree.remote import commit_exists
+from reconciler.review.change import invalid_review, review_change
+from reconciler.review.live import LiveGroup, LiveHost, LiveState
+from reconciler.review.model import (
     BlockerCode,
     ChangeKind,
     ChangeReview,
@@ -30,9 +31,8 @@ from reconciler.review_model import (
     GroupReview,
     HostMove,
 )
-from reconciler.review_render import render_json, render_markdown, render_text, summary
+from reconciler.review.render import render_json, render_markdown, render_text, summary
 from reconciler.rollout.spec import group_spec
-from reconciler.testbed import make_archive_repo
 from tests.conftest import EXAMPLE_FLEET
 
 AT = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # a Wednesday

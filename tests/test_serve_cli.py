@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from reconciler.cli import main
-from reconciler.daemon import ServeConfig, promotion_allowed
-from reconciler.gitwriter import CommitSigner
-from reconciler.signatures import SignatureTrust
+from reconciler.git.signatures import SignatureTrust
+from reconciler.git.writer import CommitSigner
+from reconciler.serve.daemon import ServeConfig, promotion_allowed
 from tests.test_daemon import NEW_PRODUCTION, agent_report, no_urls, wait_for
 from tests.test_gitsource import Remote, replace
 

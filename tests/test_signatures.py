@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.gitsource import FleetMirror, VerdictCode, consider_revision
-from reconciler.signatures import SignatureTrust, check_commit_signature
+from reconciler.git.signatures import SignatureTrust, check_commit_signature
+from reconciler.git.source import FleetMirror, VerdictCode, consider_revision
 from tests.conftest import git
 from tests.test_gitsource import Remote, always
 

@@ -12,7 +12,7 @@ from reconciler.errors import StoreUnavailable
 from reconciler.rollout.decisions import Decision, DecisionKind, apply_decision
 from reconciler.rollout.reasons import Reason, ReasonCode
 from reconciler.rollout.state import GroupState, dump_state
-from reconciler.store import MIGRATIONS, Store
+from reconciler.state.store import MIGRATIONS, Store
 from tests.fleets import NEW
 
 AT = datetime(2026, 11, 25, 12, tzinfo=UTC)

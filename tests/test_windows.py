@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from reconciler.fleetrepo.models import MaintenanceWindow
-from reconciler.windows import reboot_window
+from reconciler.rollout.windows import reboot_window
 
 MARGIN = timedelta(minutes=15)
 

@@ -17,15 +17,15 @@ from typing import Any
 import httpx
 import pytest
 
-import reconciler.promoter
+import reconciler.promotion.commit
 from reconciler.clock import ManualClock
-from reconciler.daemon import Daemon, ServeConfig
-from reconciler.gitwriter import CommitSigner, GitIdentity
-from reconciler.promoter import PromotionOutcome, trailers
-from reconciler.promotion import PromotionStatus
-from reconciler.rolloutnotes import note_line
-from reconciler.signatures import SignatureTrust, check_commit_signature
-from reconciler.store import StoredEvent
+from reconciler.git.notes import note_line
+from reconciler.git.signatures import SignatureTrust, check_commit_signature
+from reconciler.git.writer import CommitSigner, GitIdentity
+from reconciler.promotion.check import PromotionStatus
+from reconciler.promotion.commit import PromotionOutcome, trailers
+from reconciler.serve.daemon import Daemon, ServeConfig
+from reconciler.state.store import StoredEvent
 from tests.conftest import EXAMPLE_FLEET, git
 from tests.daemon_support import BackgroundDaemon
 from tests.fleet_driver import ReportingFleet
@@ -273,7 +273,7 @@ def test_promotion_is_rebased_onto_a_concurrent_human_push(
 ) -> None:
     origin, daemon, _clock, fleet = start(tmp_path)
     soak_lab(daemon, fleet, hours=49)
-    real_push = reconciler.promoter.push
+    real_push = reconciler.promotion.commit.push
     human: list[str] = []
 
     def human_pushes_first(*args: Any, **kwargs: Any) -> None:
@@ -288,7 +288,7 @@ def test_promotion_is_rebased_onto_a_concurrent_human_push(
             )
         real_push(*args, **kwargs)
 
-    monkeypatch.setattr(reconciler.promoter, "push", human_pushes_first)
+    monkeypatch.setattr(reconciler.promotion.commit, "push", human_pushes_first)
     [attempt] = daemon.writeback.promote_due()
     assert attempt.written is not None
     assert (attempt.written.outcome, attempt.written.rebased) == (PromotionOutcome.PUSHED, 1)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import StoreUnavailable
-from reconciler.history import audit_trail
+from reconciler.state.history import audit_trail
 
 
 def register(verbs: Any) -> None:

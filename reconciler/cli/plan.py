@@ -25,11 +25,11 @@ from reconciler.errors import FleetSourceUnavailable, GitRevisionNotFound, Recon
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.sources import DirectorySource, FleetSource, GitRevisionSource
-from reconciler.live import fetch_live_state
-from reconciler.preflight import commit_exists
-from reconciler.review import invalid_review, review_change
-from reconciler.review_model import ChangeReview
-from reconciler.review_render import render_json, render_markdown, render_text
+from reconciler.ostree.remote import commit_exists
+from reconciler.review.change import invalid_review, review_change
+from reconciler.review.live import fetch_live_state
+from reconciler.review.model import ChangeReview
+from reconciler.review.render import render_json, render_markdown, render_text
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_BLOCKED, EXIT_FAILED = 0, 1, 2, 3, 4
 RENDERERS = {"text": render_text, "markdown": render_markdown, "json": render_json}

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import logs
-from reconciler.daemon import Daemon, ServeConfig
 from reconciler.errors import ReconcilerError
-from reconciler.gitauth import GitCredentials
-from reconciler.gitwriter import CommitSigner, GitIdentity
-from reconciler.server import Listen
-from reconciler.signatures import SignatureTrust
+from reconciler.git.auth import GitCredentials
+from reconciler.git.signatures import SignatureTrust
+from reconciler.git.writer import CommitSigner, GitIdentity
+from reconciler.serve.daemon import Daemon, ServeConfig
+from reconciler.serve.server import Listen
 
 SETTINGS: dict[str, tuple[str, Any]] = {
     # name: (help, default)

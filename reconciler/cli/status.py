@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from reconciler.errors import LiveStateUnavailable
-from reconciler.live import get_json
+from reconciler.review.live import get_json
 
 STATE_STYLES = {
     "in_sync": "green",

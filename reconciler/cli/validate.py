@@ -14,8 +14,8 @@ from typing import Any, TextIO
 from reconciler.cli.arguments import add_fleet_location
 from reconciler.errors import FleetSourceUnavailable
 from reconciler.fleetrepo.loader import LoadResult, load_fleet
-from reconciler.fleetrepo.problems import Problem
 from reconciler.fleetrepo.sources import DirectorySource, FleetSource, GitRevisionSource
+from reconciler.problems import Problem
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 

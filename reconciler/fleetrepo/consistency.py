@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 
 from reconciler.fleetrepo.fleet import Fleet, Inventory, InventoryHost
 from reconciler.fleetrepo.models import Document, FleetConfig, Group, HostInventory, Stream
-from reconciler.fleetrepo.problems import Problem, Severity, format_field_path
 from reconciler.fleetrepo.sources import ROOT_FILE
 from reconciler.fleetrepo.yamldoc import DataPath, YamlDocument
+from reconciler.problems import Problem, Severity, format_field_path
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ from reconciler.fleetrepo.models import (
     PATTERN_MEANINGS,
     known_field_names,
 )
-from reconciler.fleetrepo.problems import Problem, format_field_path
 from reconciler.fleetrepo.sources import ROOT_FILE, FleetSource, SourceFile
 from reconciler.fleetrepo.yamldoc import DataPath, YamlDocument, parse_yaml
+from reconciler.problems import Problem, format_field_path
 
 #: Largest fleet-repo file read. 5,000 hosts in one inventory file take about 1 MiB; a bigger
 #: file is a mistake (a binary, a log) or calls for splitting the inventory by site.

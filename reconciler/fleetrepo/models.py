@@ -24,7 +24,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from reconciler.durations import Duration
-from reconciler.quantities import CountOrPercent, CountOrPercentField
+from reconciler.fleetrepo.quantities import CountOrPercent, CountOrPercentField
 
 API_VERSION = "ostree-fleet/v1alpha1"
 

@@ -15,7 +15,7 @@ from pydantic.json_schema import GenerateJsonSchema
 
 from reconciler.durations import DURATION_PATTERN, format_duration
 from reconciler.fleetrepo.models import ALL_MODELS, DOCUMENT_KINDS, Document
-from reconciler.quantities import CountOrPercent
+from reconciler.fleetrepo.quantities import CountOrPercent
 
 SCHEMA_FILES: dict[str, type[Document]] = {
     "fleet.schema.json": DOCUMENT_KINDS["Fleet"],

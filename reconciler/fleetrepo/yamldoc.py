@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from reconciler.fleetrepo.problems import Problem, format_field_path
+from reconciler.problems import Problem, format_field_path
 
 try:  # libyaml's composer is several times faster on 5,000-host inventories
     _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]

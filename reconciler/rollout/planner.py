@@ -14,12 +14,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from reconciler.durations import format_minutes
-from reconciler.observed import Greenboot, HostObservation
 from reconciler.rollout.decisions import Decision, DecisionKind, apply_decision
+from reconciler.rollout.observed import Greenboot, HostObservation
 from reconciler.rollout.reasons import Reason, ReasonCode
 from reconciler.rollout.spec import BudgetKey, GroupSpec
 from reconciler.rollout.state import GroupState, HostProgress, Phase, Rollout
-from reconciler.windows import RebootWindow, reboot_window
+from reconciler.rollout.windows import RebootWindow, reboot_window
 
 
 class Action(StrEnum):

@@ -18,8 +18,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from reconciler.durations import format_minutes
-from reconciler.fleetrepo.problems import Problem
-from reconciler.review_model import (
+from reconciler.problems import Problem
+from reconciler.review.model import (
     Blocker,
     ChangeKind,
     ChangeReview,

@@ -34,13 +34,8 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from reconciler import demo_validate
-from reconciler.daemon import DaemonThread, ServeConfig
-from reconciler.gitwriter import GitIdentity
-from reconciler.rollout.planner import GroupPlan
-from reconciler.rollout.spec import rollout_order
-from reconciler.server import Listen
-from reconciler.testbed import (
+from reconciler.demo import validation
+from reconciler.demo.testbed import (
     OS_NAME,
     REF,
     SIMULATED_REBOOT,
@@ -50,6 +45,11 @@ from reconciler.testbed import (
     remove_sysroot,
     serve_directory,
 )
+from reconciler.git.writer import GitIdentity
+from reconciler.rollout.planner import GroupPlan
+from reconciler.rollout.spec import rollout_order
+from reconciler.serve.daemon import DaemonThread, ServeConfig
+from reconciler.serve.server import Listen
 
 LAB_HOST = "lab-01"
 CALL_HOSTS = [f"call-0{i}" for i in range(1, 5)]
@@ -213,7 +213,7 @@ def run(console: Console | None = None, budget_seconds: float = 90) -> int:  # n
             "Showing the SIMULATED version instead: same engine, simulated hosts, "
             "virtual time."
         )
-        return demo_validate.run()
+        return validation.run()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="fleet-demo-") as tmp_name:
         tmp = Path(tmp_name)

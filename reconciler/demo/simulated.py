@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from reconciler.clock import ManualClock
-from reconciler.engine import Engine
+from reconciler.demo.simulation import SimulatedHost, Simulation
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.rollout.decisions import Decision, DecisionKind
-from reconciler.simulation import SimulatedHost, Simulation
-from reconciler.store import Store
+from reconciler.rollout.engine import Engine
+from reconciler.state.store import Store
 
 START = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 STEP = timedelta(minutes=5)
@@ -35,7 +35,7 @@ def _print(group: str, decisions: Iterable[Decision]) -> None:
             print(f"  {d.at:%a %H:%MZ}  {group:20} {d.kind.value:18} {d.reason.message}")
 
 
-def _simulate(engine: Engine, sim: Simulation, until: timedelta) -> None:
+def _simulate(engine: Engine[Store], sim: Simulation, until: timedelta) -> None:
     end = sim.clock.now() + until
     while sim.clock.now() < end:
         for group, plan in sim.step(STEP).items():

@@ -3,7 +3,7 @@
 Three triggers all mean "look at the repo again" and are coalesced into one pass: a watch on
 a local repository's refs (a push renames `refs/heads/<branch>.lock` into place), a jittered
 poll for remotes, and signed webhooks from the forge. Each pass fetches the mirror and puts the new
-tip through the gate (:func:`reconciler.gitsource.consider_revision`); a refused revision is
+tip through the gate (:func:`reconciler.git.source.consider_revision`); a refused revision is
 logged and recorded, and the last good one stays in force. Timers re-plan a group when its
 plan asked to be looked at again (a soak ending, a window opening), so waves advance when due
 rather than at the next report; a periodic resync catches anything missed.
@@ -27,35 +27,35 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from reconciler.api.app import create_app
 from reconciler.clock import Clock, SystemClock
 from reconciler.errors import GitRemoteUnavailable, ReconcilerError
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.sources import GitRevisionSource
-from reconciler.gitauth import GitCredentials
-from reconciler.gitsource import (
+from reconciler.git.auth import GitCredentials
+from reconciler.git.signatures import SignatureTrust, check_commit_signature
+from reconciler.git.source import (
     FleetMirror,
     RevisionVerdict,
     VerdictCode,
     consider_revision,
     set_network_timeouts,
 )
-from reconciler.gitwriter import CommitSigner, GitIdentity
-from reconciler.reports import SqliteReportStore
+from reconciler.git.writer import CommitSigner, GitIdentity
 from reconciler.rollout.planner import GroupPlan
-from reconciler.server import BackgroundServer, Listen, make_server
-from reconciler.service import FleetService
-from reconciler.signatures import SignatureTrust, check_commit_signature
-from reconciler.store import Store
-from reconciler.webhooks import check_webhook
-from reconciler.writeback import (
+from reconciler.serve.api.app import create_app
+from reconciler.serve.server import BackgroundServer, Listen, make_server
+from reconciler.serve.service import FleetService
+from reconciler.serve.webhooks import check_webhook
+from reconciler.serve.writeback import (
     InWorker,
     WriteBack,
     WriteBackConfig,
     in_place,
     next_promotion_check,
 )
+from reconciler.state.reports import SqliteReportStore
+from reconciler.state.store import Store
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 It copies the example fleet into a new Git repository, validates the committed revision, then
 commits a pull request with typical mistakes and shows what review would see, while the last
 good revision stays valid. Then it runs the rollout engine on that fleet in virtual time
-(reconciler.demo_rollout). Everything happens in a temporary directory.
+(reconciler.demo.simulated). Everything happens in a temporary directory.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from reconciler import demo_rollout
 from reconciler.cli import main as reconciler
+from reconciler.demo import simulated
 from reconciler.fleetrepo.loader import load_fleet_or_raise
 from reconciler.fleetrepo.sources import GitRevisionSource
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "fleet-repo-schema" / "examples" / "callos"
+EXAMPLE = Path(__file__).resolve().parents[2] / "fleet-repo-schema" / "examples" / "callos"
 
 BROKEN_EDITS = {
     # A typo in a field name, a commit pasted with a missing character, a misspelt zone.
@@ -100,7 +100,7 @@ def run() -> int:
             "staging: build 9.20261125.0",
         )
         bad_build = load_fleet_or_raise(GitRevisionSource(repo, "HEAD"))
-        demo_rollout.run(fleet, bad_build, Path(tmp))
+        simulated.run(fleet, bad_build, Path(tmp))
     return 0 if (good, bad, last_good) == (0, 1, 0) else 1
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from reconciler.errors import StoreUnavailable
-from reconciler.store import migrate
+from reconciler.state.store import migrate
 
 #: Reports kept per host beyond the latest, for "what did this host say before it failed".
 HISTORY_PER_HOST = 100

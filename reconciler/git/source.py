@@ -18,14 +18,14 @@ from typing import IO
 
 import pygit2
 
-from reconciler.commitchecks import CheckResult, CommitChecker, commit_checks
 from reconciler.errors import GitRemoteUnavailable
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet
-from reconciler.fleetrepo.problems import Problem
 from reconciler.fleetrepo.sources import GitRevisionSource
-from reconciler.gitauth import GitCredentials
-from reconciler.preflight import commit_exists
+from reconciler.git.auth import GitCredentials
+from reconciler.ostree.commits import CheckResult, CommitChecker, commit_checks
+from reconciler.ostree.remote import commit_exists
+from reconciler.problems import Problem
 
 
 def set_network_timeouts(seconds: float) -> None:

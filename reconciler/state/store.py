@@ -14,14 +14,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from reconciler.errors import StoreUnavailable
-
-if TYPE_CHECKING:
-    from reconciler.promotion import PromotionCheck
 from reconciler.rollout.decisions import Decision
 from reconciler.rollout.state import GroupState, dump_state, load_state
+
+
+class PromotionSubject(Protocol):
+    """Which promotion an attempt was for (a :class:`reconciler.promotion.check.PromotionCheck`
+    provides it; the store does not depend on the promotion package)."""
+
+    @property
+    def stream(self) -> str: ...
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def commit(self) -> str: ...
+
 
 #: Schema migrations, applied in order; the database records how far it got. Append only.
 MIGRATIONS: tuple[str, ...] = (
@@ -264,7 +276,7 @@ class Store:
 
     def record_promotion(
         self,
-        check: PromotionCheck,
+        check: PromotionSubject,
         at: datetime,
         outcome: str,
         revision: str | None,

@@ -24,13 +24,13 @@ from reconciler.errors import (
     PromotionImpossible,
     ReconcilerError,
 )
-from reconciler.gitsource import FleetMirror
-from reconciler.gitwriter import CommitSigner, GitIdentity
-from reconciler.promoter import PromotionOutcome, PromotionWriter, PromotionWritten
-from reconciler.promotion import PromotionCheck, PromotionStatus
-from reconciler.rolloutnotes import NOTED_KINDS, NotesWritten, RolloutNotes, note_lines
-from reconciler.service import FleetService
-from reconciler.store import StoredEvent
+from reconciler.git.notes import NOTED_KINDS, NotesWritten, RolloutNotes, note_lines
+from reconciler.git.source import FleetMirror
+from reconciler.git.writer import CommitSigner, GitIdentity
+from reconciler.promotion.check import PromotionCheck, PromotionStatus
+from reconciler.promotion.commit import PromotionOutcome, PromotionWriter, PromotionWritten
+from reconciler.serve.service import FleetService
+from reconciler.state.store import StoredEvent
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class WriteBack:
         subdirectory: str = "",
     ) -> None:
         self.mirror, self.service, self.config = mirror, service, config
-        self.store, self.clock = service.engine.store, service.clock
+        self.store, self.clock = service.store, service.clock
         self.notes = RolloutNotes(mirror.repo, config.identity, mirror.credentials)
         self.promoter = PromotionWriter(
             mirror.repo,

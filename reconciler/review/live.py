@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from reconciler.api.schemas import GroupOut, HostOut
 from reconciler.errors import LiveStateUnavailable
+from reconciler.serve.schemas import GroupOut, HostOut
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pygit2
 
 from reconciler.errors import GitPushFailed, GitPushRejected
-from reconciler.gitauth import GitCredentials, RemoteAuth
+from reconciler.git.auth import GitCredentials, RemoteAuth
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """What a review of a fleet-repo change says, as data: per group, the commit it moves from
 and to, its waves, canaries and next windows, and what blocks it. Computed by
-:mod:`reconciler.review`, shown by :mod:`reconciler.review_render`."""
+:mod:`reconciler.review.change`, shown by :mod:`reconciler.review.render`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from reconciler.commitchecks import CommitCheck
 from reconciler.fleetrepo.models import MaintenanceWindow
-from reconciler.fleetrepo.problems import Problem
+from reconciler.ostree.commits import CommitCheck
+from reconciler.problems import Problem
 
 
 class BlockerCode(StrEnum):

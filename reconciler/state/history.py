@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pygit2
 
-from reconciler.store import Store, StoredEvent
+from reconciler.state.store import Store, StoredEvent
 
 
 @dataclass(frozen=True)

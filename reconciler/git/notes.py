@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 import pygit2
 
 from reconciler.errors import GitPushRejected, GitRemoteUnavailable
-from reconciler.gitauth import GitCredentials
-from reconciler.gitwriter import GitIdentity, push
+from reconciler.git.auth import GitCredentials
+from reconciler.git.writer import GitIdentity, push
 from reconciler.rollout.decisions import DecisionKind
-from reconciler.store import StoredEvent
+from reconciler.state.store import StoredEvent
 
 NOTES_REF = "refs/notes/rollouts"
 #: Where the remote's notes are fetched to; a tracking ref, so it may be overwritten.

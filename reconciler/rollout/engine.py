@@ -1,31 +1,49 @@
 """The runner: loads state, calls the planner, persists its decisions, hands back the plan.
 
 This is the only place that joins the pure planner to the store and the clock. It plans one
-group at a time, so a host report costs a pass over its own group, not the fleet.
+group at a time, so a host report costs a pass over its own group, not the fleet. The store is
+a port (:class:`RolloutStore`) that :mod:`reconciler.state` implements, so the rollout package
+depends on no storage technology.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
+from typing import Generic, Protocol, TypeVar
 
 from reconciler.clock import Clock
 from reconciler.fleetrepo.fleet import Fleet
-from reconciler.observed import HostObservation
+from reconciler.rollout.decisions import Decision
+from reconciler.rollout.observed import HostObservation
 from reconciler.rollout.planner import GroupPlan, plan_group
 from reconciler.rollout.spec import GroupSpec, dependency_order, fleet_specs
 from reconciler.rollout.state import GroupState
-from reconciler.store import Store
 
 logger = logging.getLogger(__name__)
 
 
-class Engine:
+class RolloutStore(Protocol):
+    """Where the engine keeps each group's state and appends the decisions that changed it."""
+
+    def load_all(self) -> dict[str, GroupState]:
+        """The state of every group that has one."""
+        ...
+
+    def save(self, state: GroupState, decisions: Sequence[Decision]) -> None:
+        """Persist one pass, its new state and its decisions, atomically."""
+        ...
+
+
+StoreT_co = TypeVar("StoreT_co", bound=RolloutStore, covariant=True)
+
+
+class Engine(Generic[StoreT_co]):
     """Plans groups against the store; keeps specs of the fleet revision in force."""
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: StoreT_co, clock: Clock) -> None:
         self.store = store
         self.clock = clock
         self.specs: dict[str, GroupSpec] = {}

@@ -10,19 +10,18 @@ Names and meanings: docs/metrics.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
-from reconciler.promotion import PromotionStatus
-from reconciler.rollout.planner import GroupPhase, HostState
+from reconciler.fleetrepo.fleet import Fleet
+from reconciler.promotion.check import PromotionCheck, PromotionStatus
+from reconciler.rollout.observed import HostObservation
+from reconciler.rollout.planner import GroupPhase, GroupPlan, HostState
 from reconciler.rollout.reasons import FAILURE_CODES
-
-if TYPE_CHECKING:
-    from reconciler.service import FleetService
 
 FAILURE_REASONS = tuple(sorted(code.value for code in FAILURE_CODES))
 FINISH_RESULTS = {
@@ -84,10 +83,40 @@ class OperationalMetrics:
         )
 
 
-class FleetCollector(Collector):
-    """Computes the fleet-state metrics from the service at scrape time."""
+class EventLog(Protocol):
+    """The durable event log, as far as counters that survive restarts need it."""
 
-    def __init__(self, service: FleetService) -> None:
+    def count_events(self, kind: str) -> list[tuple[str, str, int]]: ...
+
+    def last_verdict(self) -> tuple[str, bool, str, str] | None: ...
+
+
+class FleetView(Protocol):
+    """The read-only view of the fleet that the metrics are computed from at scrape time.
+
+    :class:`reconciler.serve.service.FleetService` provides it; this module never imports the
+    service, so the service can own its metrics without an import cycle.
+    """
+
+    @property
+    def fleet(self) -> Fleet: ...
+
+    @property
+    def plans(self) -> Mapping[str, GroupPlan]: ...
+
+    @property
+    def observed(self) -> Mapping[str, HostObservation]: ...
+
+    @property
+    def store(self) -> EventLog: ...
+
+    def promotion_checks(self) -> list[PromotionCheck]: ...
+
+
+class FleetCollector(Collector):
+    """Computes the fleet-state metrics from a view of the fleet at scrape time."""
+
+    def __init__(self, service: FleetView) -> None:
         self.service = service
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | InfoMetricFamily]:
@@ -192,7 +221,7 @@ class FleetCollector(Collector):
             "Rollouts finished by result (completed, halted, superseded).",
             labels=["group", "result"],
         )
-        store, groups = self.service.engine.store, sorted(self.service.fleet.groups)
+        store, groups = self.service.store, sorted(self.service.fleet.groups)
         # Every series exists from the start at 0: `increase()` cannot see a counter's first
         # step if the series is born at 1.
         counts = {(g, reason): 0 for g in groups for reason in FAILURE_REASONS}
@@ -220,13 +249,13 @@ class FleetCollector(Collector):
             "of the fleet repo is refused and an older one stays in "
             "force.",
         )
-        last = self.service.engine.store.last_verdict()
+        last = self.service.store.last_verdict()
         valid.add_metric([], 0.0 if last is not None and not last[1] else 1.0)
         yield info
         yield valid
 
 
-def build_registry(service: FleetService) -> tuple[CollectorRegistry, OperationalMetrics]:
+def build_registry(service: FleetView) -> tuple[CollectorRegistry, OperationalMetrics]:
     registry = CollectorRegistry()
     registry.register(FleetCollector(service))
     return registry, OperationalMetrics(registry)

@@ -6,7 +6,7 @@ due when the source stream's commit has run healthily for the soak time on at le
 hosts and has failed nowhere. The soak is counted from the moment the N-th host that is
 healthy now succeeded on that commit, so N hosts have run it for the whole period. Which
 commit is due is all this module says; writing the promotion commit is
-:mod:`reconciler.promoter`'s job.
+:mod:`reconciler.promotion.commit`'s job.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 from reconciler.durations import format_minutes
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.models import Promotion, Stream
-from reconciler.observed import Greenboot, HostObservation
+from reconciler.rollout.observed import Greenboot, HostObservation
 from reconciler.rollout.state import GroupState, Phase
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from reconciler.clock import ManualClock
-from reconciler.engine import Engine
-from reconciler.observed import ApplyError, Greenboot, HostObservation
+from reconciler.rollout.engine import Engine, RolloutStore
+from reconciler.rollout.observed import ApplyError, Greenboot, HostObservation
 from reconciler.rollout.planner import Action, GroupPlan
 
 
@@ -72,7 +72,7 @@ class Simulation:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Engine[RolloutStore],
         clock: ManualClock,
         hosts: Iterable[SimulatedHost],
         bad_commits: Iterable[str] = (),

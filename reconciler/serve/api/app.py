@@ -14,9 +14,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import ValidationError
 
 from reconciler import __version__
-from reconciler.api import problems
-from reconciler.api.limits import ReportBodyLimits
-from reconciler.api.schemas import (
+from reconciler.rollout.state import Phase
+from reconciler.serve.api import problems
+from reconciler.serve.api.limits import ReportBodyLimits
+from reconciler.serve.metrics import build_registry
+from reconciler.serve.schemas import (
     AgentReport,
     Assignment,
     GroupOut,
@@ -25,9 +27,7 @@ from reconciler.api.schemas import (
     ReasonOut,
     TargetOut,
 )
-from reconciler.metrics import build_registry
-from reconciler.rollout.state import Phase
-from reconciler.service import FleetService, token_hash
+from reconciler.serve.service import FleetService, token_hash
 
 MAX_WAIT_SECONDS = 300
 _bearer = HTTPBearer(auto_error=False)

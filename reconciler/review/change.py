@@ -21,7 +21,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from reconciler.commitchecks import (
+from reconciler.durations import format_minutes
+from reconciler.fleetrepo.fleet import Fleet, Target
+from reconciler.fleetrepo.models import MaintenanceWindow
+from reconciler.ostree.commits import (
     CheckResult,
     CommitCheck,
     CommitChecker,
@@ -29,13 +32,10 @@ from reconciler.commitchecks import (
     pin_subject,
     stream_subject,
 )
-from reconciler.durations import format_minutes
-from reconciler.fleetrepo.fleet import Fleet, Target
-from reconciler.fleetrepo.models import MaintenanceWindow
-from reconciler.fleetrepo.problems import Problem
-from reconciler.live import LiveGroup, LiveState
-from reconciler.promoter import review_branch
-from reconciler.review_model import (
+from reconciler.problems import Problem
+from reconciler.promotion.commit import review_branch
+from reconciler.review.live import LiveGroup, LiveState
+from reconciler.review.model import (
     Blocker,
     BlockerCode,
     ChangeKind,
@@ -48,7 +48,7 @@ from reconciler.review_model import (
     WindowOpening,
 )
 from reconciler.rollout.spec import GroupSpec, dependency_order, group_spec
-from reconciler.windows import reboot_window
+from reconciler.rollout.windows import reboot_window
 
 #: Phases of a live group with nothing left to do for its target.
 _SETTLED_PHASES = frozenset({"in_sync", "empty"})

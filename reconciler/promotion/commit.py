@@ -28,9 +28,9 @@ from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.models import Promotion
 from reconciler.fleetrepo.sources import GitRevisionSource
 from reconciler.fleetrepo.yamldoc import parse_yaml
-from reconciler.gitauth import GitCredentials
-from reconciler.gitwriter import CommitSigner, GitIdentity, create_commit, push
-from reconciler.promotion import PromotionCheck
+from reconciler.git.auth import GitCredentials
+from reconciler.git.writer import CommitSigner, GitIdentity, create_commit, push
+from reconciler.promotion.check import PromotionCheck
 
 #: The local ref a promotion commit is pushed from.
 PROMOTION_REF = "refs/reconciler/promotion"

@@ -16,17 +16,17 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from reconciler.api.schemas import AgentReport, Assignment, ReasonOut, TargetOut
 from reconciler.clock import Clock
-from reconciler.engine import Engine
 from reconciler.fleetrepo.fleet import Fleet
-from reconciler.metrics import OperationalMetrics
-from reconciler.observed import ApplyError, Greenboot, HostObservation
-from reconciler.promotion import PromotionCheck, check_promotion
-from reconciler.reports import ReportStore
+from reconciler.promotion.check import PromotionCheck, check_promotion
+from reconciler.rollout.engine import Engine
+from reconciler.rollout.observed import ApplyError, Greenboot, HostObservation
 from reconciler.rollout.planner import Action, GroupPlan
 from reconciler.rollout.reasons import ReasonCode
-from reconciler.store import Store
+from reconciler.serve.metrics import OperationalMetrics
+from reconciler.serve.schemas import AgentReport, Assignment, ReasonOut, TargetOut
+from reconciler.state.reports import ReportStore
+from reconciler.state.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class FleetService:
     """Joins the fleet in force, the engine and the report store."""
 
     def __init__(self, fleet: Fleet, store: Store, reports: ReportStore, clock: Clock) -> None:
-        self.clock, self.reports = clock, reports
+        self.clock, self.reports, self.store = clock, reports, store
         self.engine = Engine(store, clock)
         self.observed: dict[str, HostObservation] = {}
         for host, (at, body) in reports.latest().items():
@@ -145,7 +145,7 @@ class FleetService:
         """Where each stream's automatic promotion stands now (a read: nothing is decided
         or written; the daemon's write-back makes the commit when one is due)."""
         states, now = self.engine.states(), self.clock.now()
-        store = self.engine.store
+        store = self.store
         return [
             check_promotion(
                 self.fleet, stream, states, self.observed, store.promoted_commits(name), now
