@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 
 import pygit2
 
-from reconciler.errors import GitPushRejected, GitRemoteUnavailable
 from reconciler.git.auth import GitCredentials
-from reconciler.git.writer import GitIdentity, push
+from reconciler.git.remote import Built, push_rebuilding
+from reconciler.git.writer import GitIdentity
 from reconciler.rollout.decisions import DecisionKind
 from reconciler.state.store import StoredEvent
 
@@ -127,26 +127,26 @@ class RolloutNotes:
         Raises :class:`~reconciler.errors.GitPushFailed` when the push fails for a reason
         other than the remote having moved on; the lines are in the local ref by then.
         """
-        for _attempt in range(5):
-            remote_tip = self._fetch() if push_to_remote else None
-            tip, added = self._append(self._base(remote_tip), lines, at)
-            if not push_to_remote or tip is None or (added == 0 and tip == remote_tip):
-                return NotesWritten(_hex(tip), added, pushed=False)
-            try:
-                push(self.repo, NOTES_REF, NOTES_REF, self.credentials)
-            except GitPushRejected:
-                continue  # someone else wrote notes meanwhile: fetch, build on them, retry
-            return NotesWritten(_hex(tip), added, pushed=True)
-        raise GitPushRejected(f"{NOTES_REF} kept moving in the remote; will try again later")
+        if not push_to_remote:
+            tip, added = self._append(self._base(None), lines, at)
+            return NotesWritten(_hex(tip), added, pushed=False)
 
-    def _fetch(self) -> pygit2.Oid | None:
-        try:
-            self.repo.remotes["origin"].fetch(
-                [f"+{NOTES_REF}:{REMOTE_NOTES_REF}"], callbacks=self.credentials.callbacks()
-            )
-        except (pygit2.GitError, KeyError, OSError) as exc:
-            raise GitRemoteUnavailable(f"cannot fetch {NOTES_REF}: {exc}") from exc
-        return self._tip(REMOTE_NOTES_REF)
+        def build(_attempt: int) -> Built[NotesWritten]:
+            remote_tip = self._tip(REMOTE_NOTES_REF)
+            tip, added = self._append(self._base(remote_tip), lines, at)
+            ahead = tip is not None and (added > 0 or tip != remote_tip)
+            return Built(NotesWritten(_hex(tip), added, pushed=ahead), push=ahead)
+
+        return push_rebuilding(
+            self.repo,
+            [f"+{NOTES_REF}:{REMOTE_NOTES_REF}"],
+            build,
+            NOTES_REF,
+            NOTES_REF,
+            credentials=self.credentials,
+            fetching=NOTES_REF,
+            gave_up=f"{NOTES_REF} kept moving in the remote; will try again later",
+        )
 
     def _tip(self, ref: str) -> pygit2.Oid | None:
         try:

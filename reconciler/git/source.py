@@ -23,6 +23,7 @@ from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.sources import GitRevisionSource
 from reconciler.git.auth import GitCredentials
+from reconciler.git.remote import branch_refspec, fetch
 from reconciler.ostree.commits import CheckResult, CommitChecker, commit_checks
 from reconciler.ostree.remote import commit_exists
 from reconciler.problems import Problem
@@ -93,13 +94,7 @@ class FleetMirror:
 
     def fetch(self) -> str:
         """Fetch the remote and return the commit id at the tip of the watched branch."""
-        try:
-            self.repo.remotes["origin"].fetch(
-                [f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}"],
-                callbacks=self.credentials.callbacks(),
-            )
-        except (pygit2.GitError, KeyError, OSError) as exc:
-            raise GitRemoteUnavailable(f"cannot fetch {self.url}: {exc}") from exc
+        fetch(self.repo, [branch_refspec(self.branch)], self.credentials, self.url)
         return self.tip()
 
     def tip(self) -> str:

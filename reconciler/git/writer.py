@@ -1,10 +1,7 @@
-"""How the reconciler writes to the fleet repo: as a configured identity, optionally signed,
-pushed without force.
+"""How the reconciler writes to the fleet repo: as a configured identity, optionally signed.
 
 Two things are written: rollout notes (``refs/notes/rollouts``) and promotion commits. Both
-go through :func:`push`, which never force-pushes: a remote that moved on is a
-:class:`GitPushRejected` (fetch, build on the new tip, try again), anything else a
-:class:`GitPushFailed` (no write access, network), which callers report and back off from.
+are pushed by :func:`reconciler.git.remote.push_rebuilding`, never with force.
 """
 
 from __future__ import annotations
@@ -17,8 +14,7 @@ from pathlib import Path
 
 import pygit2
 
-from reconciler.errors import GitPushFailed, GitPushRejected
-from reconciler.git.auth import GitCredentials, RemoteAuth
+from reconciler.errors import GitPushFailed
 
 
 @dataclass(frozen=True)
@@ -99,46 +95,3 @@ def create_commit(
     # The stubs say Oid; libgit2 gives the commit object's text, which is what gets signed.
     payload = str(repo.create_commit_string(who, who, message, tree, parents))
     return repo.create_commit_with_signature(payload, signer.sign(payload.encode()))
-
-
-class _PushOutcome(RemoteAuth):
-    """libgit2 reports a remote's refusal of one ref here rather than raising (HTTP)."""
-
-    def __init__(self, credentials: GitCredentials) -> None:
-        super().__init__(credentials)
-        self.refused: dict[str, str] = {}
-
-    def push_update_reference(self, refname: str, message: str | None) -> None:
-        if message:
-            self.refused[refname] = message
-
-
-_MOVED_ON = (
-    "not present locally",
-    "non-fast-forward",
-    "non-fastforwardable",
-    "fetch first",
-    "cannot fast-forward",
-)
-
-
-def push(
-    repo: pygit2.Repository,
-    local_ref: str,
-    remote_ref: str,
-    credentials: GitCredentials | None = None,
-    remote: str = "origin",
-) -> None:
-    """Push ``local_ref`` to ``remote_ref`` as a fast-forward only (never ``+``)."""
-    outcome = _PushOutcome(credentials or GitCredentials())
-    try:
-        repo.remotes[remote].push([f"{local_ref}:{remote_ref}"], callbacks=outcome)
-    except (pygit2.GitError, KeyError, OSError) as exc:
-        if any(words in str(exc) for words in _MOVED_ON):
-            raise GitPushRejected(f"{remote_ref} moved on in the remote: {exc}") from exc
-        raise GitPushFailed(f"cannot push {remote_ref}: {exc}") from exc
-    refusal = outcome.refused.get(remote_ref)
-    if refusal is not None:
-        if any(words in refusal for words in _MOVED_ON):
-            raise GitPushRejected(f"{remote_ref} moved on in the remote: {refusal}")
-        raise GitPushFailed(f"the remote refused {remote_ref}: {refusal}")

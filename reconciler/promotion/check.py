@@ -58,6 +58,12 @@ class PromotionCheck:
         return self.status is PromotionStatus.DUE
 
 
+def review_branch(prefix: str, commit: str) -> str:
+    """The branch a promotion is pushed to for review: one per promoted commit, so an open
+    review never blocks the next one and nothing ever needs a force push."""
+    return f"{prefix}-{commit[:12]}"
+
+
 def check_promotion(
     fleet: Fleet,
     stream: Stream,

@@ -23,20 +23,20 @@ from pathlib import PurePosixPath
 import pygit2
 
 from reconciler.durations import format_minutes
-from reconciler.errors import GitPushRejected, GitRemoteUnavailable, PromotionImpossible
+from reconciler.errors import GitRemoteUnavailable, PromotionImpossible
 from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.models import Promotion
 from reconciler.fleetrepo.sources import GitRevisionSource
 from reconciler.fleetrepo.yamldoc import parse_yaml
 from reconciler.git.auth import GitCredentials
-from reconciler.git.writer import CommitSigner, GitIdentity, create_commit, push
-from reconciler.promotion.check import PromotionCheck
+from reconciler.git.remote import Built, branch_refspec, push_rebuilding
+from reconciler.git.writer import CommitSigner, GitIdentity, create_commit
+from reconciler.promotion.check import PromotionCheck, review_branch
 
 #: The local ref a promotion commit is pushed from.
 PROMOTION_REF = "refs/reconciler/promotion"
 #: How far back the history is searched for an earlier promotion of the same commit.
 HISTORY_DEPTH = 1000
-MAX_ATTEMPTS = 5
 
 
 class PromotionOutcome(StrEnum):
@@ -116,12 +116,6 @@ def set_stream_commit(text: str, file: str, commit: str, version: str | None) ->
     return "".join(lines)
 
 
-def review_branch(prefix: str, commit: str) -> str:
-    """The branch a promotion is pushed to for review: one per promoted commit, so an open
-    review never blocks the next one and nothing ever needs a force push."""
-    return f"{prefix}-{commit[:12]}"
-
-
 def _scalar(commit: str) -> str:
     # An all-digit commit id would be read back as a number; quote only then.
     return json.dumps(commit) if commit.isdigit() else commit
@@ -152,49 +146,58 @@ class PromotionWriter:
         """
         policy = check.policy
         assert policy is not None, "a due check carries its stream's promotion policy"
-        branch = review_branch(policy.branch, check.commit) if policy.branch else None
-        target = branch or self.watched_branch
-        for attempt in range(MAX_ATTEMPTS):
-            base, review = self._fetch(branch)
-            for tip in (base, review):
-                earlier = self._earlier_promotion(tip, check) if tip is not None else None
-                if earlier is not None:
-                    return PromotionWritten(
+        review = review_branch(policy.branch, check.commit) if policy.branch else None
+        target = review or self.watched_branch
+        refspecs = [branch_refspec(self.watched_branch)]
+        if review is not None:
+            refspecs.append(branch_refspec(review))
+        return push_rebuilding(
+            self.repo,
+            refspecs,
+            lambda attempt: self._build(check, at, review, target, attempt),
+            PROMOTION_REF,
+            f"refs/heads/{target}",
+            credentials=self.credentials,
+            fetching="before promoting",
+            gave_up=f"{target} kept moving; the promotion will be tried again later",
+        )
+
+    def _build(
+        self, check: PromotionCheck, at: datetime, review: str | None, target: str, attempt: int
+    ) -> Built[PromotionWritten]:
+        """One attempt on the tips just fetched: the promotion commit at PROMOTION_REF to
+        push, or the reason there is nothing to push."""
+
+        def written(outcome: PromotionOutcome, commit: str | None, why: str) -> PromotionWritten:
+            return PromotionWritten(outcome, target, commit, attempt, why)
+
+        base, review_tip = self._tips(review)
+        for tip in (base, review_tip):
+            earlier = self._earlier_promotion(tip, check) if tip is not None else None
+            if earlier is not None:
+                return Built(
+                    written(
                         PromotionOutcome.ALREADY_IN_HISTORY,
-                        target,
                         earlier,
-                        attempt,
                         f"{earlier[:12]} already promotes {check.commit[:12]}",
                     )
-            commit = self._commit_on(base, check, at)
-            if commit is None:
-                return PromotionWritten(
+                )
+        commit = self._commit_on(base, check, at)
+        if commit is None:
+            return Built(
+                written(
                     PromotionOutcome.OVERTAKEN,
-                    target,
                     None,
-                    attempt,
                     f"{check.source} or {check.stream} changed on {self.watched_branch} since "
                     "the check; checking again once that revision is taken in",
                 )
-            self.repo.references.create(PROMOTION_REF, commit, force=True)
-            try:
-                push(self.repo, PROMOTION_REF, f"refs/heads/{target}", self.credentials)
-            except GitPushRejected:
-                continue  # someone pushed first: make the same change on their tip
-            return PromotionWritten(
-                PromotionOutcome.PUSHED, target, str(commit), attempt, f"pushed to {target}"
             )
-        raise GitPushRejected(f"{target} kept moving; the promotion will be tried again later")
+        self.repo.references.create(PROMOTION_REF, commit, force=True)
+        pushed = written(PromotionOutcome.PUSHED, str(commit), f"pushed to {target}")
+        return Built(pushed, push=True)
 
-    def _fetch(self, review: str | None) -> tuple[pygit2.Commit, pygit2.Commit | None]:
-        """The watched branch's tip, and the review branch's if it exists already."""
-        refspecs = [f"+refs/heads/{self.watched_branch}:refs/remotes/origin/{self.watched_branch}"]
-        if review is not None:
-            refspecs.append(f"+refs/heads/{review}:refs/remotes/origin/{review}")
-        try:
-            self.repo.remotes["origin"].fetch(refspecs, callbacks=self.credentials.callbacks())
-        except (pygit2.GitError, KeyError, OSError) as exc:
-            raise GitRemoteUnavailable(f"cannot fetch before promoting: {exc}") from exc
+    def _tips(self, review: str | None) -> tuple[pygit2.Commit, pygit2.Commit | None]:
+        """The watched branch's tip as just fetched, and the review branch's if it exists."""
         try:
             base = self.repo.references[f"refs/remotes/origin/{self.watched_branch}"]
         except KeyError:

@@ -33,7 +33,7 @@ from reconciler.ostree.commits import (
     stream_subject,
 )
 from reconciler.problems import Problem
-from reconciler.promotion.commit import review_branch
+from reconciler.promotion.check import review_branch
 from reconciler.review.live import LiveGroup, LiveState
 from reconciler.review.model import (
     Blocker,
