@@ -23,11 +23,13 @@ import time
 from pathlib import Path
 
 import uvicorn
+from prometheus_client import CollectorRegistry
 
 from reconciler.clock import SystemClock
 from reconciler.fleetrepo.loader import load_fleet_or_raise
 from reconciler.fleetrepo.sources import DirectorySource
 from reconciler.serve.api.app import create_app
+from reconciler.serve.metrics import OperationalMetrics
 from reconciler.serve.service import FleetService
 from reconciler.state.reports import SqliteReportStore
 from reconciler.state.store import Store
@@ -61,9 +63,11 @@ def write_fleet(root: Path, hosts: int, per_group: int = 100) -> None:
 
 def serve(fleet_dir: str, db: str, port: int) -> None:
     fleet = load_fleet_or_raise(DirectorySource(Path(fleet_dir)))
-    service = FleetService(fleet, Store(db), SqliteReportStore(db), SystemClock())
+    registry = CollectorRegistry()
+    metrics = OperationalMetrics(registry)
+    service = FleetService(fleet, Store(db), SqliteReportStore(db), SystemClock(), metrics)
     uvicorn.run(
-        create_app(service),
+        create_app(service, registry),
         host="127.0.0.1",
         port=port,
         log_level="error",

@@ -4,14 +4,18 @@
     ├── FleetRepoInvalid            the fleet repo's author: a revision fails validation
     ├── FleetSourceUnavailable      the caller: a path or Git revision that cannot be read
     │   └── GitRevisionNotFound     the caller: a revision name that does not resolve
-    ├── StoreUnavailable            the world: the state database cannot be opened or written
-    ├── GitRemoteUnavailable        the world: the fleet repo's remote cannot be fetched
-    ├── GitPushRejected             the world: the remote moved on; build on its tip, retry
-    ├── GitPushFailed               the world: cannot write to the remote (access, network)
     ├── PromotionImpossible         the fleet repo: a promotion cannot be written into it
-    ├── OstreeRepoUnavailable       the world: an OSTree repository cannot be asked
-    └── LiveStateUnavailable        the world, or the caller's token: a running reconciler
-                                    cannot be asked (`reconciler plan --against`)
+    └── Unavailable                 the world: something outside is down or refused; retry
+        ├── StoreUnavailable        the state database cannot be opened or written
+        ├── GitRemoteUnavailable    the fleet repo's remote cannot be fetched
+        ├── GitPushRejected         the remote moved on; build on its tip, retry
+        ├── GitPushFailed           cannot write to the remote (access, network)
+        ├── OstreeRepoUnavailable   an OSTree repository cannot be asked
+        └── LiveStateUnavailable    a running reconciler cannot be asked (`reconciler plan
+                                    --against`); or the caller's token was refused
+
+Catch :class:`Unavailable` to retry later, a whole branch of the tree to handle one kind of
+fault, and never ``ReconcilerError`` where only the world's faults are meant.
 
 Library exceptions (``pygit2.GitError``, ``OSError``, ``yaml.YAMLError``) are translated
 into these at the adapter that calls the library, so callers never catch a library type.
@@ -46,19 +50,23 @@ class GitRevisionNotFound(FleetSourceUnavailable):
     """A Git revision (branch, tag, commit id) does not resolve to a commit."""
 
 
-class StoreUnavailable(ReconcilerError):
+class Unavailable(ReconcilerError):
+    """Something outside the reconciler is down or refused: the same call may work later."""
+
+
+class StoreUnavailable(Unavailable):
     """The SQLite state database could not be opened, read or written."""
 
 
-class GitRemoteUnavailable(ReconcilerError):
+class GitRemoteUnavailable(Unavailable):
     """The fleet repo could not be cloned or fetched (network, auth, missing repository)."""
 
 
-class GitPushRejected(ReconcilerError):
+class GitPushRejected(Unavailable):
     """A push was refused because the remote ref moved on (someone else pushed first)."""
 
 
-class GitPushFailed(ReconcilerError):
+class GitPushFailed(Unavailable):
     """Writing to the fleet repo failed: no write access, network, or signing."""
 
 
@@ -67,11 +75,11 @@ class PromotionImpossible(ReconcilerError):
     YAML, or the edited fleet would not validate."""
 
 
-class OstreeRepoUnavailable(ReconcilerError):
+class OstreeRepoUnavailable(Unavailable):
     """An OSTree repository could not be asked whether it holds a commit."""
 
 
-class LiveStateUnavailable(ReconcilerError):
+class LiveStateUnavailable(Unavailable):
     """The running reconciler could not be asked (network, refused token, unexpected answer).
 
     ``refused`` is True when the server answered 401 or 403: the caller's token is at fault.

@@ -7,9 +7,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
+
 from reconciler.clock import Clock
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.serve.api.app import create_app
+from reconciler.serve.metrics import OperationalMetrics
 from reconciler.serve.server import BackgroundServer, Listen
 from reconciler.serve.service import FleetService, token_hash
 from reconciler.state.reports import SqliteReportStore
@@ -30,8 +33,9 @@ def running_api(
     fleet: Fleet, db: Path, clock: Clock, certfile: str | None = None, keyfile: str | None = None
 ) -> Iterator[RunningApi]:
     store, reports = Store(db), SqliteReportStore(db)
-    service = FleetService(fleet, store, reports, clock)
-    app = create_app(service, operator_token_sha256=token_hash(OPERATOR_TOKEN))
+    registry = CollectorRegistry()
+    service = FleetService(fleet, store, reports, clock, OperationalMetrics(registry))
+    app = create_app(service, registry, operator_token_sha256=token_hash(OPERATOR_TOKEN))
     scheme = "https" if certfile else "http"
     with BackgroundServer(app, Listen("127.0.0.1", 0, certfile, keyfile)) as server:
         yield RunningApi(f"{scheme}://127.0.0.1:{server.port}", service, reports)

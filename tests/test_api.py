@@ -255,8 +255,12 @@ def test_a_failing_store_is_503_and_recovers(
         raise StoreUnavailable("disk full")
 
     monkeypatch.setattr(api.service.engine.store, "save", broken)
-    answer = post(api, report("c1"))
+    # the canary now runs the target: a pass that decides something, and cannot persist it
+    answer = post(api, report("c1", booted=NEW, boot_id="b2"))
     assert answer.status_code == 503
     assert answer.headers["content-type"] == "application/problem+json"
     monkeypatch.setattr(api.service.engine.store, "save", real)
-    assert post(api, report("c1", boot_id="b2")).status_code == 200
+    # the same report again: not new, but the failed pass is made now and persisted
+    assert post(api, report("c1", booted=NEW, boot_id="b2")).status_code == 200
+    assert "g" not in api.service.failures
+    assert "host_succeeded" in [e.kind for e in api.service.store.events("g")]

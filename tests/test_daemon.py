@@ -6,6 +6,7 @@ import json
 import socket
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,10 @@ import httpx
 import pytest
 
 from reconciler.cli import main
+from reconciler.clock import ManualClock
 from reconciler.errors import GitRemoteUnavailable
 from reconciler.git.source import set_network_timeouts
-from reconciler.serve.daemon import Daemon, NoValidRevision, ServeConfig
+from reconciler.serve.daemon import NoValidRevision, ServeConfig, open_daemon
 from reconciler.serve.server import Listen
 from reconciler.serve.service import token_hash
 from tests.conftest import git
@@ -122,11 +124,11 @@ def test_restart_resumes_from_the_applied_revision_even_if_the_tip_is_bad(
 ) -> None:
     origin = Remote(tmp_path)
     good = origin.commit("no example urls", no_urls)
-    Daemon(config(tmp_path, origin)).store.close()  # applies `good`
+    open_daemon(config(tmp_path, origin)).store.close()  # applies `good`
     origin.commit(
         "typo", replace("groups/callservers-nyc.yaml", "stream: production", "stream: prodution")
     )
-    restarted = Daemon(config(tmp_path, origin))
+    restarted = open_daemon(config(tmp_path, origin))
     assert restarted.service.fleet.revision == good
     restarted.store.close()
 
@@ -137,7 +139,7 @@ def test_refuses_to_start_without_any_valid_revision(tmp_path: Path) -> None:
         "typo", replace("groups/callservers-nyc.yaml", "stream: production", "stream: prodution")
     )
     with pytest.raises(NoValidRevision):
-        Daemon(config(tmp_path, origin))
+        open_daemon(config(tmp_path, origin))
 
 
 def test_status_command_against_a_running_daemon(
@@ -193,14 +195,15 @@ def test_a_soak_ends_on_a_timer_without_any_report(tmp_path: Path) -> None:
     origin = Remote(tmp_path)
 
     def short_soak(root: Path) -> None:
-        no_urls(root)
-        replace("groups/staging-lab.yaml", "soakTime: 30m", "soakTime: 2s")(root)
+        no_urls(root)  # and a soak that ends before anyone would count as silent
+        replace("groups/staging-lab.yaml", "soakTime: 30m", "soakTime: 2m")(root)
 
-    origin.commit("lab soaks for 2 s", short_soak)
-    with BackgroundDaemon(config(tmp_path, origin)) as running:
+    origin.commit("lab soaks for 2 minutes", short_soak)
+    clock = ManualClock(datetime.now(UTC))
+    with BackgroundDaemon(config(tmp_path, origin), clock) as running:
         service = running.daemon.service
         target = service.fleet.streams["staging"].commit
-        canary = service.plan("staging-lab").spec.order[0]
+        canary = service.plans["staging-lab"].spec.order[0]
         body = agent_report(target)
         answer = httpx.post(
             running.url + "/v1/report",
@@ -210,8 +213,18 @@ def test_a_soak_ends_on_a_timer_without_any_report(tmp_path: Path) -> None:
         assert answer["state"] == "in_sync"
         status = service.plans["staging-lab"].status
         assert (status.phase.value, status.wave) == ("soaking", 1)
-        # Nobody reports; the look-again timer alone must open the next wave.
-        wait_for(lambda: service.plans["staging-lab"].status.wave == 2, timeout=10)
+        soak_ends = service.plans["staging-lab"].requeue_at
+        assert soak_ends == clock.now() + timedelta(minutes=2)
+        timers = running.daemon.timers
+        assert timers is not None
+        wait_for(lambda: timers.due_at("look-again:staging-lab") == soak_ends)
+        clock.advance(timedelta(minutes=1))  # not yet: the timer sleeps on
+        assert service.plans["staging-lab"].status.wave == 1
+        assert timers.due_at("look-again:staging-lab") == soak_ends
+        # Nobody reports; the look-again timer alone must open the next wave once the
+        # clock reaches the end of the soak: no wall-clock wait.
+        clock.advance(soak_ends - clock.now())
+        wait_for(lambda: service.plans["staging-lab"].status.wave == 2)
 
 
 def test_revision_valid_again_when_the_branch_returns_to_the_applied_commit(
@@ -244,7 +257,7 @@ def test_a_remote_that_goes_silent_fails_the_fetch_within_the_timeout(tmp_path: 
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
     try:
-        daemon = Daemon(config(tmp_path, origin, git_timeout=1.0))
+        daemon = open_daemon(config(tmp_path, origin, git_timeout=1.0))
         applied = daemon.service.fleet.revision
         port = silent.getsockname()[1]
         daemon.mirror.repo.remotes.set_url("origin", f"http://127.0.0.1:{port}/fleet.git")

@@ -12,7 +12,7 @@ from reconciler.clock import ManualClock
 from reconciler.errors import GitRemoteUnavailable
 from reconciler.git.auth import GitCredentials
 from reconciler.promotion.commit import PromotionOutcome
-from reconciler.serve.daemon import Daemon, ServeConfig
+from reconciler.serve.daemon import ServeConfig, open_daemon
 from reconciler.serve.server import Listen
 from tests.conftest import git
 from tests.fleet_driver import ReportingFleet
@@ -50,7 +50,7 @@ def test_fetch_notes_and_promotion_over_https_with_a_token(
     token_file.write_text(TOKEN + "\n")
     credentials = GitCredentials(username="fleet-bot", token_file=token_file)
     clock = ManualClock(START)
-    daemon = Daemon(serve_config(tmp_path, url, credentials), clock)
+    daemon = open_daemon(serve_config(tmp_path, url, credentials), clock)
     assert daemon.service.fleet.revision == git(origin.bare, "rev-parse", "main")
     fleet = ReportingFleet(
         daemon.service, clock, {name: OLD_PRODUCTION for name in daemon.service.fleet.hosts}
@@ -83,4 +83,4 @@ def test_missing_or_wrong_credentials_are_a_clear_error(
         wrong.write_text("not-the-token\n")
         credentials = GitCredentials(username=credentials.username, token_file=wrong)
     with pytest.raises(GitRemoteUnavailable, match=message):
-        Daemon(serve_config(tmp_path, url, credentials), ManualClock(START))
+        open_daemon(serve_config(tmp_path, url, credentials), ManualClock(START))

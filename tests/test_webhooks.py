@@ -11,7 +11,7 @@ import httpx
 import pytest
 from starlette.datastructures import Headers
 
-from reconciler.serve.webhooks import check_webhook
+from reconciler.serve.api.webhooks import check_webhook
 from tests.daemon_support import BackgroundDaemon
 from tests.test_daemon import NEW_PRODUCTION, OLD_PRODUCTION, config, no_urls, wait_for
 from tests.test_gitsource import Remote, replace

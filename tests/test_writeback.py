@@ -17,14 +17,14 @@ from typing import Any
 import httpx
 import pytest
 
-import reconciler.promotion.commit
+import reconciler.git.remote
 from reconciler.clock import ManualClock
 from reconciler.git.notes import note_line
 from reconciler.git.signatures import SignatureTrust, check_commit_signature
 from reconciler.git.writer import CommitSigner, GitIdentity
 from reconciler.promotion.check import PromotionStatus
 from reconciler.promotion.commit import PromotionOutcome, trailers
-from reconciler.serve.daemon import Daemon, ServeConfig
+from reconciler.serve.daemon import Daemon, ServeConfig, open_daemon
 from reconciler.state.store import StoredEvent
 from tests.conftest import EXAMPLE_FLEET, git
 from tests.daemon_support import BackgroundDaemon
@@ -45,7 +45,7 @@ def start(tmp_path: Path, **kwargs: Any) -> tuple[Remote, Daemon, ManualClock, R
     origin = Remote(tmp_path)
     origin.commit("no example urls", no_urls)
     clock = ManualClock(START)
-    daemon = Daemon(config(tmp_path, origin, identity=IDENTITY, **kwargs), clock)
+    daemon = open_daemon(config(tmp_path, origin, identity=IDENTITY, **kwargs), clock)
     hosts = {name: OLD_PRODUCTION for name in daemon.service.fleet.hosts}
     return origin, daemon, clock, ReportingFleet(daemon.service, clock, hosts)
 
@@ -61,7 +61,7 @@ def tip(origin: Remote, branch: str = "main") -> str:
 def soak_lab(daemon: Daemon, fleet: ReportingFleet, hours: float) -> None:
     """Let the lab take staging's build and run it for ``hours``."""
     fleet.run(timedelta(hours=1))
-    assert daemon.service.plan("staging-lab").status.phase.value == "in_sync"
+    assert daemon.service.reconcile("staging-lab").status.phase.value == "in_sync"
     fleet.run(timedelta(hours=hours - 1), dt=timedelta(minutes=30))
 
 
@@ -102,7 +102,7 @@ def test_notes_survive_a_concurrent_writer_and_a_restart(tmp_path: Path) -> None
     fleet.run(timedelta(hours=1))
     # A restart that lost the cursor must neither lose nor repeat a line.
     daemon.store._db.execute("DELETE FROM publication_cursors")
-    restarted = Daemon(daemon.config, clock)
+    restarted = open_daemon(daemon.config, clock)
     written = restarted.writeback.publish_notes()
     assert written is not None
     assert written.pushed
@@ -273,7 +273,7 @@ def test_promotion_is_rebased_onto_a_concurrent_human_push(
 ) -> None:
     origin, daemon, _clock, fleet = start(tmp_path)
     soak_lab(daemon, fleet, hours=49)
-    real_push = reconciler.promotion.commit.push
+    real_push = reconciler.git.remote.push
     human: list[str] = []
 
     def human_pushes_first(*args: Any, **kwargs: Any) -> None:
@@ -288,7 +288,7 @@ def test_promotion_is_rebased_onto_a_concurrent_human_push(
             )
         real_push(*args, **kwargs)
 
-    monkeypatch.setattr(reconciler.promotion.commit, "push", human_pushes_first)
+    monkeypatch.setattr(reconciler.git.remote, "push", human_pushes_first)
     [attempt] = daemon.writeback.promote_due()
     assert attempt.written is not None
     assert (attempt.written.outcome, attempt.written.rebased) == (PromotionOutcome.PUSHED, 1)
@@ -350,7 +350,7 @@ def test_each_promotion_for_review_gets_its_own_branch_off_main(tmp_path: Path) 
 
     origin.commit("promote through review", review)
     clock = ManualClock(START)
-    daemon = Daemon(config(tmp_path, origin, identity=IDENTITY), clock)
+    daemon = open_daemon(config(tmp_path, origin, identity=IDENTITY), clock)
     fleet = ReportingFleet(
         daemon.service, clock, {name: OLD_PRODUCTION for name in daemon.service.fleet.hosts}
     )
@@ -396,7 +396,9 @@ def test_a_reverted_promotion_is_not_made_again_even_by_a_reconciler_without_sta
     git(origin.work, "push", "-q", "origin", "main")
 
     # A new reconciler with an empty state directory sees a due promotion again...
-    fresh = Daemon(config(tmp_path / "other", origin, identity=IDENTITY), ManualClock(clock.now()))
+    fresh = open_daemon(
+        config(tmp_path / "other", origin, identity=IDENTITY), ManualClock(clock.now())
+    )
     fresh_fleet = ReportingFleet(
         fresh.service, fresh.clock, {h.name: h.booted for h in fleet.hosts.values()}
     )  # type: ignore[arg-type]
@@ -484,11 +486,12 @@ def test_a_running_daemon_writes_notes_and_promotes_on_its_own(tmp_path: Path) -
     origin = Remote(tmp_path)
 
     def quick(root: Path) -> None:
-        no_urls(root)
-        replace("streams/production.yaml", "soakTime: 48h", "soakTime: 2s")(root)
+        no_urls(root)  # a soak that ends before the lab would count as silent
+        replace("streams/production.yaml", "soakTime: 48h", "soakTime: 2m")(root)
 
-    configured = origin.commit("production soaks for 2 s", quick)
-    with BackgroundDaemon(config(tmp_path, origin, identity=IDENTITY)) as running:
+    configured = origin.commit("production soaks for 2 minutes", quick)
+    clock = ManualClock(datetime.now(UTC))
+    with BackgroundDaemon(config(tmp_path, origin, identity=IDENTITY), clock) as running:
         for host in LAB:  # the lab already runs staging's build, healthy
             httpx.post(
                 running.url + "/v1/report",
@@ -496,7 +499,14 @@ def test_a_running_daemon_writes_notes_and_promotes_on_its_own(tmp_path: Path) -
                 headers={"Authorization": f"Bearer demo-token-{host}"},
             )
         # No more reports: the soak's timer alone must make the promotion, and the daemon
-        # must then take its own commit in.
+        # must then take its own commit in. The timer waits on the daemon's clock.
+        timers = running.daemon.timers
+        assert timers is not None
+        wait_for(lambda: timers.due_at("promotion-due") is not None, timeout=20)
+        due = timers.due_at("promotion-due")
+        assert due is not None
+        assert running.daemon.service.fleet.revision == configured  # not before its time
+        clock.advance(due - clock.now())
         wait_for(lambda: running.daemon.service.fleet.revision != configured, timeout=20)
         promotion = tip(origin)
         assert running.daemon.service.fleet.revision == promotion
@@ -533,7 +543,7 @@ def test_a_fleet_in_a_subdirectory_is_promoted_in_place(tmp_path: Path) -> None:
     settings = ServeConfig(
         repo=str(bare), state_dir=tmp_path / "state", subdirectory="fleet", identity=IDENTITY
     )
-    daemon = Daemon(settings, clock)
+    daemon = open_daemon(settings, clock)
     fleet = ReportingFleet(
         daemon.service, clock, {name: OLD_PRODUCTION for name in daemon.service.fleet.hosts}
     )
@@ -572,7 +582,7 @@ def test_a_signed_promotion_passes_the_daemons_own_signature_gate(tmp_path: Path
         signatures=SignatureTrust(allowed_signers=allowed),
         signer=CommitSigner(ssh_key=keys["bot"]),
     )
-    daemon = Daemon(settings, clock)
+    daemon = open_daemon(settings, clock)
     assert daemon.writeback.config.promote
     fleet = ReportingFleet(
         daemon.service, clock, {name: OLD_PRODUCTION for name in daemon.service.fleet.hosts}

@@ -16,7 +16,7 @@ from reconciler.errors import ReconcilerError
 from reconciler.git.auth import GitCredentials
 from reconciler.git.signatures import SignatureTrust
 from reconciler.git.writer import CommitSigner, GitIdentity
-from reconciler.serve.daemon import Daemon, ServeConfig
+from reconciler.serve.daemon import ServeConfig, open_daemon
 from reconciler.serve.server import Listen
 
 SETTINGS: dict[str, tuple[str, Any]] = {
@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         promote=not _truthy(values["no-promote"]),
     )
     try:
-        daemon = Daemon(config)
+        daemon = open_daemon(config)
     except ReconcilerError as exc:
         print(f"reconciler serve: {exc}", file=sys.stderr)
         return 1

@@ -88,7 +88,8 @@ class Simulation:
         return {name: h.report(now) for name, h in self.hosts.items() if h.online}
 
     def step(self, dt: timedelta) -> dict[str, GroupPlan]:
-        plans = self.engine.reconcile_all(self.observations())
+        observed = self.observations()
+        plans = {g: self.engine.reconcile_group(g, observed) for g in self.engine.groups_in_order()}
         now = self.clock.now()
         for plan in plans.values():
             for name, host_plan in plan.hosts.items():

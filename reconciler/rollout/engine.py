@@ -8,7 +8,6 @@ depends on no storage technology.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
@@ -21,8 +20,6 @@ from reconciler.rollout.observed import HostObservation
 from reconciler.rollout.planner import GroupPlan, plan_group
 from reconciler.rollout.spec import GroupSpec, dependency_order, fleet_specs
 from reconciler.rollout.state import GroupState
-
-logger = logging.getLogger(__name__)
 
 
 class RolloutStore(Protocol):
@@ -48,7 +45,6 @@ class Engine(Generic[StoreT_co]):
         self.clock = clock
         self.specs: dict[str, GroupSpec] = {}
         self._states: dict[str, GroupState] = store.load_all()
-        self.errors: dict[str, Exception] = {}
 
     def use_fleet(self, fleet: Fleet) -> None:
         """Make ``fleet`` (a validated revision) the desired state from now on."""
@@ -79,19 +75,7 @@ class Engine(Generic[StoreT_co]):
             self._states[group] = plan.state
         return plan
 
-    def reconcile_all(self, observed: Mapping[str, HostObservation]) -> dict[str, GroupPlan]:
-        """Plan every group, dependencies first so a completion unblocks its dependents now.
-
-        A group whose pass fails is logged and left out (its hosts keep their last answer);
-        the other groups are still planned. ``errors`` holds the latest failure per group.
-        """
-        plans: dict[str, GroupPlan] = {}
-        for group in dependency_order({n: s.depends_on for n, s in self.specs.items()}):
-            try:
-                plans[group] = self.reconcile_group(group, observed)
-            except Exception as exc:  # a bug or a store failure must not stop the fleet
-                logger.exception("planning group %s failed", group)
-                self.errors[group] = exc
-            else:
-                self.errors.pop(group, None)
-        return plans
+    def groups_in_order(self) -> list[str]:
+        """The groups in force, each after the groups it depends on, so that planning them in
+        this order lets a completion unblock its dependents in the same round."""
+        return dependency_order({n: s.depends_on for n, s in self.specs.items()})

@@ -1,5 +1,9 @@
 """`reconciler serve`: the event-driven daemon.
 
+:func:`open_daemon` opens everything in order and judges the repo's tip once; the
+:class:`Daemon` it returns only holds what was opened, and :meth:`Daemon.run` starts the loops
+and the server inside one exit stack, so whatever started is stopped, whatever fails.
+
 Three triggers all mean "look at the repo again" and are coalesced into one pass: a watch on
 a local repository's refs (a push renames `refs/heads/<branch>.lock` into place), a jittered
 poll for remotes, and signed webhooks from the forge. Each pass fetches the mirror and puts the new
@@ -16,37 +20,31 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from reconciler.clock import Clock, SystemClock
 from reconciler.errors import GitRemoteUnavailable, ReconcilerError
-from reconciler.fleetrepo.fleet import Fleet
-from reconciler.fleetrepo.loader import load_fleet
-from reconciler.fleetrepo.sources import GitRevisionSource
 from reconciler.git.auth import GitCredentials
-from reconciler.git.signatures import SignatureTrust, check_commit_signature
-from reconciler.git.source import (
-    FleetMirror,
-    RevisionVerdict,
-    VerdictCode,
-    consider_revision,
-    set_network_timeouts,
-)
+from reconciler.git.signatures import SignatureTrust
+from reconciler.git.source import FleetMirror, RevisionVerdict, set_network_timeouts
 from reconciler.git.writer import CommitSigner, GitIdentity
-from reconciler.rollout.planner import GroupPlan
-from reconciler.serve.api.app import create_app
+from reconciler.serve.api.app import Webhook, create_app
+from reconciler.serve.metrics import OperationalMetrics
+from reconciler.serve.revisions import RevisionFollower
 from reconciler.serve.server import BackgroundServer, Listen, make_server
 from reconciler.serve.service import FleetService
-from reconciler.serve.webhooks import check_webhook
+from reconciler.serve.timers import Timers
 from reconciler.serve.writeback import (
     InWorker,
     WriteBack,
@@ -59,8 +57,7 @@ from reconciler.state.store import Store
 
 logger = logging.getLogger(__name__)
 
-#: Forges send whole push payloads; GitHub caps them at 25 MB, we only need to hash them.
-MAX_WEBHOOK_BYTES = 25 * 1024 * 1024
+PROMOTION_TIMER = "promotion-due"
 
 
 class NoValidRevision(ReconcilerError):
@@ -127,122 +124,112 @@ def _keep_signals_for_shutdown() -> None:
             signal.signal(number, lambda *_: None)
 
 
-class Daemon:
-    def __init__(self, config: ServeConfig, clock: Clock | None = None) -> None:
-        self.config = config
-        self.clock = clock or SystemClock()
-        config.state_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(config.state_dir / "state.sqlite")
-        self.reports = SqliteReportStore(config.state_dir / "state.sqlite")
+def open_daemon(config: ServeConfig, clock: Clock | None = None) -> Daemon:
+    """Open what the daemon needs, in order, and decide the fleet in force.
+
+    The state directory and database, libgit2's timeouts, the mirror (cloned the first time);
+    then one look at the repo, the same fetch-judge-record pass the sync loop runs. A tip that
+    cannot be fetched or is refused leaves the last applied revision in force; with none,
+    the daemon cannot start (:class:`NoValidRevision`, or the fetch's own error). Whatever was
+    opened is closed again if a later step fails.
+    """
+    clock = clock or SystemClock()
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as opened:
+        store = Store(config.state_dir / "state.sqlite")
+        opened.callback(store.close)
+        reports = SqliteReportStore(config.state_dir / "state.sqlite")
+        opened.callback(reports.close)
         set_network_timeouts(config.git_timeout)
-        self.mirror = FleetMirror(
+        mirror = FleetMirror(
             config.repo, config.state_dir / "fleet.git", config.branch, config.credentials
         )
-        self.applied = self.store.last_applied_revision()
-        fleet = self._applied_fleet()
+        follower = RevisionFollower(
+            mirror,
+            store,
+            clock,
+            config.signatures,
+            config.allow_history_rewrite,
+            config.subdirectory,
+        )
+        fleet = follower.applied_fleet()
         try:
-            tip = self.mirror.fetch()
-            verdict = self._judge(tip, fleet)
-            self._record(tip, verdict)
+            tip, verdict = follower.look(fleet)
+            follower.record(tip, verdict)
         except Exception as exc:  # the world or a bug: keep the last good revision if any
             if fleet is None:
                 raise
             logger.warning(
-                "cannot consider the fleet repo's tip; keeping %s: %s", self.applied, exc
+                "cannot consider the fleet repo's tip; keeping %s: %s", follower.applied, exc
             )
         else:
-            if verdict.accepted:
+            if verdict.accepted and verdict.fleet is not None:
                 fleet = verdict.fleet
         if fleet is None:
             raise NoValidRevision(
                 "no revision of the fleet repo has ever been valid; the tip "
                 "was refused (see the log); fix it and start again"
             )
-        self.service = FleetService(fleet, self.store, self.reports, self.clock)
-        self.writeback = WriteBack(
-            self.mirror,
-            self.service,
+        registry = CollectorRegistry()
+        service = FleetService(fleet, store, reports, clock, OperationalMetrics(registry))
+        writeback = WriteBack(
+            mirror,
+            service,
             WriteBackConfig(
                 config.identity, config.signer, config.push_notes, promotion_allowed(config)
             ),
             config.subdirectory,
         )
-        self.app = self._build_app()
-        self.scheduler: AsyncIOScheduler | None = None
+        opened.pop_all()
+    return Daemon(config, clock, follower, service, reports, writeback, registry)
+
+
+class Daemon:
+    """The opened parts of `reconciler serve` and the loops that drive them."""
+
+    def __init__(
+        self,
+        config: ServeConfig,
+        clock: Clock,
+        follower: RevisionFollower,
+        service: FleetService,
+        reports: SqliteReportStore,
+        writeback: WriteBack,
+        registry: CollectorRegistry,
+    ) -> None:
+        self.config, self.clock = config, clock
+        self.follower, self.service, self.writeback = follower, service, writeback
+        self.mirror, self.store, self.reports = follower.mirror, service.store, reports
+        webhook = (
+            Webhook(config.webhook_secret, self.request_sync)
+            if config.webhook_secret is not None
+            else None
+        )
+        self.app: FastAPI = create_app(service, registry, config.operator_token_sha256, webhook)
+        self.timers: Timers | None = None  # while running
         self._dirty: asyncio.Event | None = None
         self._writeback_due: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    # -- Git ----------------------------------------------------------------------------
+    @property
+    def applied(self) -> str | None:
+        """The fleet-repo revision in force."""
+        return self.follower.applied
 
-    def _applied_fleet(self) -> Fleet | None:
-        if self.applied is None:
-            return None
-        result = load_fleet(
-            GitRevisionSource(self.mirror.path, self.applied, self.config.subdirectory)
-        )
-        return result.fleet
-
-    def _fetch(self) -> str:
-        with self.mirror.lock:  # every use of the mirror holds it
-            return self.mirror.fetch()
-
-    def _judge(self, tip: str, current: Fleet | None) -> RevisionVerdict:
-        """Put ``tip`` through the gate. Touches only the mirror and the network, so it may
-        run in a worker thread; recording the verdict is :meth:`_record`'s job."""
-        with self.mirror.lock:  # every use of the mirror holds it
-            return self._consider(tip, current)
-
-    def _consider(self, tip: str, current: Fleet | None) -> RevisionVerdict:
-        trust = self.config.signatures
-        return consider_revision(
-            self.mirror,
-            tip,
-            self.applied,
-            current,
-            verify_signature=(
-                (lambda revision: check_commit_signature(self.mirror.path, revision, trust))
-                if trust.configured
-                else None
-            ),
-            allow_history_rewrite=self.config.allow_history_rewrite,
-            subdirectory=self.config.subdirectory,
-        )
-
-    def _record(self, tip: str, verdict: RevisionVerdict) -> None:
-        """Store and log a verdict; on the thread that owns the store (the event loop's)."""
-        last = self.store.last_verdict()
-        repeated = last is not None and (last[0], last[2]) == (tip, verdict.code.value)
-        back_to_applied = verdict.code is VerdictCode.UNCHANGED and last is not None and not last[1]
-        if back_to_applied:  # the branch went back to the applied commit: nothing is refused
-            self.store.record_revision(
-                tip, self.clock.now(), True, verdict.code.value, verdict.message
-            )
-        elif verdict.code is not VerdictCode.UNCHANGED and not repeated:
-            self.store.record_revision(
-                tip, self.clock.now(), verdict.accepted, verdict.code.value, verdict.message
-            )
-            log = logger.info if verdict.accepted else logger.error
-            log(
-                "fleet revision %s: %s",
-                verdict.code.value,
-                verdict.message,
-                extra={"revision": tip, "verdict": verdict.code.value},
-            )
-        if verdict.accepted:
-            self.applied = tip
+    # -- following the repo -----------------------------------------------------------------
 
     async def sync_pass(self, in_worker: InWorker = in_place) -> RevisionVerdict:
         """One look at the repo: fetch and judge the tip with ``in_worker`` (they touch only
         the mirror and the network), then record the verdict and take the fleet in here."""
         try:
-            tip = await in_worker(self._fetch)
+            looked: tuple[str, RevisionVerdict] = await in_worker(
+                self.follower.look, self.service.fleet
+            )
         except GitRemoteUnavailable:
-            if self.service.metrics is not None:
-                self.service.metrics.git_fetch_errors.inc()
+            self.service.metrics.git_fetch_errors.inc()
             raise
-        verdict: RevisionVerdict = await in_worker(self._judge, tip, self.service.fleet)
-        self._record(tip, verdict)
+        tip, verdict = looked
+        self.follower.record(tip, verdict)
         if verdict.accepted and verdict.fleet is not None:
             self.service.use_fleet(verdict.fleet)
         return verdict
@@ -292,136 +279,94 @@ class Daemon:
         if any(attempt.written is not None for attempt in attempts):
             self.request_sync()  # take the promotion in now if it went to the branch
         when = next_promotion_check(checks)
-        if self.scheduler is not None and when is not None:
-            self.scheduler.add_job(
-                self.request_writeback,
-                "date",
-                run_date=when,
-                id="promotion-due",
-                replace_existing=True,
-                misfire_grace_time=None,
-            )
+        if self.timers is not None and when is not None:
+            self.timers.arm(PROMOTION_TIMER, when, self._writeback_now)
+
+    async def _writeback_now(self) -> None:
+        self.request_writeback()
 
     # -- timers ---------------------------------------------------------------------------
 
-    def _schedule_look_again(self, group: str, plan: GroupPlan | None) -> None:
-        if self.scheduler is None or plan is None or plan.requeue_at is None:
+    def _arm_look_again(self, group: str, when: datetime | None) -> None:
+        """A pass of ``group`` asked to be looked at again at ``when`` (None: only when
+        something changes)."""
+        if self.timers is None:
             return
-        self.scheduler.add_job(
-            self._look_again,
-            "date",
-            run_date=plan.requeue_at,
-            args=[group],
-            id=f"look-again:{group}",
-            replace_existing=True,
-            misfire_grace_time=None,
-        )
+        key = f"look-again:{group}"
+        if when is None:
+            self.timers.disarm(key)
+            return
 
-    async def _look_again(self, group: str) -> None:
-        if group in self.service.fleet.groups:
-            self.service.plan(group)
+        async def look_again() -> None:
+            self.service.look_again(group)
+
+        self.timers.arm(key, when, look_again)
 
     async def _resync(self) -> None:
         self.request_sync()
         self.request_writeback()
-        for group in list(self.service.fleet.groups):
-            self.service.plan(group, replan=True)
-        if self.service.metrics is not None:  # also true of a fleet with no groups at all
-            self.service.metrics.last_reconcile.set_to_current_time()
+        self.service.reconcile_all()
 
-    # -- HTTP -----------------------------------------------------------------------------
-
-    def _build_app(self) -> FastAPI:
-        app = create_app(self.service, self.config.operator_token_sha256)
-
-        if self.config.webhook_secret is not None:
-            self._add_webhook(app, self.config.webhook_secret)
-
-        @app.get("/readyz")
-        async def readyz() -> JSONResponse:
-            last = self.store.last_verdict()
-            body = {
-                "status": "ready",
-                "revision": self.service.fleet.revision,
-                "lastVerdict": None
-                if last is None
-                else {
-                    "revision": last[0],
-                    "accepted": last[1],
-                    "code": last[2],
-                    "message": last[3],
-                },
-            }
-            return JSONResponse(body)
-
-        return app
-
-    def _add_webhook(self, app: FastAPI, secret: str) -> None:
-        @app.post("/v1/webhook", status_code=202, responses={401: {}, 413: {}})
-        async def webhook(request: Request) -> JSONResponse:
-            """A forge says the repo changed: look again (the payload is not trusted)."""
-            body = b""
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > MAX_WEBHOOK_BYTES:
-                    raise HTTPException(413, f"a webhook may be at most {MAX_WEBHOOK_BYTES} bytes")
-            check = check_webhook(request.headers, body, secret)
-            if self.service.metrics is not None:
-                self.service.metrics.webhook_requests.labels(
-                    "accepted" if check.ok else "bad_signature"
-                ).inc()
-            if not check.ok:
-                logger.warning(
-                    "webhook refused: %s", check.reason, extra={"provider": check.provider}
-                )
-                raise HTTPException(401, check.reason)
-            self.request_sync()
-            return JSONResponse({"accepted": True, "provider": check.provider}, status_code=202)
+    async def _poll(self) -> None:
+        self.request_sync()
 
     # -- running --------------------------------------------------------------------------
 
     async def run(self, server: uvicorn.Server | None = None) -> None:
         """Serve until SIGTERM/SIGINT (or ``server.should_exit``); then shut down cleanly."""
-        self._loop = asyncio.get_running_loop()
-        self._dirty = asyncio.Event()
-        self._writeback_due = asyncio.Event()
-        self._writeback_due.set()  # catch up with anything decided before a restart
-        self.scheduler = AsyncIOScheduler(event_loop=self._loop)
-        self.service.plan_listeners.append(self._schedule_look_again)
-        self.service.plan_listeners.append(self.request_writeback)
-        self.scheduler.add_job(
-            self._poll,
-            "interval",
-            seconds=self.config.poll_interval,
-            jitter=self.config.poll_interval / 10,
-            id="poll",
-        )
-        self.scheduler.add_job(
-            self._resync, "interval", seconds=self.config.resync_interval, id="resync"
-        )
-        self.scheduler.start()
-        observer = self._watch()
-        sync = asyncio.create_task(self._sync_loop())
-        writeback = asyncio.create_task(self._writeback_loop())
-        for group in list(self.service.fleet.groups):
-            self.service.plan(group)  # schedules each group's first look-again
-        self.server = server or make_server(self.app, self.config.listen)
-        _keep_signals_for_shutdown()
-        try:
-            await self.server.serve()
-        finally:
-            sync.cancel()
-            writeback.cancel()
-            if observer is not None:
-                observer.stop()
-                observer.join(timeout=5)
-            self.scheduler.shutdown(wait=False)
-            self.reports.close()
-            self.store.close()
-            logger.info("stopped", extra={"revision": self.applied})
+        async with AsyncExitStack() as running:
+            running.callback(self._stopped)
+            running.callback(self.store.close)
+            running.callback(self.reports.close)
+            self._loop = asyncio.get_running_loop()
+            self._dirty = asyncio.Event()
+            self._writeback_due = asyncio.Event()
+            self._writeback_due.set()  # catch up with anything decided before a restart
 
-    async def _poll(self) -> None:
-        self.request_sync()
+            self.timers = timers = Timers(self.clock)
+            running.callback(timers.cancel_all)
+            self._listen(running)
+            # The plans made at start-up asked for their first look-again before anyone
+            # listened: arm those timers from the current plans (a read, not a pass).
+            for group in self.service.fleet.groups:
+                self._arm_look_again(group, self.service.next_look(group))
+
+            scheduler = AsyncIOScheduler(event_loop=self._loop)
+            scheduler.add_job(
+                self._poll,
+                "interval",
+                seconds=self.config.poll_interval,
+                jitter=self.config.poll_interval / 10,
+                id="poll",
+            )
+            scheduler.add_job(
+                self._resync, "interval", seconds=self.config.resync_interval, id="resync"
+            )
+            scheduler.start()
+            running.callback(scheduler.shutdown, wait=False)
+
+            observer = self._watch()
+            if observer is not None:
+                running.callback(observer.join, timeout=5)
+                running.callback(observer.stop)
+            for loop in (self._sync_loop(), self._writeback_loop()):
+                running.callback(asyncio.get_running_loop().create_task(loop).cancel)
+
+            self.server = server or make_server(self.app, self.config.listen)
+            _keep_signals_for_shutdown()
+            await self.server.serve()
+
+    def _listen(self, running: AsyncExitStack) -> None:
+        """Subscribe to the service's passes for as long as the daemon runs."""
+        requeue, plans = self.service.requeue_listeners, self.service.plan_listeners
+        requeue.append(self._arm_look_again)
+        running.callback(requeue.remove, self._arm_look_again)
+        plans.append(self.request_writeback)
+        running.callback(plans.remove, self.request_writeback)
+
+    def _stopped(self) -> None:
+        self.timers = None
+        logger.info("stopped", extra={"revision": self.applied})
 
     def _watch(self) -> BaseObserver | None:
         local = Path(self.config.repo.removeprefix("file://"))
@@ -443,5 +388,5 @@ class DaemonThread(BackgroundServer):
     """
 
     def __init__(self, config: ServeConfig, clock: Clock | None = None) -> None:
-        self.daemon = Daemon(config, clock)
+        self.daemon = open_daemon(config, clock)
         super().__init__(self.daemon.app, config.listen, serve=self.daemon.run)

@@ -45,9 +45,14 @@ _PHASE_TO_STATE = {GroupPhase.IN_SYNC: "complete"}
 
 
 class OperationalMetrics:
-    """Counters and histograms the runner updates as things happen."""
+    """Counters and histograms the runner updates as things happen.
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    They always exist, so whoever holds them counts without asking; ``registry`` is where
+    they are exported (None: counted but not exported, as prometheus_client's own
+    ``registry=None``).
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.reconcile_seconds = Histogram(
             "fleet_reconcile_duration_seconds",
             "Time taken by one planning pass of one group.",
@@ -255,7 +260,6 @@ class FleetCollector(Collector):
         yield valid
 
 
-def build_registry(service: FleetView) -> tuple[CollectorRegistry, OperationalMetrics]:
-    registry = CollectorRegistry()
-    registry.register(FleetCollector(service))
-    return registry, OperationalMetrics(registry)
+def export_fleet_state(view: FleetView, registry: CollectorRegistry) -> None:
+    """Compute the fleet-state metrics from ``view`` at each scrape of ``registry``."""
+    registry.register(FleetCollector(view))

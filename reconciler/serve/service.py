@@ -4,19 +4,27 @@ It keeps the latest observation of every host in memory (loaded from the report 
 start), re-plans a host's group only when something that matters changed (a new deployment,
 boot, greenboot verdict or apply result) or the group's plan asked to be looked at again, and
 answers from the cached plan otherwise: a heartbeat costs a dictionary lookup, not a pass.
+
+:meth:`FleetService.reconcile` is the one path that plans a group and persists its decisions,
+whatever asked for it (a report, a timer, a resync, a new fleet revision): it is timed,
+logged and counted there, and a failure stays with its group, which is retried with backoff.
+Everything else only reads the current plans.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import hmac
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from reconciler.clock import Clock
+from reconciler.errors import Unavailable
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.promotion.check import PromotionCheck, check_promotion
 from reconciler.rollout.engine import Engine
@@ -33,6 +41,26 @@ logger = logging.getLogger(__name__)
 #: How soon an agent with work to do reports again, and the longest it stays silent.
 BUSY_REPORT_SECONDS = 15
 IDLE_REPORT_SECONDS = 60
+
+#: A group whose pass failed is tried again after this long, doubling up to the longest.
+FIRST_RETRY = timedelta(seconds=1)
+LONGEST_RETRY = timedelta(minutes=5)
+
+#: Called after every pass of a group with when it wants to be looked at again (None: only
+#: when something changes), be it the plan's look-again or a failed pass's retry.
+RequeueListener = Callable[[str, datetime | None], None]
+#: Called when a group's plan changes what hosts are told or its status (None: the fleet
+#: revision changed and the plan is about to be replaced).
+PlanListener = Callable[[str, "GroupPlan | None"], None]
+
+
+@dataclass(frozen=True)
+class ReconcileFailure:
+    """A group's last pass failed: with what, how many times in a row, when to retry."""
+
+    error: Exception
+    attempts: int
+    retry_at: datetime
 
 
 def observation_from_report(host: str, at: datetime, report: AgentReport) -> HostObservation:
@@ -60,8 +88,15 @@ def token_hash(token: str) -> str:
 class FleetService:
     """Joins the fleet in force, the engine and the report store."""
 
-    def __init__(self, fleet: Fleet, store: Store, reports: ReportStore, clock: Clock) -> None:
-        self.clock, self.reports, self.store = clock, reports, store
+    def __init__(
+        self,
+        fleet: Fleet,
+        store: Store,
+        reports: ReportStore,
+        clock: Clock,
+        metrics: OperationalMetrics,
+    ) -> None:
+        self.clock, self.reports, self.store, self.metrics = clock, reports, store, metrics
         self.engine = Engine(store, clock)
         self.observed: dict[str, HostObservation] = {}
         for host, (at, body) in reports.latest().items():
@@ -69,19 +104,25 @@ class FleetService:
                 host, at, AgentReport.model_validate_json(body)
             )
         self.plans: dict[str, GroupPlan] = {}
+        self.failures: dict[str, ReconcileFailure] = {}
         self._answers: dict[str, tuple[GroupPlan, Assignment]] = {}
-        self.metrics: OperationalMetrics | None = None  # set by the API that exports them
-        self.plan_listeners: list[Callable[[str, GroupPlan | None], None]] = []
+        self.plan_listeners: list[PlanListener] = []
+        self.requeue_listeners: list[RequeueListener] = []
         self.use_fleet(fleet)
 
     def use_fleet(self, fleet: Fleet) -> None:
-        """Make a new validated fleet revision the desired state; every group is re-planned."""
+        """Make a new validated fleet revision the desired state and plan every group."""
+        self._take(fleet)
+        self.reconcile_all()
+
+    def _take(self, fleet: Fleet) -> None:
         self.fleet = fleet
         # Hosts removed from the inventory are forgotten (their reports stay in the store).
         self.observed = {h: o for h, o in self.observed.items() if h in fleet.hosts}
         self._hosts_by_token = {h.token_sha256: h.name for h in fleet.hosts.values()}
         self.engine.use_fleet(fleet)
         self.plans.clear()
+        self.failures.clear()
         self._answers.clear()
         for group in fleet.groups:
             self._notify(group, None)
@@ -106,24 +147,26 @@ class FleetService:
         material = previous is None or dataclasses.replace(previous, received_at=now) != observation
         return self.assignment(host, replan=material)
 
-    def plan(self, group: str, replan: bool = False) -> GroupPlan:
-        """The group's plan: cached unless asked to re-plan or the plan's look-again is due."""
-        cached = self.plans.get(group)
-        now = self.clock.now()
-        due = cached is not None and cached.requeue_at is not None and now >= cached.requeue_at
-        if cached is not None and not replan and not due:
-            return cached
+    # -- the one writer ---------------------------------------------------------------------
+
+    def reconcile(self, group: str) -> GroupPlan:
+        """Plan ``group`` now and persist its decisions: the only path that does.
+
+        Timed, logged and counted here. A failure is remembered, counted and logged, a retry
+        is requested with backoff (through :attr:`requeue_listeners`), and the error is raised
+        to the caller, who decides whether it answers for it (the API: a 503) or goes on with
+        the other groups (:meth:`reconcile_all`).
+        """
         started = time.perf_counter()
         try:
             plan = self.engine.reconcile_group(group, self.observed)
-        except Exception:
-            if self.metrics is not None:
-                self.metrics.reconcile_errors.labels(group).inc()
+        except Exception as exc:
+            self._failed(group, exc)
             raise
-        if self.metrics is not None:
-            self.metrics.reconcile_seconds.labels(group).observe(time.perf_counter() - started)
-            self.metrics.last_reconcile.set_to_current_time()
-        self.plans[group] = plan
+        self.metrics.reconcile_seconds.labels(group).observe(time.perf_counter() - started)
+        self.metrics.last_reconcile.set_to_current_time()
+        self.failures.pop(group, None)
+        previous, self.plans[group] = self.plans.get(group), plan
         for decision in plan.decisions:
             logger.info(
                 "%s",
@@ -137,9 +180,70 @@ class FleetService:
                     "commit": decision.commit,
                 },
             )
-        if cached is None or plan.hosts != cached.hosts or plan.status != cached.status:
+        if previous is None or plan.hosts != previous.hosts or plan.status != previous.status:
             self._notify(group, plan)
+        self._requeue(group, plan.requeue_at)
         return plan
+
+    def reconcile_all(self) -> None:
+        """Plan every group, dependencies first so a completion unblocks its dependents in the
+        same round; a group that fails is left to its retry and the others are planned."""
+        for group in self.engine.groups_in_order():
+            with contextlib.suppress(Exception):  # logged, counted and retried by reconcile()
+                self.reconcile(group)
+        self.metrics.last_reconcile.set_to_current_time()  # also for a fleet with no groups
+
+    def look_again(self, group: str) -> None:
+        """A timer says ``group`` asked to be looked at again now: plan it if it still exists
+        (a failure is contained: reconcile() logged it and asked for a retry)."""
+        if group in self.fleet.groups:
+            with contextlib.suppress(Exception):  # logged, counted and retried by reconcile()
+                self.reconcile(group)
+
+    def _failed(self, group: str, exc: Exception) -> None:
+        self.metrics.reconcile_errors.labels(group).inc()
+        last = self.failures.get(group)
+        attempts = last.attempts + 1 if last is not None else 1
+        wait = min(FIRST_RETRY * 2 ** (attempts - 1), LONGEST_RETRY)
+        failure = ReconcileFailure(exc, attempts, self.clock.now() + wait)
+        self.failures[group] = failure
+        if isinstance(exc, Unavailable):  # the world's fault: expected to pass
+            logger.error(
+                "planning group %s failed (attempt %d, next in %s): %s",
+                group,
+                attempts,
+                wait,
+                exc,
+                extra={"group": group},
+            )
+        else:  # a bug: the traceback is what a developer needs
+            logger.exception(
+                "planning group %s failed (attempt %d, next in %s)",
+                group,
+                attempts,
+                wait,
+                extra={"group": group},
+            )
+        self._requeue(group, failure.retry_at)
+
+    def _requeue(self, group: str, when: datetime | None) -> None:
+        for listener in self.requeue_listeners:
+            listener(group, when)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def current_plan(self, group: str) -> GroupPlan | None:
+        """The group's latest plan (None until a pass of it succeeded); never plans."""
+        return self.plans.get(group)
+
+    def next_look(self, group: str) -> datetime | None:
+        """When ``group`` should be planned again: its failed pass's retry, else its plan's
+        look-again (None: only when something changes)."""
+        failure = self.failures.get(group)
+        if failure is not None:
+            return failure.retry_at
+        plan = self.plans.get(group)
+        return plan.requeue_at if plan is not None else None
 
     def promotion_checks(self) -> list[PromotionCheck]:
         """Where each stream's automatic promotion stands now (a read: nothing is decided
@@ -173,13 +277,24 @@ class FleetService:
                 report_after_seconds=IDLE_REPORT_SECONDS,
                 assignment_id=_assignment_id("none", "", "not_a_member"),
             )
-        plan = self.plan(group, replan=replan)
+        plan = self._plan_for_answer(group, replan)
         cached = self._answers.get(host)
         if cached is not None and cached[0] is plan:
             return cached[1]  # the same plan gives the same answer
         answer = self._answer(host, group, plan)
         self._answers[host] = (plan, answer)
         return answer
+
+    def _plan_for_answer(self, group: str, replan: bool) -> GroupPlan:
+        """The plan to answer a host of ``group`` from: the current one, unless the report
+        changed something that matters, the plan's look-again is due, the group's last pass
+        failed (the plan is stale), or there is none."""
+        plan = self.plans.get(group)
+        if plan is None or replan or group in self.failures:
+            return self.reconcile(group)
+        if plan.requeue_at is not None and self.clock.now() >= plan.requeue_at:
+            return self.reconcile(group)
+        return plan
 
     def _answer(self, host: str, group: str, plan: GroupPlan) -> Assignment:
         host_plan = plan.hosts[host]

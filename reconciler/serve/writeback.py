@@ -113,8 +113,7 @@ class WriteBack:
         self.impossible: dict[str, str | None] = {}
 
     def _count_push_error(self, what: str) -> None:
-        if self.service.metrics is not None:
-            self.service.metrics.git_push_errors.labels(what).inc()
+        self.service.metrics.git_push_errors.labels(what).inc()
 
     # -- rollout notes ----------------------------------------------------------------------
 

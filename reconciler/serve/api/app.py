@@ -1,23 +1,30 @@
-"""The HTTP API: `POST /v1/report` for agents, read-only status for operators, health."""
+"""The HTTP API, every route of it: `POST /v1/report` for agents, read-only status for
+operators, `/metrics`, `/healthz` and `/readyz`, and the forge webhook (:mod:`.webhooks`).
+
+Views only read the service's current plans; only a report may make the service plan.
+"""
 
 import asyncio
-import contextlib
 import hmac
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
 from reconciler import __version__
+from reconciler.clock import wait_for_event
 from reconciler.rollout.state import Phase
 from reconciler.serve.api import problems
 from reconciler.serve.api.limits import ReportBodyLimits
-from reconciler.serve.metrics import build_registry
+from reconciler.serve.api.webhooks import add_webhook_route
+from reconciler.serve.metrics import export_fleet_state
 from reconciler.serve.schemas import (
     AgentReport,
     Assignment,
@@ -34,8 +41,23 @@ _bearer = HTTPBearer(auto_error=False)
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def create_app(service: FleetService, operator_token_sha256: str | None = None) -> FastAPI:
-    """The API over ``service``. Operators authenticate with a token whose sha256 is given."""
+@dataclass(frozen=True)
+class Webhook:
+    """`POST /v1/webhook` is served when a secret is configured; ``on_accepted`` is called for
+    each request that carries a valid signature."""
+
+    secret: str
+    on_accepted: Callable[[], None]
+
+
+def create_app(
+    service: FleetService,
+    registry: CollectorRegistry,
+    operator_token_sha256: str | None = None,
+    webhook: Webhook | None = None,
+) -> FastAPI:
+    """The API over ``service``, exporting ``registry`` (with the fleet-state metrics added)
+    on `/metrics`. Operators authenticate with a token whose sha256 is given."""
     app = FastAPI(
         title="ostree-fleet reconciler",
         version=__version__,
@@ -43,7 +65,7 @@ def create_app(service: FleetService, operator_token_sha256: str | None = None) 
     )
     app.add_middleware(ReportBodyLimits)
     problems.install(app)
-    registry, service.metrics = build_registry(service)
+    export_fleet_state(service, registry)
     reports_counter = service.metrics.agent_reports
     changed: dict[str, asyncio.Event] = {}
 
@@ -105,18 +127,42 @@ def create_app(service: FleetService, operator_token_sha256: str | None = None) 
     _add_operator_views(app, service, operator)
     _add_metrics(app, registry)
 
+    if webhook is not None:
+        add_webhook_route(app, webhook.secret, webhook.on_accepted, service.metrics)
+    _add_health(app, service)
+    return app
+
+
+def _add_health(app: FastAPI, service: FleetService) -> None:
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    return app
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Ready, the revision in force, and the newest revision's verdict."""
+        last = service.store.last_verdict()
+        body = {
+            "status": "ready",
+            "revision": service.fleet.revision,
+            "lastVerdict": None
+            if last is None
+            else {
+                "revision": last[0],
+                "accepted": last[1],
+                "code": last[2],
+                "message": last[3],
+            },
+        }
+        return JSONResponse(body)
 
 
 def _host_out(service: FleetService, name: str) -> HostOut:
     host = service.fleet.hosts[name]
     group = service.fleet.group_of(name)
     observed = service.observed.get(name)
-    plan = service.plan(group).hosts.get(name) if group else None
+    current = service.current_plan(group) if group else None
+    plan = current.hosts.get(name) if current else None
     return HostOut(
         name=name,
         group=group,
@@ -131,8 +177,10 @@ def _host_out(service: FleetService, name: str) -> HostOut:
     )
 
 
-def _group_out(service: FleetService, name: str) -> GroupOut:
-    plan = service.plan(name)
+def _group_out(service: FleetService, name: str) -> GroupOut | None:
+    plan = service.current_plan(name)
+    if plan is None:  # never planned successfully under this revision: nothing true to say
+        return None
     target = plan.spec.target
     rollout = plan.state.rollout
     halt = rollout.halt if rollout is not None and rollout.phase is Phase.HALTED else None
@@ -179,7 +227,8 @@ def _add_operator_views(
     @app.get("/v1/groups", response_model=list[GroupOut], dependencies=[Depends(operator)])
     async def groups() -> list[GroupOut]:
         """Every group with its rollout status."""
-        return [_group_out(service, name) for name in service.fleet.groups]
+        views = (_group_out(service, name) for name in service.fleet.groups)
+        return [view for view in views if view is not None]
 
     @app.get("/v1/promotions", response_model=list[PromotionOut], dependencies=[Depends(operator)])
     async def promotions() -> list[PromotionOut]:
@@ -285,22 +334,24 @@ async def _hold_until_changed(
     wait: int,
 ) -> Assignment:
     """Long-poll: answer when the host's assignment changes, its plan's next look is due (a
-    soak ending, a window opening), or ``wait`` seconds have passed."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
+    soak ending, a window opening), or ``wait`` seconds have passed, all on the service's
+    clock."""
+    clock = service.clock
+    deadline = clock.now() + timedelta(seconds=wait)
     known = assignment.assignment_id
-    while assignment.assignment_id == known:
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            break
+    while assignment.assignment_id == known and clock.now() < deadline:
         group = assignment.group
         if group is None:  # unmanaged: nothing changes until Git does; hold the line
-            await asyncio.sleep(remaining)
+            await clock.sleep_until(deadline)
             return service.assignment(host)
-        look_again = service.plan(group).requeue_after(service.clock.now())
-        timeout = min(remaining, (look_again or timedelta(seconds=remaining)).total_seconds())
-        event = changed.setdefault(group, asyncio.Event())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout=max(0.01, timeout))
+        plan = service.current_plan(group)
+        look_again = plan.requeue_at if plan is not None else None
+        until = deadline if look_again is None else min(deadline, look_again)
+        if until <= clock.now():
+            # A look-again already due: the answer below re-plans; yield briefly so a plan
+            # that keeps asking for "now" cannot spin the event loop.
+            await asyncio.sleep(0.01)
+        else:
+            await wait_for_event(clock, changed.setdefault(group, asyncio.Event()), until)
         assignment = service.assignment(host)
     return assignment

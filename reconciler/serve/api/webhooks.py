@@ -1,4 +1,5 @@
-"""Webhook authentication for GitHub, GitLab, Gitea/Forgejo and a generic HMAC-SHA256.
+"""Webhooks: `POST /v1/webhook`, authenticated for GitHub, GitLab, Gitea/Forgejo and a generic
+HMAC-SHA256.
 
 A webhook only says "look at the repo again" (level-triggered): its payload is never trusted
 for what changed, so all that matters is that it really came from the forge.
@@ -8,8 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from reconciler.serve.metrics import OperationalMetrics
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,3 +68,29 @@ def check_webhook(headers: Mapping[str, str], body: bytes, secret: str) -> Webho
         "no signature header (X-Hub-Signature-256, "
         "X-Gitlab-Token, X-Gitea-Signature or X-Signature-256)",
     )
+
+
+#: Forges send whole push payloads; GitHub caps them at 25 MB, we only need to hash them.
+MAX_WEBHOOK_BYTES = 25 * 1024 * 1024
+
+
+def add_webhook_route(
+    app: FastAPI, secret: str, on_accepted: Callable[[], None], metrics: OperationalMetrics
+) -> None:
+    """`POST /v1/webhook`: a forge says the repo changed; ``on_accepted`` asks for a look."""
+
+    @app.post("/v1/webhook", status_code=202, responses={401: {}, 413: {}})
+    async def webhook(request: Request) -> JSONResponse:
+        """A forge says the repo changed: look again (the payload is not trusted)."""
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_WEBHOOK_BYTES:
+                raise HTTPException(413, f"a webhook may be at most {MAX_WEBHOOK_BYTES} bytes")
+        check = check_webhook(request.headers, body, secret)
+        metrics.webhook_requests.labels("accepted" if check.ok else "bad_signature").inc()
+        if not check.ok:
+            logger.warning("webhook refused: %s", check.reason, extra={"provider": check.provider})
+            raise HTTPException(401, check.reason)
+        on_accepted()
+        return JSONResponse({"accepted": True, "provider": check.provider}, status_code=202)

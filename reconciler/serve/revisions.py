@@ -1,0 +1,92 @@
+"""Following the fleet repo's branch: fetch the mirror, put the tip through the gate, record
+the verdict. The daemon's start-up and its sync loop both go through :meth:`look` and
+:meth:`record`, so the first revision is judged exactly like every later one.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from reconciler.clock import Clock
+from reconciler.fleetrepo.fleet import Fleet
+from reconciler.fleetrepo.loader import load_fleet
+from reconciler.fleetrepo.sources import GitRevisionSource
+from reconciler.git.signatures import SignatureTrust, check_commit_signature
+from reconciler.git.source import FleetMirror, RevisionVerdict, VerdictCode, consider_revision
+from reconciler.state.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+class RevisionFollower:
+    """The mirror, the gate's settings and the revision in force (``applied``)."""
+
+    def __init__(
+        self,
+        mirror: FleetMirror,
+        store: Store,
+        clock: Clock,
+        signatures: SignatureTrust,
+        allow_history_rewrite: bool = False,
+        subdirectory: str = "",
+    ) -> None:
+        self.mirror, self.store, self.clock = mirror, store, clock
+        self.signatures = signatures
+        self.allow_history_rewrite = allow_history_rewrite
+        self.subdirectory = subdirectory
+        self.applied = store.last_applied_revision()
+
+    def applied_fleet(self) -> Fleet | None:
+        """The fleet of the revision in force, read back from the mirror (None if there is
+        none yet)."""
+        if self.applied is None:
+            return None
+        with self.mirror.lock:  # every use of the mirror holds it
+            source = GitRevisionSource(self.mirror.path, self.applied, self.subdirectory)
+            return load_fleet(source).fleet
+
+    def look(self, current: Fleet | None) -> tuple[str, RevisionVerdict]:
+        """Fetch and judge the tip against ``current``, the fleet in force, under one hold of
+        the mirror lock. Touches only the mirror and the network, so it may run in a worker
+        thread; :meth:`record` the verdict on the thread that owns the store."""
+        with self.mirror.lock:
+            tip = self.mirror.fetch()
+            trust = self.signatures
+            verdict = consider_revision(
+                self.mirror,
+                tip,
+                self.applied,
+                current,
+                verify_signature=(
+                    (lambda revision: check_commit_signature(self.mirror.path, revision, trust))
+                    if trust.configured
+                    else None
+                ),
+                allow_history_rewrite=self.allow_history_rewrite,
+                subdirectory=self.subdirectory,
+            )
+        return tip, verdict
+
+    def record(self, tip: str, verdict: RevisionVerdict) -> None:
+        """Store and log a verdict once (a refusal repeated at every poll is recorded once);
+        an accepted tip becomes the revision in force."""
+        last = self.store.last_verdict()
+        repeated = last is not None and (last[0], last[2]) == (tip, verdict.code.value)
+        back_to_applied = verdict.code is VerdictCode.UNCHANGED and last is not None and not last[1]
+        now: datetime = self.clock.now()
+        if back_to_applied:  # the branch went back to the applied commit: nothing is refused
+            self.store.record_revision(tip, now, True, verdict.code.value, verdict.message)
+        elif verdict.code is not VerdictCode.UNCHANGED and not repeated:
+            self.store.record_revision(
+                tip, now, verdict.accepted, verdict.code.value, verdict.message
+            )
+            log = logger.info if verdict.accepted else logger.error
+            log(
+                "fleet revision %s: %s",
+                verdict.code.value,
+                verdict.message,
+                extra={"revision": tip, "verdict": verdict.code.value},
+            )
+        if verdict.accepted:
+            self.applied = tip
