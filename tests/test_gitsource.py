@@ -13,7 +13,7 @@ from reconciler.demo.testbed import make_archive_repo, serve_directory
 from reconciler.errors import GitRemoteUnavailable, OstreeRepoUnavailable
 from reconciler.git.source import FleetMirror, VerdictCode, consider_revision
 from reconciler.ostree.remote import commit_exists
-from reconciler.state.store import Store
+from reconciler.state.store import RevisionRecord, Store
 from tests.conftest import EXAMPLE_FLEET, git
 
 PINNED = "5c2e8a1f4b7d0c3e6a9f2b5d8c1e4a7f0b3d6c9e2a5f8b1d4c7e0a3f6b9d2c58"
@@ -114,7 +114,7 @@ def test_applied_revision_survives_a_restart(tmp_path: Path) -> None:
     store.close()
     store = Store(tmp_path / "s.sqlite")
     assert store.last_applied_revision() == "a" * 40
-    assert store.last_verdict() == ("b" * 40, False, "invalid", "1 error(s)")
+    assert store.last_verdict() == RevisionRecord("b" * 40, False, "invalid", "1 error(s)")
 
 
 @pytest.mark.needs_tool("ostree")

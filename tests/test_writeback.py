@@ -321,7 +321,7 @@ def test_a_failed_push_is_reported_and_retried_only_after_a_back_off(tmp_path: P
     assert attempt.written is None
     assert attempt.error is not None
     assert "next try in 0:01:00" in attempt.error
-    assert [p[4] for p in daemon.store.promotions()] == ["failed"]
+    assert [p.outcome for p in daemon.store.promotions()] == ["failed"]
     assert daemon.writeback.promote_due() == []  # not in a tight loop
     clock.advance(timedelta(seconds=61))
     [again] = daemon.writeback.promote_due()
@@ -448,7 +448,7 @@ def test_a_promotion_that_would_not_validate_is_reported_once_per_revision(
     fleet.run(timedelta(hours=2))  # the back-off is long over, the hosts still healthy
     assert [c.status for c in daemon.service.promotion_checks()] == [PromotionStatus.DUE]
     assert daemon.writeback.promote_due() == []  # nothing changed in force: not again
-    assert [p[4] for p in daemon.store.promotions()] == ["failed"]
+    assert [p.outcome for p in daemon.store.promotions()] == ["failed"]
     assert tip(origin) == broken
 
     fixed = origin.commit(

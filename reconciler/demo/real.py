@@ -285,16 +285,17 @@ def run(console: Console | None = None, budget_seconds: float = 90) -> int:  # n
             stream.write_text(stream.read_text().replace(old, new[:-1]))
             _git(work, "commit", "-qam", "staging: 2.0 (typo in the commit)")
             _git(work, "push", "-q", "origin", "main")
-            wait_until(
-                lambda: (
-                    (daemon.store.last_verdict() or ("",))[0] == _git(work, "rev-parse", "HEAD")
-                ),
-                10,
-                lambda: None,
-            )
+            refused_tip = _git(work, "rev-parse", "HEAD")
+
+            def judged() -> bool:
+                last = daemon.store.last_verdict()
+                return last is not None and last.revision == refused_tip
+
+            wait_until(judged, 10, lambda: None)
             verdict = daemon.store.last_verdict()
             console.print(
-                f"  refused ({verdict[2] if verdict else '?'}): {verdict[3] if verdict else ''}"
+                f"  refused ({verdict.code if verdict else '?'}): "
+                f"{verdict.message if verdict else ''}"
             )
             console.print(f"  still in force: {service.fleet.revision}")
 

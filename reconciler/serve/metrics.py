@@ -22,6 +22,7 @@ from reconciler.promotion.check import PromotionCheck, PromotionStatus
 from reconciler.rollout.observed import HostObservation
 from reconciler.rollout.planner import GroupPhase, GroupPlan, HostState
 from reconciler.rollout.reasons import FAILURE_CODES
+from reconciler.state.store import RevisionRecord
 
 FAILURE_REASONS = tuple(sorted(code.value for code in FAILURE_CODES))
 FINISH_RESULTS = {
@@ -93,7 +94,7 @@ class EventLog(Protocol):
 
     def count_events(self, kind: str) -> list[tuple[str, str, int]]: ...
 
-    def last_verdict(self) -> tuple[str, bool, str, str] | None: ...
+    def last_verdict(self) -> RevisionRecord | None: ...
 
 
 class FleetView(Protocol):
@@ -255,7 +256,7 @@ class FleetCollector(Collector):
             "force.",
         )
         last = self.service.store.last_verdict()
-        valid.add_metric([], 0.0 if last is not None and not last[1] else 1.0)
+        valid.add_metric([], 0.0 if last is not None and not last.accepted else 1.0)
         yield info
         yield valid
 

@@ -72,8 +72,10 @@ class RevisionFollower:
         """Store and log a verdict once (a refusal repeated at every poll is recorded once);
         an accepted tip becomes the revision in force."""
         last = self.store.last_verdict()
-        repeated = last is not None and (last[0], last[2]) == (tip, verdict.code.value)
-        back_to_applied = verdict.code is VerdictCode.UNCHANGED and last is not None and not last[1]
+        repeated = last is not None and (last.revision, last.code) == (tip, verdict.code.value)
+        back_to_applied = (
+            verdict.code is VerdictCode.UNCHANGED and last is not None and not last.accepted
+        )
         now: datetime = self.clock.now()
         if back_to_applied:  # the branch went back to the applied commit: nothing is refused
             self.store.record_revision(tip, now, True, verdict.code.value, verdict.message)

@@ -35,6 +35,29 @@ class PromotionSubject(Protocol):
     def commit(self) -> str: ...
 
 
+@dataclass(frozen=True)
+class RevisionRecord:
+    """The gate's verdict on one fleet-repo revision, as recorded."""
+
+    revision: str
+    accepted: bool
+    code: str  # a reconciler.git.source.VerdictCode value
+    message: str
+
+
+@dataclass(frozen=True)
+class PromotionRecord:
+    """One attempt to promote ``commit`` from stream ``source`` to ``stream``."""
+
+    stream: str
+    source: str
+    commit: str
+    at: datetime
+    outcome: str  # a reconciler.promotion.commit.PromotionOutcome value, or "failed"
+    revision: str | None  # the promotion commit, when one was made
+    message: str
+
+
 #: Schema migrations, applied in order; the database records how far it got. Append only.
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -228,12 +251,12 @@ class Store:
         ).fetchone()
         return row[0] if row else None
 
-    def last_verdict(self) -> tuple[str, bool, str, str] | None:
-        """(revision, accepted, code, message) of the newest revision considered."""
+    def last_verdict(self) -> RevisionRecord | None:
+        """The verdict on the newest revision considered."""
         row = self._db.execute(
             "SELECT revision, accepted, code, message FROM fleet_revisions ORDER BY id DESC LIMIT 1"
         ).fetchone()
-        return (row[0], bool(row[1]), row[2], row[3]) if row else None
+        return RevisionRecord(row[0], bool(row[1]), row[2], row[3]) if row else None
 
     def count_events(self, kind: str) -> list[tuple[str, str, int]]:
         """(group, reason code, count) of the events of one kind, for counters that must
@@ -308,13 +331,16 @@ class Store:
         )
         return {row[0] for row in rows}
 
-    def promotions(self) -> list[tuple[str, str, str, datetime, str, str | None, str]]:
-        """(stream, source, commit, at, outcome, revision, message) of every attempt."""
+    def promotions(self) -> list[PromotionRecord]:
+        """Every promotion attempt, oldest first."""
         rows = self._db.execute(
             "SELECT stream, source_stream, commit_id, at, outcome, revision, message "
             "FROM promotions ORDER BY id"
         ).fetchall()
-        return [(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4], r[5], r[6]) for r in rows]
+        return [
+            PromotionRecord(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4], r[5], r[6])
+            for r in rows
+        ]
 
     def cursor(self, name: str) -> int:
         """The id of the last event published to ``name`` (0: nothing yet)."""

@@ -148,10 +148,10 @@ def _add_health(app: FastAPI, service: FleetService) -> None:
             "lastVerdict": None
             if last is None
             else {
-                "revision": last[0],
-                "accepted": last[1],
-                "code": last[2],
-                "message": last[3],
+                "revision": last.revision,
+                "accepted": last.accepted,
+                "code": last.code,
+                "message": last.message,
             },
         }
         return JSONResponse(body)
