@@ -1,0 +1,366 @@
+"""What every host should do and where the group stands, explained from where a pass ended.
+
+Pure and decision-free: :func:`host_plans` and :func:`group_status` read the pass's facts and
+the state its decisions produced, and say what that state means for each host's agent and for
+the people watching, each with its reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from reconciler.durations import format_minutes
+from reconciler.rollout.facts import PassFacts, current_rollout
+from reconciler.rollout.observed import Greenboot, HostObservation
+from reconciler.rollout.reasons import Reason, ReasonCode
+from reconciler.rollout.spec import BudgetKey, GroupSpec
+from reconciler.rollout.state import FailureRecord, GroupState, HostProgress, Phase, Rollout
+
+
+class Action(StrEnum):
+    """What a host's agent is told to do."""
+
+    NONE = "none"
+    STAGE = "stage"  # pull and deploy the target for the next boot; never reboot
+    REBOOT = "reboot"  # reboot into the staged target now
+    UNSTAGE = "unstage"  # drop a staged deployment that is not the target (rpm-ostree cleanup -p)
+
+
+class HostState(StrEnum):
+    IN_SYNC = "in_sync"
+    PENDING = "pending"
+    STAGING = "staging"
+    STAGED = "staged"
+    UPDATING = "updating"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    STALE = "stale"
+    UNEXPECTED = "unexpected"
+
+
+class GroupPhase(StrEnum):
+    IN_SYNC = "in_sync"
+    PROGRESSING = "progressing"
+    SOAKING = "soaking"
+    WAITING = "waiting"
+    WAITING_WINDOW = "waiting_window"  # hosts are staged; reboots wait for a window
+    PAUSED = "paused"
+    HALTED = "halted"
+    EMPTY = "empty"
+
+
+@dataclass(frozen=True, slots=True)
+class HostPlan:
+    """A host's state in the rollout, what its agent should do, and why."""
+
+    state: HostState
+    action: Action
+    reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStatus:
+    phase: GroupPhase
+    reason: Reason
+    wave: int  # waves opened so far
+    waves_total: int
+
+
+_NO_PROGRESS = HostProgress()
+_IN_SYNC = HostPlan(
+    HostState.IN_SYNC,
+    Action.NONE,
+    Reason(ReasonCode.IN_SYNC, "runs the desired commit, greenboot green"),
+)
+
+
+# -- hosts ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Scene:
+    """What every host's explanation reads, gathered once per pass."""
+
+    facts: PassFacts
+    state: GroupState
+    rollout: Rollout
+    blocked: Reason | None
+    plans: dict[tuple[object, ...], HostPlan] = field(default_factory=dict)
+
+    def shared(
+        self,
+        key: tuple[object, ...],
+        state: HostState,
+        action: Action,
+        code: ReasonCode,
+        message: Callable[[], str],
+    ) -> HostPlan:
+        """One plan object for every host in the same situation: a pass over 100,000 hosts
+        builds a few dozen sentences, not 100,000."""
+        plan = self.plans.get(key)
+        if plan is None:
+            plan = self.plans[key] = HostPlan(state, action, Reason(code, message()))
+        return plan
+
+
+def host_plans(facts: PassFacts, state: GroupState) -> dict[str, HostPlan]:
+    """What each host of the group should do now, and why, in rollout order."""
+    scene = _Scene(facts, state, current_rollout(state), facts.blocked(state))
+    observed = facts.observed
+    plans = {}
+    for host in facts.spec.order:
+        obs = observed.get(host)
+        plans[host] = _without_stray_staging(scene, obs, _host_plan(scene, host, obs))
+    return plans
+
+
+def _host_plan(scene: _Scene, host: str, obs: HostObservation | None) -> HostPlan:
+    facts = scene.facts
+    plan = _finished_or_silent(scene, host, obs)
+    if plan is not None:
+        return plan
+    if obs is None:
+        return scene.shared(
+            ("no-report",),
+            HostState.PENDING,
+            Action.NONE,
+            ReasonCode.NO_REPORT,
+            lambda: "has not reported yet",
+        )
+    progress = scene.rollout.hosts.get(host) or _NO_PROGRESS
+    if progress.updating or obs.booted_commit == facts.target:
+        return _updating(scene, obs, progress)
+    if progress.offered_at is None:
+        return _not_offered(scene, host, progress)
+    return _offered(scene, host, obs, progress)
+
+
+def _finished_or_silent(scene: _Scene, host: str, obs: HostObservation | None) -> HostPlan | None:
+    """Failed on the target before, in sync, or too long silent to be told anything."""
+    facts = scene.facts
+    commits = scene.state.failed.get(host)
+    failed = commits.get(facts.target) if commits else None
+    if failed is not None:
+        return _failed_before(failed)
+    if obs is not None and obs.booted_commit == facts.target and obs.greenboot is Greenboot.GREEN:
+        return _IN_SYNC
+    if facts.stale(obs):
+        seen = (
+            "never reported"
+            if obs is None
+            else f"last report {format_minutes(facts.now - obs.received_at)} ago"
+        )
+        code = ReasonCode.SKIPPED_STALE if facts.skipped(obs) else ReasonCode.STALE
+        return HostPlan(HostState.STALE, Action.NONE, Reason(code, f"{host} {seen}"))
+    return None
+
+
+def _failed_before(failed: FailureRecord) -> HostPlan:
+    state = (
+        HostState.ROLLED_BACK if failed.reason.code is ReasonCode.FELL_BACK else HostState.FAILED
+    )
+    return HostPlan(
+        state,
+        Action.NONE,
+        Reason(
+            ReasonCode.FAILED_BEFORE,
+            f"failed on this commit and is not offered it again: {failed.reason.message}",
+        ),
+    )
+
+
+def _updating(scene: _Scene, obs: HostObservation, progress: HostProgress) -> HostPlan:
+    """Allowed to reboot, rebooted, or on the target without being told: not healthy yet."""
+    facts = scene.facts
+    if not progress.updating:
+        return scene.shared(
+            ("on-target",),
+            HostState.UPDATING,
+            Action.NONE,
+            ReasonCode.WAITING_FOR_HEALTH,
+            lambda: "runs the target; waiting for greenboot green",
+        )
+    if obs.boot_id == progress.boot_id_at_reboot and obs.booted_commit != facts.target:
+        return scene.shared(
+            ("reboot",),
+            HostState.UPDATING,
+            Action.REBOOT,
+            ReasonCode.REBOOT_ALLOWED,
+            lambda: "reboot into the target now; " + facts.window.describe(facts.now),
+        )
+    return scene.shared(
+        ("rebooted",),
+        HostState.UPDATING,
+        Action.NONE,
+        ReasonCode.WAITING_FOR_HEALTH,
+        lambda: "rebooted; waiting for greenboot to report the target healthy",
+    )
+
+
+def _not_offered(scene: _Scene, host: str, progress: HostProgress) -> HostPlan:
+    """Not offered the target yet: something blocks the rollout, or its wave is not open."""
+    state = HostState.UNEXPECTED if progress.drifted else HostState.PENDING
+    blocked = scene.blocked
+    if blocked is not None:
+        return scene.shared(
+            ("blocked", state), state, Action.NONE, blocked.code, lambda: blocked.message
+        )
+    wave, total = scene.facts.spec.wave_of[host], scene.facts.spec.waves_total
+    return scene.shared(
+        ("wave", state, wave),
+        state,
+        Action.NONE,
+        ReasonCode.WAVE_NOT_OPEN,
+        lambda: f"in wave {wave + 1}/{total}, not open yet",
+    )
+
+
+def _offered(scene: _Scene, host: str, obs: HostObservation, progress: HostProgress) -> HostPlan:
+    """Offered the target: staging it, or staged and waiting to be allowed to reboot."""
+    facts = scene.facts
+    if obs.staged_commit != facts.target:
+        state = HostState.UNEXPECTED if progress.drifted else HostState.STAGING
+        return scene.shared(
+            ("staging", state),
+            state,
+            Action.STAGE,
+            ReasonCode.WAITING_FOR_STAGE,
+            lambda: "download and stage the target; do not reboot",
+        )
+    state = HostState.UNEXPECTED if progress.drifted else HostState.STAGED
+    blocked = scene.blocked
+    if blocked is not None:
+        return scene.shared(
+            ("blocked", state, "staged"),
+            state,
+            Action.STAGE,
+            blocked.code,
+            lambda: blocked.message,
+        )
+    if not facts.window.allowed:
+        return scene.shared(
+            ("window", state),
+            state,
+            Action.STAGE,
+            ReasonCode.WAITING_FOR_WINDOW,
+            lambda: facts.window.describe(facts.now),
+        )
+    key = facts.spec.budget_key[host]
+    return scene.shared(
+        ("budget", state, key),
+        state,
+        Action.STAGE,
+        ReasonCode.WAITING_FOR_BUDGET,
+        lambda: f"staged; waiting for the reboot budget ({_budget_text(facts.spec, key)})",
+    )
+
+
+def _without_stray_staging(scene: _Scene, obs: HostObservation | None, plan: HostPlan) -> HostPlan:
+    """A host with nothing to do but another commit staged is told to drop it: otherwise
+    any reboot (a power cut) would boot a commit Git no longer wants."""
+    if (
+        plan.action is not Action.NONE
+        or obs is None
+        or obs.staged_commit in (None, scene.facts.target)
+    ):
+        return plan
+    staged = obs.staged_commit or ""
+    return scene.shared(
+        ("unstage", plan.state, staged),
+        plan.state,
+        Action.UNSTAGE,
+        ReasonCode.UNSTAGE,
+        lambda: (
+            f"{staged[:12]} is staged but is not the desired commit; remove the staged deployment"
+        ),
+    )
+
+
+def _budget_text(spec: GroupSpec, key: BudgetKey) -> str:
+    limit = spec.budget_limit.get(key, 0)
+    where = ", ".join(
+        f"{label}={value}" for label, value in zip(spec.budget_labels, key, strict=True)
+    )
+    return f"at most {limit} updating at once" + (f" in {where}" if where else "")
+
+
+# -- the group ------------------------------------------------------------------------------
+
+
+def group_status(
+    facts: PassFacts,
+    state: GroupState,
+    hosts: Mapping[str, HostPlan],
+    soak_until: datetime | None,
+) -> GroupStatus:
+    """Where the group's rollout stands, for status output and metrics.
+
+    ``hosts`` are the plans of :func:`host_plans`; ``soak_until`` is when the last opened
+    wave stops soaking, if it is soaking.
+    """
+    spec, rollout = facts.spec, current_rollout(state)
+    total = spec.waves_total
+    opened = min(rollout.waves_opened, total)
+    if not spec.order:
+        return GroupStatus(GroupPhase.EMPTY, Reason(ReasonCode.NO_HOSTS, "no hosts"), opened, total)
+    if rollout.phase is Phase.COMPLETED:
+        return _completed_status(facts, opened)
+    blocked = facts.blocked(state)
+    if blocked is not None:
+        if rollout.phase is Phase.HALTED:
+            phase = GroupPhase.HALTED
+        else:
+            phase = GroupPhase.PAUSED if blocked.code is ReasonCode.PAUSED else GroupPhase.WAITING
+        return GroupStatus(phase, blocked, opened, total)
+    if soak_until is not None:
+        return GroupStatus(
+            GroupPhase.SOAKING,
+            Reason(
+                ReasonCode.SOAKING,
+                f"wave {opened}/{total} soaking until {soak_until:%Y-%m-%d %H:%MZ}",
+            ),
+            opened,
+            total,
+        )
+    window_wait = next(
+        (p.reason for p in hosts.values() if p.reason.code is ReasonCode.WAITING_FOR_WINDOW),
+        None,
+    )
+    if window_wait is not None and not any(p.state is HostState.UPDATING for p in hosts.values()):
+        return GroupStatus(GroupPhase.WAITING_WINDOW, window_wait, opened, total)
+    end = spec.wave_ends[max(0, opened - 1)]
+    done = sum(1 for h in spec.order[:end] if facts.settled(state, h))
+    return GroupStatus(
+        GroupPhase.PROGRESSING,
+        Reason(
+            ReasonCode.WAVE_OPENED,
+            f"wave {opened}/{total} in progress: {done}/{end} hosts done",
+        ),
+        opened,
+        total,
+    )
+
+
+def _completed_status(facts: PassFacts, opened: int) -> GroupStatus:
+    """A completed rollout is in sync while every host runs the target, green."""
+    spec = facts.spec
+    in_sync = sum(
+        1
+        for h in spec.order
+        if (o := facts.observed.get(h)) is not None
+        and o.booted_commit == facts.target
+        and o.greenboot is Greenboot.GREEN
+    )
+    everyone = in_sync == len(spec.order)
+    return GroupStatus(
+        GroupPhase.IN_SYNC if everyone else GroupPhase.PROGRESSING,
+        Reason(
+            ReasonCode.ALL_HOSTS_DONE if everyone else ReasonCode.UNEXPECTED_DRIFT,
+            f"{in_sync}/{len(spec.order)} hosts run {facts.target[:12]}",
+        ),
+        opened,
+        spec.waves_total,
+    )

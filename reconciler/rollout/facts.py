@@ -1,0 +1,112 @@
+"""What one planning pass knows: its inputs and what follows from them, frozen for the pass.
+
+Every step and the explanation read the same :class:`PassFacts`. Questions whose answer also
+depends on the decisions made so far (is the rollout blocked, has a host settled) take the
+state as an argument and are asked afresh, so no step has to know what another step changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from reconciler.rollout.observed import HostObservation
+from reconciler.rollout.reasons import Reason, ReasonCode
+from reconciler.rollout.spec import GroupSpec
+from reconciler.rollout.state import GroupState, Phase, Rollout
+from reconciler.rollout.windows import RebootWindow, reboot_window
+
+
+def current_rollout(state: GroupState) -> Rollout:
+    """The rollout a pass works on; every pass has one once it has begun."""
+    assert state.rollout is not None
+    return state.rollout
+
+
+@dataclass(frozen=True, slots=True)
+class PassFacts:
+    """The inputs of one pass over one group, and what they say before any decision."""
+
+    spec: GroupSpec
+    observed: Mapping[str, HostObservation]
+    completed_elsewhere: Mapping[str, Mapping[str, datetime]]
+    now: datetime
+    target: str  # the desired commit
+    silent_since: datetime  # a host that never reported is silent since its rollout began
+    window: RebootWindow  # may a reboot start now, and when that answer changes
+    stale_cutoff: datetime  # a host last heard of at or before this is stale
+    skip_cutoff: datetime  # ... and at or before this, skipped
+
+    @classmethod
+    def gather(
+        cls,
+        spec: GroupSpec,
+        observed: Mapping[str, HostObservation],
+        completed_elsewhere: Mapping[str, Mapping[str, datetime]],
+        now: datetime,
+        silent_since: datetime,
+    ) -> PassFacts:
+        """The facts of a pass at ``now`` over a rollout that began at ``silent_since``."""
+        policy = spec.policy
+        return cls(
+            spec,
+            observed,
+            completed_elsewhere,
+            now,
+            spec.target.commit,
+            silent_since,
+            reboot_window(spec.windows, now, policy.reboot_margin),
+            now - policy.stale_after,
+            now - policy.skip_stale_after,
+        )
+
+    def last_heard(self, obs: HostObservation | None) -> datetime:
+        """When the host last reported; one that never did is silent since the rollout began."""
+        return self.silent_since if obs is None else obs.received_at
+
+    def stale(self, obs: HostObservation | None) -> bool:
+        return self.last_heard(obs) <= self.stale_cutoff
+
+    def skipped(self, obs: HostObservation | None) -> bool:
+        return self.last_heard(obs) <= self.skip_cutoff
+
+    def failed_here(self, state: GroupState, host: str) -> bool:
+        """Has ``host`` failed on the target, in this rollout or an earlier one?"""
+        commits = state.failed.get(host)
+        return commits is not None and self.target in commits
+
+    def settled(self, state: GroupState, host: str) -> bool:
+        """Finished for wave purposes: succeeded, failed on the target, or skipped as stale."""
+        progress = current_rollout(state).hosts.get(host)
+        if progress is not None and (progress.succeeded_at or progress.failed_at):
+            return True
+        if self.failed_here(state, host):
+            return True
+        return self.skipped(self.observed.get(host))
+
+    def blocked(self, state: GroupState) -> Reason | None:
+        """Why no new wave may open and no new host may be offered, if anything stops it."""
+        rollout = current_rollout(state)
+        if rollout.phase is Phase.HALTED and rollout.halt is not None:
+            return Reason(ReasonCode.HALTED, rollout.halt.reason.message)
+        if self.spec.paused:
+            return Reason(ReasonCode.PAUSED, "paused in the fleet repo")
+        if rollout.waves_opened == 0:
+            waiting = [
+                g
+                for g in self.spec.depends_on
+                if self.target not in self.completed_elsewhere.get(g, {})
+            ]
+            if waiting:
+                return Reason(
+                    ReasonCode.WAITING_FOR_DEPENDENCY,
+                    f"waiting for {', '.join(waiting)} to complete {self.target[:12]}",
+                )
+            if state.finishing:
+                return Reason(
+                    ReasonCode.WAITING_FOR_SUPERSEDED_HOSTS,
+                    f"waiting for {len(state.finishing)} host(s) still updating "
+                    "to a superseded commit",
+                )
+        return None
