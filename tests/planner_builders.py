@@ -120,7 +120,7 @@ def rollout(
         host: {target: FailureRecord(STARTED - 60 * MIN, Reason(code, f"{host} failed"), 0)}
         for host, code in (failed_before or {}).items()
     }
-    return GroupState("g", current, 1, dict(finishing or {}), failed)
+    return GroupState("g", current, dict(finishing or {}), failed)
 
 
 def finishing(boot_id: str = "boot-1", allowed_at: datetime = EARLIER) -> FinishingHost:

@@ -11,7 +11,7 @@ import pytest
 from reconciler.errors import StoreUnavailable
 from reconciler.rollout.decisions import Decision, DecisionKind, apply_decision
 from reconciler.rollout.reasons import Reason, ReasonCode
-from reconciler.rollout.state import GroupState, dump_state
+from reconciler.rollout.state import GroupState, dump_state, load_state
 from reconciler.state.store import MIGRATIONS, Store
 from tests.fleets import NEW
 
@@ -104,3 +104,17 @@ def test_an_older_schema_is_migrated_in_place(tmp_path: Path) -> None:
     assert version == (len(MIGRATIONS),)
     tables = {r[0] for r in store._db.execute("SELECT name FROM sqlite_master")}
     assert {"host_reports", "report_history"} <= tables
+
+
+def test_a_state_that_stored_the_rollout_count_still_loads() -> None:
+    """States written before the count was derived from the rollout's number carry
+    `rollouts_started`; it is ignored, and the next rollout is numbered from the current one."""
+    row = (
+        '{"group":"g","rollout":{"number":4,"target":"' + "a" * 64 + '","previous":null,'
+        '"revision":"r","started_at":"2026-01-01T00:00:00Z"},'
+        '"rollouts_started":4,"finishing":{},"failed":{},"completed_commits":{}}'
+    )
+    state = load_state(row)
+    assert state.rollout is not None
+    assert state.rollouts_started == 4
+    assert b"rollouts_started" not in dump_state(state)

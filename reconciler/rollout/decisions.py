@@ -74,10 +74,10 @@ def apply_decision(state: GroupState, d: Decision) -> None:
     kind = d.kind
     if kind is DecisionKind.ROLLOUT_STARTED:
         assert d.commit is not None
-        state.rollouts_started += 1
-        assert d.rollout in (None, state.rollouts_started)
+        number = state.rollouts_started + 1
+        assert d.rollout in (None, number)
         state.rollout = Rollout(
-            state.rollouts_started,
+            number,
             d.commit,
             d.previous,
             d.revision,

@@ -108,7 +108,6 @@ class GroupState:
 
     group: str
     rollout: Rollout | None = None
-    rollouts_started: int = 0
     finishing: dict[str, FinishingHost] = field(default_factory=dict)
     # host -> commit -> why it failed there; such a host is never offered that commit again
     failed: dict[str, dict[str, FailureRecord]] = field(default_factory=dict)
@@ -119,11 +118,16 @@ class GroupState:
         return GroupState(
             self.group,
             self.rollout.copy() if self.rollout else None,
-            self.rollouts_started,
             dict(self.finishing),
             {h: dict(c) for h, c in self.failed.items()},
             dict(self.completed_commits),
         )
+
+    @property
+    def rollouts_started(self) -> int:
+        """How many rollouts the group has had: rollouts are numbered from 1 and only the
+        current one is kept, so its number says (derived, never stored)."""
+        return self.rollout.number if self.rollout is not None else 0
 
     def failed_on(self, host: str, commit: str) -> FailureRecord | None:
         return self.failed.get(host, {}).get(commit)
