@@ -27,7 +27,7 @@ from reconciler.git.notes import RolloutNotes
 from reconciler.git.writer import GitIdentity
 from reconciler.promotion.check import check_promotion
 from reconciler.rollout.observed import Greenboot, HostObservation
-from reconciler.rollout.state import GroupState, HostProgress, Phase, Rollout
+from reconciler.rollout.state import GroupState, HostProgress, Lifecycle, Rollout
 
 NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 OLD, NEW = "1a" * 32, "2b" * 32
@@ -71,7 +71,7 @@ def mid_rollout(fleet: Fleet) -> tuple[dict[str, GroupState], dict[str, HostObse
     """Every group mid-rollout of NEW; half of each group's hosts already succeeded."""
     states, observed = {}, {}
     for group, members in fleet.members.items():
-        rollout = Rollout(1, NEW, OLD, "rev", NOW - timedelta(days=3), phase=Phase.ACTIVE)
+        rollout = Rollout(1, NEW, OLD, "rev", NOW - timedelta(days=3), lifecycle=Lifecycle.ACTIVE)
         for index, host in enumerate(members):
             done = index % 2 == 0
             rollout.hosts[host] = HostProgress(

@@ -18,7 +18,7 @@ from reconciler.clock import ManualClock
 from reconciler.demo.simulation import SimulatedHost, Simulation
 from reconciler.rollout.engine import Engine
 from reconciler.rollout.observed import Greenboot
-from reconciler.rollout.state import Phase
+from reconciler.rollout.state import Lifecycle
 from reconciler.state.store import Store
 from tests.fleets import NEW, NEWER, OLD, build_fleet
 
@@ -78,7 +78,7 @@ def main(db: Path, world: Path) -> int:
         save_world(world, clock.now(), list(simulation.hosts.values()))
         done = all(h.booted == NEWER for h in simulation.hosts.values()) and all(
             (s := engine.state(g)).rollout is not None
-            and s.rollout.phase is Phase.COMPLETED
+            and s.rollout.lifecycle is Lifecycle.COMPLETED
             and s.rollout.target == NEWER
             for g in GROUPS
         )

@@ -24,7 +24,7 @@ from reconciler.rollout.state import (
     GroupState,
     Halt,
     HostProgress,
-    Phase,
+    Lifecycle,
     Rollout,
 )
 from tests.fleets import build_fleet
@@ -84,7 +84,7 @@ def rollout(
     hosts: Mapping[str, HostProgress] | None = None,
     *,
     target: str = TARGET,
-    phase: Phase = Phase.ACTIVE,
+    lifecycle: Lifecycle = Lifecycle.ACTIVE,
     started: datetime = STARTED,
     waves_opened: int = 1,
     done: Mapping[int, datetime] | None = None,
@@ -106,14 +106,14 @@ def rollout(
         PREVIOUS,
         "rev-1",
         started,
-        phase=Phase.HALTED if halted else phase,
+        lifecycle=Lifecycle.HALTED if halted else lifecycle,
         waves_opened=waves_opened,
         wave_done_at=dict(done or {}),
         waves_updated={of.wave_of[h] for h, p in hosts.items() if p.offered_at},
         last_failure_at=last_failure_at,
         failures_counted_since=started,
         halt=Halt(EARLIER, Reason(ReasonCode.FAILURE_THRESHOLD, halted), None) if halted else None,
-        completed_at=EARLIER if phase is Phase.COMPLETED else None,
+        completed_at=EARLIER if lifecycle is Lifecycle.COMPLETED else None,
         hosts=hosts,
     )
     failed = {

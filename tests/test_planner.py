@@ -21,7 +21,7 @@ from reconciler.rollout.decisions import DecisionKind
 from reconciler.rollout.observed import Greenboot
 from reconciler.rollout.planner import Action, GroupPhase, HostState
 from reconciler.rollout.reasons import ReasonCode
-from reconciler.rollout.state import GroupState, Phase
+from reconciler.rollout.state import GroupState, Lifecycle
 from tests.engine_harness import START, Harness
 from tests.fleets import NEW, NEWER, OLD
 from tests.planner_builders import (
@@ -58,7 +58,9 @@ RESUMING = spec(resume="OPS-1")
 VERSIONED = spec(version="9.1")
 QUIET = {"staleAfter": "1d", "skipStaleAfter": "2d"}  # no host turns stale for a day
 
-DONE = rollout(G, dict.fromkeys(G.order, SUCCEEDED), phase=Phase.COMPLETED, done={0: EARLIER})
+DONE = rollout(
+    G, dict.fromkeys(G.order, SUCCEEDED), lifecycle=Lifecycle.COMPLETED, done={0: EARLIER}
+)
 ON_TARGET = reports(G, running(TARGET))
 HALT = "halted after 1 failure(s) (threshold 1): h9 booted 9.1 and greenboot reports red"
 
@@ -304,7 +306,7 @@ DECISIONS = [
                 G,
                 dict.fromkeys(G.order, SUCCEEDED),
                 target=OTHER,
-                phase=Phase.COMPLETED,
+                lifecycle=Lifecycle.COMPLETED,
                 done={0: EARLIER},
             ),
             reports(G, running(OTHER)),

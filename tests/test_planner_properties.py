@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from reconciler.rollout.decisions import DecisionKind
 from reconciler.rollout.planner import Action, plan_group
-from reconciler.rollout.state import Phase
+from reconciler.rollout.state import Lifecycle
 from reconciler.rollout.windows import reboot_window
 from tests.engine_harness import Harness
 from tests.fleets import NEW, commit
@@ -224,7 +224,7 @@ def test_without_failures_every_host_converges_in_bounded_time(scenario: Scenari
         for name in scenario.groups:
             state = h.engine.state(name)
             assert state.rollout is not None
-            assert state.rollout.phase is Phase.COMPLETED
+            assert state.rollout.lifecycle is Lifecycle.COMPLETED
         checker.check_waves()
         h.store.close()
 

@@ -17,7 +17,7 @@ from reconciler.promotion.check import PromotionStatus, check_promotion
 from reconciler.promotion.commit import promotion_message, set_stream_commit, trailers
 from reconciler.rollout.observed import Greenboot, HostObservation
 from reconciler.rollout.reasons import Reason, ReasonCode
-from reconciler.rollout.state import FailureRecord, GroupState, HostProgress, Phase, Rollout
+from reconciler.rollout.state import FailureRecord, GroupState, HostProgress, Lifecycle, Rollout
 from tests.conftest import EXAMPLE_FLEET
 
 STAGING = "8e1b4d5f2a7c9e0b3d6f1a4c7e2b5d8f0a3c6e9b2d5f8a1c4e7b0d3f6a9c2e5b"
@@ -34,7 +34,7 @@ def fleet() -> Fleet:
 
 def lab_state(target: str = STAGING, minutes: tuple[int, ...] = (10, 20, 30)) -> GroupState:
     """The lab's rollout of ``target``: host i succeeded ``minutes[i]`` after T0."""
-    rollout = Rollout(1, target, PRODUCTION, "rev-staging", T0, phase=Phase.COMPLETED)
+    rollout = Rollout(1, target, PRODUCTION, "rev-staging", T0, lifecycle=Lifecycle.COMPLETED)
     for host, after in zip(LAB, minutes, strict=False):
         rollout.hosts[host] = HostProgress(succeeded_at=T0 + timedelta(minutes=after))
     return GroupState("staging-lab", rollout)
@@ -145,7 +145,7 @@ CASES: dict[str, tuple[Case, PromotionStatus, str]] = {
             {
                 "staging-lab": dataclasses.replace(
                     lab_state(),
-                    rollout=dataclasses.replace(lab_state().rollout, phase=Phase.HALTED),
+                    rollout=dataclasses.replace(lab_state().rollout, lifecycle=Lifecycle.HALTED),
                 )
             },  # type: ignore[arg-type]
             healthy(),

@@ -11,7 +11,7 @@ import pytest
 from reconciler.errors import StoreUnavailable
 from reconciler.rollout.decisions import Decision, DecisionKind, apply_decision
 from reconciler.rollout.reasons import Reason, ReasonCode
-from reconciler.rollout.state import GroupState, dump_state, load_state
+from reconciler.rollout.state import GroupState, Lifecycle, dump_state, load_state
 from reconciler.state.store import MIGRATIONS, Store
 from tests.fleets import NEW
 
@@ -118,3 +118,15 @@ def test_a_state_that_stored_the_rollout_count_still_loads() -> None:
     assert state.rollout is not None
     assert state.rollouts_started == 4
     assert b"rollouts_started" not in dump_state(state)
+
+
+def test_a_state_that_stored_the_lifecycle_as_phase_still_loads() -> None:
+    row = (
+        '{"group":"g","rollout":{"number":1,"target":"' + "a" * 64 + '","previous":null,'
+        '"revision":"r","started_at":"2026-01-01T00:00:00Z","phase":"halted"},'
+        '"finishing":{},"failed":{},"completed_commits":{}}'
+    )
+    state = load_state(row)
+    assert state.rollout is not None
+    assert state.rollout.lifecycle is Lifecycle.HALTED
+    assert b'"lifecycle":"halted"' in dump_state(state)

@@ -22,7 +22,7 @@ from reconciler.durations import format_minutes
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.models import Promotion, Stream
 from reconciler.rollout.observed import Greenboot, HostObservation
-from reconciler.rollout.state import GroupState, Phase
+from reconciler.rollout.state import GroupState, Lifecycle
 
 
 class PromotionStatus(StrEnum):
@@ -156,7 +156,11 @@ def _failure_on(commit: str, states: Mapping[str, GroupState]) -> str | None:
             if commit in records:
                 return f"{host} ({group}): {records[commit].reason.message}"
         rollout = state.rollout
-        if rollout is not None and rollout.target == commit and rollout.phase is Phase.HALTED:
+        if (
+            rollout is not None
+            and rollout.target == commit
+            and rollout.lifecycle is Lifecycle.HALTED
+        ):
             return f"group {group}, whose rollout halted"
     return None
 

@@ -19,7 +19,7 @@ from reconciler.rollout.state import (
     GroupState,
     Halt,
     HostProgress,
-    Phase,
+    Lifecycle,
     Rollout,
 )
 
@@ -93,17 +93,19 @@ def apply_decision(state: GroupState, d: Decision) -> None:
                 state.finishing[host] = FinishingHost(
                     rollout.target, progress.reboot_allowed_at, progress.boot_id_at_reboot
                 )
-        rollout.phase = Phase.SUPERSEDED
+        rollout.lifecycle = Lifecycle.SUPERSEDED
     elif kind is DecisionKind.ROLLOUT_HALTED:
-        rollout.phase = Phase.HALTED
+        rollout.lifecycle = Lifecycle.HALTED
         rollout.halt = Halt(d.at, d.reason, d.resume_token)
     elif kind is DecisionKind.ROLLOUT_RESUMED:
-        rollout.phase = Phase.ACTIVE if rollout.completed_at is None else Phase.COMPLETED
+        rollout.lifecycle = (
+            Lifecycle.ACTIVE if rollout.completed_at is None else Lifecycle.COMPLETED
+        )
         rollout.halt = None
         rollout.resume_token = d.resume_token
         rollout.failures_counted_since = d.at
     elif kind is DecisionKind.ROLLOUT_COMPLETED:
-        rollout.phase = Phase.COMPLETED
+        rollout.lifecycle = Lifecycle.COMPLETED
         rollout.completed_at = d.at
         state.completed_commits[rollout.target] = d.at
     elif kind is DecisionKind.WAVE_OPENED:

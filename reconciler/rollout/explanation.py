@@ -17,7 +17,7 @@ from reconciler.rollout.facts import PassFacts, current_rollout
 from reconciler.rollout.observed import Greenboot, HostObservation
 from reconciler.rollout.reasons import Reason, ReasonCode
 from reconciler.rollout.spec import BudgetKey, GroupSpec
-from reconciler.rollout.state import FailureRecord, GroupState, HostProgress, Phase, Rollout
+from reconciler.rollout.state import FailureRecord, GroupState, HostProgress, Lifecycle, Rollout
 
 
 class Action(StrEnum):
@@ -306,11 +306,11 @@ def group_status(
     opened = min(rollout.waves_opened, total)
     if not spec.order:
         return GroupStatus(GroupPhase.EMPTY, Reason(ReasonCode.NO_HOSTS, "no hosts"), opened, total)
-    if rollout.phase is Phase.COMPLETED:
+    if rollout.lifecycle is Lifecycle.COMPLETED:
         return _completed_status(facts, opened)
     blocked = facts.blocked(state)
     if blocked is not None:
-        if rollout.phase is Phase.HALTED:
+        if rollout.lifecycle is Lifecycle.HALTED:
             phase = GroupPhase.HALTED
         else:
             phase = GroupPhase.PAUSED if blocked.code is ReasonCode.PAUSED else GroupPhase.WAITING

@@ -14,7 +14,7 @@ from datetime import datetime
 from reconciler.rollout.observed import HostObservation
 from reconciler.rollout.reasons import Reason, ReasonCode
 from reconciler.rollout.spec import GroupSpec
-from reconciler.rollout.state import GroupState, Phase, Rollout
+from reconciler.rollout.state import GroupState, Lifecycle, Rollout
 from reconciler.rollout.windows import RebootWindow, reboot_window
 
 
@@ -88,7 +88,7 @@ class PassFacts:
     def blocked(self, state: GroupState) -> Reason | None:
         """Why no new wave may open and no new host may be offered, if anything stops it."""
         rollout = current_rollout(state)
-        if rollout.phase is Phase.HALTED and rollout.halt is not None:
+        if rollout.lifecycle is Lifecycle.HALTED and rollout.halt is not None:
             return Reason(ReasonCode.HALTED, rollout.halt.reason.message)
         if self.spec.paused:
             return Reason(ReasonCode.PAUSED, "paused in the fleet repo")

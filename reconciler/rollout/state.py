@@ -12,13 +12,18 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import TypeAdapter
+from pydantic import AliasChoices, Field, TypeAdapter
 
 from reconciler.rollout.reasons import Reason
 
 
-class Phase(StrEnum):
+class Lifecycle(StrEnum):
+    """Where a rollout is in its life, as recorded. Not to be confused with what the group is
+    doing now (:class:`reconciler.rollout.explanation.GroupPhase`: soaking, waiting for a
+    window...), which is explained afresh on every pass and never stored."""
+
     ACTIVE = "active"
     HALTED = "halted"
     COMPLETED = "completed"
@@ -65,7 +70,10 @@ class Rollout:
     previous: str | None
     revision: str | None  # fleet-repo commit that asked for this target
     started_at: datetime
-    phase: Phase = Phase.ACTIVE
+    # stored as "phase" before it was named apart from the group's phase: both are read
+    lifecycle: Annotated[Lifecycle, Field(validation_alias=AliasChoices("lifecycle", "phase"))] = (
+        Lifecycle.ACTIVE
+    )
     waves_opened: int = 0
     wave_done_at: dict[int, datetime] = field(default_factory=dict)
     waves_updated: set[int] = field(default_factory=set)  # waves in which a host was offered

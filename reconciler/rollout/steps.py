@@ -20,7 +20,7 @@ from reconciler.rollout.ledger import Ledger
 from reconciler.rollout.observed import Greenboot, HostObservation
 from reconciler.rollout.reasons import Reason, ReasonCode
 from reconciler.rollout.spec import BudgetKey, GroupSpec
-from reconciler.rollout.state import HostProgress, Phase, Rollout
+from reconciler.rollout.state import HostProgress, Lifecycle, Rollout
 
 
 def sooner(now: datetime, current: datetime | None, when: datetime | None) -> datetime | None:
@@ -67,7 +67,7 @@ def ensure_rollout(spec: GroupSpec, ledger: Ledger) -> Rollout:
         previous = current.target
         # A completed rollout can still have a host mid-update (one brought back after
         # drifting); it must finish under the budget like any other.
-        in_progress = current.phase in (Phase.ACTIVE, Phase.HALTED)
+        in_progress = current.lifecycle in (Lifecycle.ACTIVE, Lifecycle.HALTED)
         if in_progress or any(p.updating for p in current.hosts.values()):
             ledger.decide(
                 DecisionKind.ROLLOUT_SUPERSEDED,
@@ -95,7 +95,7 @@ def resume_if_asked(facts: PassFacts, ledger: Ledger) -> StepResult:
     """A halted rollout resumes when the group's `resume` value in Git changes."""
     rollout = ledger.rollout
     halt, token = rollout.halt, facts.spec.resume_token
-    if rollout.phase is Phase.HALTED and halt and token and token != halt.resume_token:
+    if rollout.lifecycle is Lifecycle.HALTED and halt and token and token != halt.resume_token:
         ledger.decide(
             DecisionKind.ROLLOUT_RESUMED,
             Reason(ReasonCode.RESUMED, f"resumed from the fleet repo (`{token}`)"),
@@ -303,7 +303,7 @@ def _fail(ledger: Ledger, host: str, code: ReasonCode, message: str) -> None:
 def halt_on_failures(facts: PassFacts, ledger: Ledger) -> StepResult:
     """Halt once the failures since the rollout began (or resumed) reach the threshold."""
     rollout, spec = ledger.rollout, facts.spec
-    if rollout.phase not in (Phase.ACTIVE, Phase.COMPLETED):
+    if rollout.lifecycle not in (Lifecycle.ACTIVE, Lifecycle.COMPLETED):
         return _NOTHING
     since = rollout.failures_counted_since or rollout.started_at
     failures = [
@@ -329,7 +329,7 @@ def halt_on_failures(facts: PassFacts, ledger: Ledger) -> StepResult:
 def advance_waves(facts: PassFacts, ledger: Ledger) -> StepResult:
     """Complete the open wave once all its hosts settled; open the next once it has soaked."""
     rollout, ends = ledger.rollout, facts.spec.wave_ends
-    if rollout.phase is not Phase.ACTIVE:
+    if rollout.lifecycle is not Lifecycle.ACTIVE:
         return _NOTHING
     while True:
         # Capped: Git may have shrunk the waves (or the group) since they were opened.
@@ -362,8 +362,10 @@ def advance_waves(facts: PassFacts, ledger: Ledger) -> StepResult:
 
 
 def _may_offer(facts: PassFacts, ledger: Ledger) -> bool:
-    phase = ledger.rollout.phase
-    return phase in (Phase.ACTIVE, Phase.COMPLETED) and facts.blocked(ledger.state) is None
+    lifecycle = ledger.rollout.lifecycle
+    return (
+        lifecycle in (Lifecycle.ACTIVE, Lifecycle.COMPLETED) and facts.blocked(ledger.state) is None
+    )
 
 
 def offer_target(facts: PassFacts, ledger: Ledger) -> StepResult:
@@ -374,7 +376,7 @@ def offer_target(facts: PassFacts, ledger: Ledger) -> StepResult:
     opened = rollout.waves_opened
     for host in spec.order:
         wave = spec.wave_of[host]
-        if wave >= opened and rollout.phase is Phase.ACTIVE:
+        if wave >= opened and rollout.lifecycle is Lifecycle.ACTIVE:
             continue
         progress = rollout.hosts.get(host)
         if progress is not None and (
@@ -485,7 +487,7 @@ def grant_reboots(facts: PassFacts, ledger: Ledger) -> StepResult:
 def complete_if_done(facts: PassFacts, ledger: Ledger) -> StepResult:
     """The rollout completes when its last wave is done."""
     rollout, spec = ledger.rollout, facts.spec
-    if rollout.phase is not Phase.ACTIVE or rollout.waves_opened < spec.waves_total:
+    if rollout.lifecycle is not Lifecycle.ACTIVE or rollout.waves_opened < spec.waves_total:
         return _NOTHING
     if (spec.waves_total - 1) not in rollout.wave_done_at:
         return _NOTHING

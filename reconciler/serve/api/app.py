@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from reconciler import __version__
 from reconciler.clock import wait_for_event
-from reconciler.rollout.state import Phase
+from reconciler.rollout.state import Lifecycle
 from reconciler.serve.api import problems
 from reconciler.serve.api.limits import ReportBodyLimits
 from reconciler.serve.api.webhooks import add_webhook_route
@@ -183,7 +183,7 @@ def _group_out(service: FleetService, name: str) -> GroupOut | None:
         return None
     target = plan.spec.target
     rollout = plan.state.rollout
-    halt = rollout.halt if rollout is not None and rollout.phase is Phase.HALTED else None
+    halt = rollout.halt if rollout is not None and rollout.lifecycle is Lifecycle.HALTED else None
     by_state: dict[str, int] = {}
     for host_plan in plan.hosts.values():
         by_state[host_plan.state.value] = by_state.get(host_plan.state.value, 0) + 1
