@@ -29,8 +29,14 @@ class RolloutStore(Protocol):
         """The state of every group that has one."""
         ...
 
-    def save(self, state: GroupState, decisions: Sequence[Decision]) -> None:
-        """Persist one pass, its new state and its decisions, atomically."""
+    def save(
+        self,
+        state: GroupState,
+        decisions: Sequence[Decision],
+        basis: Mapping[str, HostObservation] | None = None,
+    ) -> None:
+        """Persist one pass atomically: its new state, its decisions, and what each host the
+        decisions name had reported (``basis``), so no older report can outlive them."""
         ...
 
 
@@ -71,7 +77,9 @@ class Engine(Generic[StoreT_co]):
             self.clock.now(),
         )
         if plan.decisions:
-            self.store.save(plan.state, plan.decisions)
+            named = {d.host for d in plan.decisions if d.host is not None}
+            basis = {host: observed[host] for host in named if host in observed}
+            self.store.save(plan.state, plan.decisions, basis)
             self._states[group] = plan.state
         return plan
 

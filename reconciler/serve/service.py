@@ -81,6 +81,24 @@ def observation_from_report(host: str, at: datetime, report: AgentReport) -> Hos
     )
 
 
+def _restored_observations(reports: ReportStore, store: Store) -> dict[str, HostObservation]:
+    """What each host last reported, as known after a restart: its stored report, unless a
+    decision about it was based on a newer one (reports are written in batches, decisions at
+    once, so a crash can lose the report a decision was taken on; planning from the older
+    one would undo the decision)."""
+    observed = {
+        host: observation_from_report(host, at, AgentReport.model_validate_json(body))
+        for host, (at, body) in reports.latest().items()
+    }
+    for host, basis in store.observation_basis().items():
+        known = observed.get(host)
+        # At the same instant the basis wins: a decision was taken on it, and the stored
+        # report may be the one before it (a manual clock, or a coarse one).
+        if known is None or basis.received_at >= known.received_at:
+            observed[host] = basis
+    return observed
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -98,11 +116,7 @@ class FleetService:
     ) -> None:
         self.clock, self.reports, self.store, self.metrics = clock, reports, store, metrics
         self.engine = Engine(store, clock)
-        self.observed: dict[str, HostObservation] = {}
-        for host, (at, body) in reports.latest().items():
-            self.observed[host] = observation_from_report(
-                host, at, AgentReport.model_validate_json(body)
-            )
+        self.observed = _restored_observations(reports, store)
         self.plans: dict[str, GroupPlan] = {}
         self.failures: dict[str, ReconcileFailure] = {}
         self._answers: dict[str, tuple[GroupPlan, Assignment]] = {}

@@ -9,15 +9,18 @@ decision that was committed survives power loss, which is what makes "persist, t
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from pydantic import TypeAdapter
+
 from reconciler.errors import StoreUnavailable
 from reconciler.rollout.decisions import Decision
+from reconciler.rollout.observed import HostObservation
 from reconciler.rollout.state import GroupState, dump_state, load_state
 
 
@@ -129,6 +132,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX promotions_by_stream ON promotions (stream, commit_id);
     """,
+    # What a host reported when a decision about it was taken, written in the decision's own
+    # transaction: reports are stored in batches, and a restart must never plan from a
+    # report older than a decision already taken (docs/rollouts.md, "Restarts").
+    """
+    CREATE TABLE observation_basis (
+        host         TEXT PRIMARY KEY,
+        received_at  TEXT NOT NULL,
+        observation  TEXT NOT NULL
+    );
+    """,
 )
 
 
@@ -158,6 +171,14 @@ class StoredEvent:
     code: str
     message: str
     revision: str | None
+
+
+_OBSERVATION = TypeAdapter(HostObservation)
+
+
+def _instant(at: datetime) -> str:
+    """A UTC time as fixed-width text, so that SQL compares instants in order."""
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 class Store:
@@ -202,11 +223,27 @@ class Store:
         rows = self._db.execute("SELECT group_name, state FROM group_state").fetchall()
         return {name: load_state(state) for name, state in rows}
 
-    def save(self, state: GroupState, decisions: Sequence[Decision]) -> None:
-        """Persist a pass: the new state and its decisions, atomically."""
+    def save(
+        self,
+        state: GroupState,
+        decisions: Sequence[Decision],
+        basis: Mapping[str, HostObservation] | None = None,
+    ) -> None:
+        """Persist a pass: the new state, its decisions and the observations they were based
+        on (``basis``, by host), atomically. A basis never replaces a newer one."""
         if not decisions:
             return
         with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO observation_basis (host, received_at, observation) "
+                "VALUES (?, ?, ?) ON CONFLICT (host) DO UPDATE SET "
+                "received_at = excluded.received_at, observation = excluded.observation "
+                "WHERE excluded.received_at >= observation_basis.received_at",
+                [
+                    (host, _instant(seen.received_at), _OBSERVATION.dump_json(seen).decode())
+                    for host, seen in sorted((basis or {}).items())
+                ],
+            )
             db.execute(
                 "INSERT INTO group_state (group_name, state, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (group_name) DO UPDATE SET state = excluded.state, "
@@ -250,6 +287,11 @@ class Store:
             "SELECT revision FROM fleet_revisions WHERE accepted = 1 ORDER BY id DESC LIMIT 1"
         ).fetchone()
         return row[0] if row else None
+
+    def observation_basis(self) -> dict[str, HostObservation]:
+        """By host, the newest observation a decision about it was based on."""
+        rows = self._db.execute("SELECT observation FROM observation_basis")
+        return {seen.host: seen for seen in (_OBSERVATION.validate_json(r[0]) for r in rows)}
 
     def last_verdict(self) -> RevisionRecord | None:
         """The verdict on the newest revision considered."""
