@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
@@ -12,10 +13,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.clock import ManualClock
-from tests.api_support import RunningApi, running_api
+from reconciler.rollout.planner import GroupPhase, HostState
+from tests.api_support import OPERATOR_TOKEN, RunningApi, running_api
 from tests.engine_harness import START
-from tests.fleets import NEW, build_fleet
-from tests.test_api import GROUPS, HOSTS, post, report
+from tests.fleets import NEW, NEWER, build_fleet
+from tests.test_api import GROUPS, HOSTS, auth, post, report
 
 
 @pytest.fixture
@@ -70,9 +72,26 @@ def test_failures_and_finished_rollouts_are_counted_from_the_event_log(api: Runn
     post(api, report(booted=NEW, greenboot="red"), token="c1")  # booted it, checks failed
     found = samples(api)
     assert value(found, "fleet_host_failures_total", group="g", reason="greenboot_red") == 1
-    assert value(found, "fleet_rollouts_finished_total", group="g", result="halted") == 1
     assert value(found, "fleet_rollout_state", group="g", state="halted") == 1
     assert value(found, "fleet_group_hosts", group="g", state="failed") == 1
+    # A halt is not an end (it may be resumed): nothing has finished yet.
+    assert value(found, "fleet_rollouts_finished_total", group="g", result="halted") == 0
+    # A new commit replaces the halted rollout: it ended halted, and is counted once.
+    api.service.use_fleet(build_fleet(GROUPS, HOSTS, streams={"main": NEWER}, revision="rev-2"))
+    found = samples(api)
+    assert value(found, "fleet_rollouts_finished_total", group="g", result="halted") == 1
+    assert value(found, "fleet_rollouts_finished_total", group="g", result="superseded") == 0
+    assert value(found, "fleet_rollouts_finished_total", group="g", result="completed") == 0
+
+
+def test_the_rollout_state_uses_the_apis_words(api: RunningApi) -> None:
+    for host in ("c1", "c2", "c3"):
+        post(api, report(booted=NEW, boot_id="new"), token=host)
+    found = samples(api)
+    phase = httpx.get(api.url + "/v1/groups", headers=auth(OPERATOR_TOKEN)).json()[0]["phase"]
+    assert phase == "in_sync"
+    assert value(found, "fleet_rollout_state", group="g", state="in_sync") == 1
+    assert value(found, "fleet_rollouts_finished_total", group="g", result="completed") == 1
 
 
 def test_rejected_reports_are_counted_by_result(api: RunningApi) -> None:
@@ -111,3 +130,16 @@ def test_a_scrape_never_plans(api: RunningApi) -> None:
     found = samples(api)
     assert len(api.service.engine.store.events()) == events
     assert ("fleet_rollout_wave", (("group", "g"),)) not in found
+
+
+def test_the_docs_name_every_phase_and_host_state_and_nothing_else() -> None:
+    """One vocabulary: docs/metrics.md lists exactly the words the API and metrics use."""
+    docs = (Path(__file__).parent.parent / "docs" / "metrics.md").read_text()
+
+    def words(metric: str) -> set[str]:
+        line = next(row for row in docs.splitlines() if row.startswith(f"| `{metric}`"))
+        meaning = line.split("|")[4]
+        return {w for w in re.findall(r"`([a-z_]+)`", meaning) if "{" not in w}
+
+    assert words("fleet_rollout_state") == {p.value for p in GroupPhase}
+    assert words("fleet_group_hosts") == {s.value for s in HostState}

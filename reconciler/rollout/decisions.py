@@ -8,6 +8,7 @@ replaying a pass's decisions over the state it started from gives the state it e
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -40,6 +41,51 @@ class DecisionKind(StrEnum):
     HOST_DRIFTED = "host_drifted"
     HOST_ON_TARGET = "host_on_target"
     SUPERSEDED_HOST_FINISHED = "superseded_host_finished"
+
+
+class RolloutResult(StrEnum):
+    """How a rollout ended, once and for good."""
+
+    COMPLETED = "completed"  # every host done
+    SUPERSEDED = "superseded"  # a new desired commit replaced it while it was in progress
+    HALTED = "halted"  # it was halted, and replaced by a new desired commit while halted
+
+
+#: The decisions that tell how a rollout ends.
+LIFECYCLE_KINDS = frozenset(
+    {
+        DecisionKind.ROLLOUT_HALTED,
+        DecisionKind.ROLLOUT_RESUMED,
+        DecisionKind.ROLLOUT_COMPLETED,
+        DecisionKind.ROLLOUT_SUPERSEDED,
+    }
+)
+
+
+def rollout_results(
+    lifecycle: Iterable[tuple[str, int, DecisionKind]],
+) -> dict[tuple[str, int], RolloutResult]:
+    """How each rollout ended, from its lifecycle decisions (group, rollout number, kind) in
+    the order they were taken. A rollout counts once, by its first ending: one that completed
+    and was later superseded (a host brought back after drifting was still updating) stays
+    completed; one superseded while halted ended halted. Halted alone is not an ending: it
+    may still be resumed."""
+    halted: set[tuple[str, int]] = set()
+    results: dict[tuple[str, int], RolloutResult] = {}
+    for group, number, kind in lifecycle:
+        key = (group, number)
+        if key in results:
+            continue
+        if kind is DecisionKind.ROLLOUT_HALTED:
+            halted.add(key)
+        elif kind is DecisionKind.ROLLOUT_RESUMED:
+            halted.discard(key)
+        elif kind is DecisionKind.ROLLOUT_COMPLETED:
+            results[key] = RolloutResult.COMPLETED
+        elif kind is DecisionKind.ROLLOUT_SUPERSEDED:
+            ended_halted = key in halted
+            results[key] = RolloutResult.HALTED if ended_halted else RolloutResult.SUPERSEDED
+    return results
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,30 +19,16 @@ from prometheus_client.registry import Collector
 
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.promotion.check import PromotionCheck, PromotionStatus
+from reconciler.rollout.decisions import DecisionKind, RolloutResult, rollout_results
 from reconciler.rollout.observed import HostObservation
 from reconciler.rollout.planner import GroupPhase, GroupPlan, HostState
 from reconciler.rollout.reasons import FAILURE_CODES
 from reconciler.state.store import RevisionRecord
 
 FAILURE_REASONS = tuple(sorted(code.value for code in FAILURE_CODES))
-FINISH_RESULTS = {
-    "rollout_completed": "completed",
-    "rollout_halted": "halted",
-    "rollout_superseded": "superseded",
-}
 
-#: Rollout states as dashboards and alerts see them (GroupPhase, with in_sync -> complete).
-ROLLOUT_STATES = (
-    "progressing",
-    "soaking",
-    "waiting_window",
-    "waiting",
-    "paused",
-    "halted",
-    "complete",
-    "empty",
-)
-_PHASE_TO_STATE = {GroupPhase.IN_SYNC: "complete"}
+#: A group's states as dashboards and alerts see them: the API's phases, word for word.
+ROLLOUT_STATES = tuple(phase.value for phase in GroupPhase)
 
 
 class OperationalMetrics:
@@ -93,6 +79,8 @@ class EventLog(Protocol):
     """The durable event log, as far as counters that survive restarts need it."""
 
     def count_events(self, kind: str) -> list[tuple[str, str, int]]: ...
+
+    def lifecycle_events(self) -> list[tuple[str, int, DecisionKind]]: ...
 
     def last_verdict(self) -> RevisionRecord | None: ...
 
@@ -182,7 +170,7 @@ class FleetCollector(Collector):
                 hosts.add_metric([group, name], float(count))
             wave.add_metric([group], float(min(plan.status.wave, plan.status.waves_total)))
             waves.add_metric([group], float(plan.status.waves_total))
-            current = _PHASE_TO_STATE.get(plan.status.phase, plan.status.phase.value)
+            current = plan.status.phase.value
             for name in ROLLOUT_STATES:
                 state.add_metric([group, name], 1.0 if name == current else 0.0)
         for host, observed in sorted(service.observed.items()):
@@ -224,7 +212,8 @@ class FleetCollector(Collector):
         )
         finished = CounterMetricFamily(
             "fleet_rollouts_finished",
-            "Rollouts finished by result (completed, halted, superseded).",
+            "Rollouts ended, each once, by result (completed; superseded while in progress; "
+            "halted: superseded while halted).",
             labels=["group", "result"],
         )
         store, groups = self.service.store, sorted(self.service.fleet.groups)
@@ -235,12 +224,12 @@ class FleetCollector(Collector):
             counts[(group, reason)] = count
         for (group, reason), count in sorted(counts.items()):
             failures.add_metric([group, reason], float(count))
-        ended = {(g, result): 0 for g in groups for result in FINISH_RESULTS.values()}
-        for kind, result in FINISH_RESULTS.items():
-            for group, _, count in store.count_events(kind):
-                ended[(group, result)] = ended.get((group, result), 0) + count
-        for (group, result), count in sorted(ended.items()):
-            finished.add_metric([group, result], float(count))
+        # Each rollout once, by how it ended (a halt is not an end: it may be resumed).
+        ended = {(g, outcome.value): 0 for g in groups for outcome in RolloutResult}
+        for (group, _), outcome in rollout_results(store.lifecycle_events()).items():
+            ended[(group, outcome.value)] = ended.get((group, outcome.value), 0) + 1
+        for (group, label), count in sorted(ended.items()):
+            finished.add_metric([group, label], float(count))
         yield failures
         yield finished
 

@@ -19,7 +19,7 @@ from typing import Protocol
 from pydantic import TypeAdapter
 
 from reconciler.errors import StoreUnavailable
-from reconciler.rollout.decisions import Decision
+from reconciler.rollout.decisions import LIFECYCLE_KINDS, Decision, DecisionKind
 from reconciler.rollout.observed import HostObservation
 from reconciler.rollout.state import GroupState, dump_state, load_state
 
@@ -299,6 +299,17 @@ class Store:
             "SELECT revision, accepted, code, message FROM fleet_revisions ORDER BY id DESC LIMIT 1"
         ).fetchone()
         return RevisionRecord(row[0], bool(row[1]), row[2], row[3]) if row else None
+
+    def lifecycle_events(self) -> list[tuple[str, int, DecisionKind]]:
+        """(group, rollout number, kind) of every halt, resume, completion and supersession,
+        oldest first: how each rollout ended is read from them."""
+        kinds = sorted(k.value for k in LIFECYCLE_KINDS)
+        rows = self._db.execute(
+            f"SELECT group_name, rollout, kind FROM events WHERE kind IN "
+            f"({', '.join('?' * len(kinds))}) AND rollout IS NOT NULL ORDER BY id",
+            kinds,
+        )
+        return [(group, int(number), DecisionKind(kind)) for group, number, kind in rows]
 
     def count_events(self, kind: str) -> list[tuple[str, str, int]]:
         """(group, reason code, count) of the events of one kind, for counters that must
