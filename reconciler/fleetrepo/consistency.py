@@ -131,6 +131,9 @@ def build_fleet(
     if any(p.is_error for p in report.problems) or some_files_invalid:
         return None, report.problems
     config = _model(fleet_docs[0], FleetConfig)
+    _check_revocations(report, fleet_docs[0], config, stream_docs, streams, group_docs, groups)
+    if any(p.is_error for p in report.problems):
+        return None, report.problems
     return Fleet(
         config,
         streams,
@@ -242,6 +245,48 @@ def _check_streams(
             "promotion cycle: " + " ← ".join([*cycle, cycle[0]]),
             "ref.promotion-cycle",
         )
+
+
+def _check_revocations(
+    report: _Reporter,
+    fleet_doc: LoadedDocument,
+    config: FleetConfig,
+    stream_docs: Mapping[str, LoadedDocument],
+    streams: Mapping[str, Stream],
+    group_docs: Mapping[str, LoadedDocument],
+    groups: Mapping[str, Group],
+) -> None:
+    """A stream or pin may not name a revoked build; a build is revoked once."""
+    revoked: dict[str, int] = {}
+    for index, revocation in enumerate(config.revoked):
+        if revocation.commit in revoked:
+            report.at(
+                fleet_doc,
+                ("revoked", index, "commit"),
+                f"commit {revocation.commit[:12]} is revoked twice "
+                f"(first at revoked[{revoked[revocation.commit]}])",
+                "revoked.duplicate",
+            )
+        revoked.setdefault(revocation.commit, index)
+
+    def refuse(doc: LoadedDocument, path: DataPath, what: str, commit: str) -> None:
+        index = revoked[commit]
+        reason = config.revoked[index].reason
+        report.at(
+            doc,
+            path,
+            f"{what} names commit {commit[:12]}, which is revoked in fleet.yaml "
+            f"(revoked[{index}]: {reason})",
+            "ref.revoked-commit",
+            "point it at another build (usually the one before), in the same change",
+        )
+
+    for name, stream in streams.items():
+        if stream.commit in revoked:
+            refuse(stream_docs[name], ("commit",), f"stream `{name}`", stream.commit)
+    for name, group in groups.items():
+        if group.pin is not None and group.pin.commit in revoked:
+            refuse(group_docs[name], ("pin", "commit"), f"the pin of `{name}`", group.pin.commit)
 
 
 def _check_group_references(

@@ -102,6 +102,11 @@ class Fleet:
         """The group a host belongs to, or None when no group selects it."""
         return self._group_of_host.get(host)
 
+    @property
+    def revoked(self) -> dict[str, str]:
+        """Builds withdrawn fleet-wide: commit -> why (from `fleet.yaml`)."""
+        return {r.commit: r.reason for r in self.config.revoked}
+
     def target(self, group: str) -> Target:
         """The commit a group should run, from its pin or its stream."""
         spec = self.groups[group]

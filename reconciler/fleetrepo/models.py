@@ -257,6 +257,19 @@ class FleetDefaults(Spec):
     )
 
 
+class Revocation(Spec):
+    """A build withdrawn fleet-wide: no group is offered it again, a rollout to it halts, and
+    hosts that run it are brought back to their group's desired commit."""
+
+    commit: Commit
+    version: str | None = Field(default=None, description="Human version of `commit`.")
+    reason: str = Field(
+        min_length=1,
+        description="Why the build is withdrawn; shown on every host that still runs it, "
+        "to reviewers and to auditors.",
+    )
+
+
 class FleetConfig(Document):
     """`fleet.yaml`: the fleet's name and defaults. Exactly one per repo, at its root."""
 
@@ -264,6 +277,11 @@ class FleetConfig(Document):
     name: Name
     description: str | None = Field(default=None, description="Free text for humans.")
     defaults: FleetDefaults = Field(default_factory=FleetDefaults)
+    revoked: list[Revocation] = Field(
+        default_factory=list,
+        description="Builds withdrawn fleet-wide. A stream or pin may not name one; hosts "
+        "that run one show as drifted with reason `revoked` until they are brought back.",
+    )
 
 
 # ---------------------------------------------------------------------------------------------

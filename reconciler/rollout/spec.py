@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from reconciler.fleetrepo.fleet import Fleet, Target
@@ -37,6 +37,8 @@ class GroupSpec:
     paused: bool
     depends_on: tuple[str, ...]
     resume_token: str | None
+    #: Builds withdrawn fleet-wide (commit -> why): never offered; a rollout to one halts.
+    revoked: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def soak_time(self) -> timedelta:
@@ -111,6 +113,7 @@ def group_spec(fleet: Fleet, group: str) -> GroupSpec:
         paused=model.paused,
         depends_on=tuple(model.depends_on),
         resume_token=model.resume,
+        revoked=fleet.revoked,
     )
 
 
