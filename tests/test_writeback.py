@@ -8,6 +8,7 @@ with the git command line, and `git log --notes=rollouts` is what an auditor wou
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -268,7 +269,7 @@ def test_staging_build_is_promoted_once_after_the_soak_and_rolls_out(tmp_path: P
     assert "callservers-dub rollout 2 target 8e1b4d5f2a7c: rollout started" in under_promotion
 
 
-def test_promotion_is_rebased_onto_a_concurrent_human_push(
+def test_a_concurrent_human_push_is_taken_in_before_a_promotion_builds_on_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     origin, daemon, _clock, fleet = start(tmp_path)
@@ -290,8 +291,15 @@ def test_promotion_is_rebased_onto_a_concurrent_human_push(
 
     monkeypatch.setattr(reconciler.git.remote, "push", human_pushes_first)
     [attempt] = daemon.writeback.promote_due()
+    # Our push is refused (the branch moved); the new tip is not taken in yet: wait for it.
     assert attempt.written is not None
-    assert (attempt.written.outcome, attempt.written.rebased) == (PromotionOutcome.PUSHED, 1)
+    assert attempt.written.outcome is PromotionOutcome.OVERTAKEN
+    assert tip(origin) == human[0]
+    assert daemon.sync().accepted
+    fleet.run(timedelta(hours=1))  # the back-off is over, the hosts still healthy
+    [again] = daemon.writeback.promote_due()
+    assert again.written is not None
+    assert again.written.outcome is PromotionOutcome.PUSHED
     promotion = tip(origin)
     assert git(origin.bare, "rev-parse", f"{promotion}^") == human[0]  # on top, not forced
     assert "# rack 7" in git(origin.bare, "show", f"{promotion}:groups/callservers-nyc.yaml")
@@ -436,27 +444,67 @@ def test_a_promotion_that_would_not_validate_is_reported_once_per_revision(
     tmp_path: Path,
 ) -> None:
     origin, daemon, _clock, fleet = start(tmp_path)
+    # Valid, but the promotion cannot edit this `commit` in place and keep the file valid.
+    folded = origin.commit(
+        "production: commit as a folded scalar",
+        replace(
+            "streams/production.yaml",
+            f"commit: {OLD_PRODUCTION}",
+            f"commit: >-\n  {OLD_PRODUCTION}",
+        ),
+    )
+    assert daemon.sync().accepted
+    soak_lab(daemon, fleet, hours=49)
+    [attempt] = daemon.writeback.promote_due()
+    assert attempt.error is not None
+    assert "would not validate" in attempt.error
+    assert "streams/production.yaml" in attempt.error
+    fleet.run(timedelta(hours=2))  # the back-off is long over, the hosts still healthy
+    assert [c.status for c in daemon.service.promotion_checks()] == [PromotionStatus.DUE]
+    assert daemon.writeback.promote_due() == []  # nothing changed in force: not again
+    assert [p.outcome for p in daemon.store.promotions()] == ["failed"]
+    assert tip(origin) == folded
+
+    fixed = origin.commit(
+        "production: plain commit again",
+        replace(
+            "streams/production.yaml",
+            f"commit: >-\n  {OLD_PRODUCTION}",
+            f"commit: {OLD_PRODUCTION}",
+        ),
+    )
+    daemon.sync()
+    fleet.step()
+    [done] = daemon.writeback.promote_due()
+    assert done.written is not None
+    assert done.written.outcome is PromotionOutcome.PUSHED
+    assert git(origin.bare, "rev-parse", f"{tip(origin)}^") == fixed
+
+
+def test_a_promotion_is_never_built_on_a_tip_the_gate_has_not_taken_in(tmp_path: Path) -> None:
+    origin, daemon, _clock, fleet = start(tmp_path)
     soak_lab(daemon, fleet, hours=49)
     broken = origin.commit(
         "typo",
         replace("groups/callservers-nyc.yaml", "stream: production", "stream: prodution"),
     )
+    assert not daemon.sync().accepted  # refused: the revision in force stays
     [attempt] = daemon.writeback.promote_due()
-    assert attempt.error is not None
-    assert "would not validate" in attempt.error
-    assert "groups/callservers-nyc.yaml" in attempt.error
-    fleet.run(timedelta(hours=2))  # the back-off is long over, the hosts still healthy
-    assert [c.status for c in daemon.service.promotion_checks()] == [PromotionStatus.DUE]
-    assert daemon.writeback.promote_due() == []  # nothing changed in force: not again
-    assert [p.outcome for p in daemon.store.promotions()] == ["failed"]
-    assert tip(origin) == broken
+    assert attempt.written is not None
+    assert attempt.written.outcome is PromotionOutcome.OVERTAKEN
+    assert "not at the revision in force" in attempt.written.message
+    assert tip(origin) == broken  # nothing built on it, nothing pushed
+    fleet.run(timedelta(hours=1))
+    assert [a.written.outcome for a in daemon.writeback.promote_due() if a.written] == [
+        PromotionOutcome.OVERTAKEN
+    ]
 
     fixed = origin.commit(
         "fix the typo",
         replace("groups/callservers-nyc.yaml", "stream: prodution", "stream: production"),
     )
-    daemon.sync()
-    fleet.step()
+    assert daemon.sync().accepted
+    fleet.run(timedelta(hours=1))
     [done] = daemon.writeback.promote_due()
     assert done.written is not None
     assert done.written.outcome is PromotionOutcome.PUSHED
@@ -593,3 +641,62 @@ def test_a_signed_promotion_passes_the_daemons_own_signature_gate(tmp_path: Path
     verdict = daemon.sync()
     assert verdict.accepted, verdict.message  # the daemon trusts its own signed promotion
     assert daemon.service.fleet.revision == attempt.written.commit
+
+
+@pytest.mark.needs_tool("ssh-keygen")
+def test_an_unsigned_push_is_not_laundered_through_a_signed_promotion(tmp_path: Path) -> None:
+    """The attack: signed commits are required; someone without a trusted key pushes a host
+    and its token. The gate refuses the commit, and a promotion that falls due must not be
+    built on it and signed with the reconciler's own key (which the gate would then accept,
+    taking the attacker's host in with it)."""
+    keys = {}
+    for name in ("ops", "bot"):
+        key = tmp_path / name
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True
+        )
+        keys[name] = key
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(
+        f"ops@example.net {(tmp_path / 'ops.pub').read_text()}"
+        f"{IDENTITY.email} {(tmp_path / 'bot.pub').read_text()}"
+    )
+    origin = Remote(tmp_path)
+    no_urls(origin.work)
+    git(origin.work, "add", "-A")
+    ssh = ("-c", "gpg.format=ssh", "-c", f"user.signingkey={keys['ops']}.pub")
+    signed_commit(origin, "no example urls (signed by ops)", *ssh)
+    clock = ManualClock(START)
+    settings = config(
+        tmp_path,
+        origin,
+        identity=IDENTITY,
+        signatures=SignatureTrust(allowed_signers=allowed),
+        signer=CommitSigner(ssh_key=keys["bot"]),
+    )
+    daemon = open_daemon(settings, clock)
+    applied = daemon.service.fleet.revision
+    fleet = ReportingFleet(
+        daemon.service, clock, {name: OLD_PRODUCTION for name in daemon.service.fleet.hosts}
+    )
+    evil_token = "attacker-token"
+    evil_hash = hashlib.sha256(evil_token.encode()).hexdigest()
+    unsigned = origin.commit(
+        "add a host (unsigned)",
+        lambda root: (root / "hosts" / "nyc.yaml").write_text(
+            (root / "hosts" / "nyc.yaml").read_text()
+            + f"  - name: nyc-evil-01\n    tokenSha256: {evil_hash}\n"
+        ),
+    )
+    verdict = daemon.sync()
+    assert (verdict.accepted, verdict.code.value) == (False, "unsigned")
+
+    soak_lab(daemon, fleet, hours=49)
+    [attempt] = daemon.writeback.promote_due()
+
+    assert attempt.written is not None
+    assert attempt.written.outcome is PromotionOutcome.OVERTAKEN
+    assert tip(origin) == unsigned  # nothing was built on the unsigned commit, or pushed
+    assert daemon.sync().code.value == "unsigned"  # and it is still refused
+    assert daemon.service.fleet.revision == applied
+    assert daemon.service.host_for_token(evil_token) is None

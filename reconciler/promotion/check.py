@@ -52,6 +52,9 @@ class PromotionCheck:
     # even when a newer revision is taken in meanwhile.
     stream_commit: str = ""
     policy: Promotion | None = None
+    # The fleet revision in force when the check was made: the only revision a promotion may
+    # be built on (never on a newer tip that the gate has refused or not yet judged).
+    revision_in_force: str | None = None
 
     @property
     def due(self) -> bool:
@@ -88,6 +91,7 @@ def check_promotion(
         "",
         stream_commit=stream.commit,
         policy=policy,
+        revision_in_force=fleet.revision,
     )
 
     def result(status: PromotionStatus, message: str, **fields: Any) -> PromotionCheck:

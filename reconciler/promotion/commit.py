@@ -140,9 +140,10 @@ class PromotionWriter:
     def promote(self, check: PromotionCheck, at: datetime) -> PromotionWritten:
         """Push the promotion of ``check`` to the watched branch, or to a new review branch.
 
-        It is built on the watched branch's tip as it is now, and only if that tip still
-        declares what the check saw: the source stream at the promoted commit and the stream
-        at the commit it ran; otherwise someone changed them since, and the change is theirs.
+        It is built on the watched branch's tip, and only if that tip is the revision in force
+        when the check was made (so verified by the gate: a refused or unjudged tip is never
+        built upon and signed) and still declares what the check saw: the source stream at
+        the promoted commit and the stream at the commit it ran.
         """
         policy = check.policy
         assert policy is not None, "a due check carries its stream's promotion policy"
@@ -172,6 +173,20 @@ class PromotionWriter:
             return PromotionWritten(outcome, target, commit, attempt, why)
 
         base, review_tip = self._tips(review)
+        if str(base.id) != check.revision_in_force:
+            # The branch moved past the revision in force: to a tip the gate refused (an
+            # unsigned commit, say) or has not judged yet. Building on it and signing the
+            # result would launder its content through our own signature; wait until the
+            # daemon takes a tip in, and promote on that.
+            return Built(
+                written(
+                    PromotionOutcome.OVERTAKEN,
+                    None,
+                    f"{self.watched_branch} is at {str(base.id)[:12]}, not at the revision in "
+                    f"force ({(check.revision_in_force or 'none')[:12]}); promoting only on "
+                    "a revision the reconciler has verified and taken in",
+                )
+            )
         for tip in (base, review_tip):
             earlier = self._earlier_promotion(tip, check) if tip is not None else None
             if earlier is not None:
