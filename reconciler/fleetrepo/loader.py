@@ -34,6 +34,24 @@ MAX_FILE_BYTES = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True)
+class ValidationBudget:
+    """How much one revision may cost to validate, whoever wrote it.
+
+    A pull request is untrusted input: without a total, ten files of ``[1,1,1,…]`` cost
+    minutes, gigabytes and millions of errors. The defaults leave a 100,000-host fleet
+    (about 20 MiB in a few hundred files) far inside; past a limit, validation stops and
+    says which limit it hit, and the revision is invalid.
+    """
+
+    max_files: int = 5_000
+    max_total_bytes: int = 64 * 1024 * 1024
+    max_errors: int = 1_000  # reported; validation stops once this many are found
+
+
+DEFAULT_BUDGET = ValidationBudget()
+
+
+@dataclass(frozen=True)
 class LoadResult:
     """The outcome of validating one revision: the fleet if it is valid, and all problems."""
 
@@ -51,25 +69,54 @@ class LoadResult:
         return tuple(p for p in self.problems if not p.is_error)
 
 
-def load_fleet(source: FleetSource) -> LoadResult:
-    """Read, parse and validate every fleet file of ``source``."""
+def load_fleet(source: FleetSource, budget: ValidationBudget = DEFAULT_BUDGET) -> LoadResult:
+    """Read, parse and validate every fleet file of ``source``, within ``budget``."""
     problems: list[Problem] = []
     documents: list[LoadedDocument] = []
-    files_read = 0
+    files_read = total_bytes = 0
     declared = DeclaredNames()
+    exhausted: Problem | None = None
     for file in source.files():
         files_read += 1
-        document, file_problems = _load_file(file, declared)
-        problems.extend(file_problems)
+        total_bytes += max(file.size, 0)
+        exhausted = _over_budget(file, files_read, total_bytes, len(problems), budget)
+        if exhausted is not None:
+            break
+        room = budget.max_errors - len(problems)
+        document, file_problems = _load_file(file, declared, room)
+        problems.extend(file_problems[:room])
         if document is not None:
             documents.append(document)
-    fleet, fleet_problems = build_fleet(
-        documents, declared, revision=source.revision, some_files_invalid=bool(problems)
-    )
-    problems.extend(fleet_problems)
+    if exhausted is None:
+        fleet, fleet_problems = build_fleet(
+            documents, declared, revision=source.revision, some_files_invalid=bool(problems)
+        )
+        problems.extend(fleet_problems[: budget.max_errors - len(problems)])
+    else:
+        fleet = None
     problems.sort(key=lambda p: (p.file, p.line, p.column, p.code))
+    if exhausted is not None:
+        problems.append(exhausted)  # last, whatever its file: it explains why the list ends
     valid = not any(p.is_error for p in problems)
     return LoadResult(fleet if valid else None, tuple(problems), source.revision, files_read)
+
+
+def _over_budget(
+    file: SourceFile, files: int, total_bytes: int, errors: int, budget: ValidationBudget
+) -> Problem | None:
+    """The problem that stops validation before ``file``, if a limit is reached."""
+    if errors >= budget.max_errors:
+        why = f"stopped after {errors} errors (the limit); fix these and validate again"
+        code = "budget.errors"
+    elif files > budget.max_files:
+        why = f"more than {budget.max_files} fleet files; validation stopped here"
+        code = "budget.files"
+    elif total_bytes > budget.max_total_bytes:
+        why = f"fleet files total more than {budget.max_total_bytes} bytes; validation stopped here"
+        code = "budget.bytes"
+    else:
+        return None
+    return Problem(file.path, 1, 1, "", why, code)
 
 
 def load_fleet_or_raise(source: FleetSource) -> Fleet:
@@ -81,7 +128,7 @@ def load_fleet_or_raise(source: FleetSource) -> Fleet:
 
 
 def _load_file(
-    file: SourceFile, declared: DeclaredNames
+    file: SourceFile, declared: DeclaredNames, room: int = DEFAULT_BUDGET.max_errors
 ) -> tuple[LoadedDocument | None, list[Problem]]:
     def whole_file(message: str, code: str, hint: str | None = None) -> list[Problem]:
         return [Problem(file.path, 1, 1, "", message, code, hint=hint)]
@@ -107,7 +154,8 @@ def _load_file(
     try:
         model = model_type.model_validate(document.data)
     except ValidationError as exc:
-        return None, problems + [_schema_problem(document, error) for error in exc.errors()]
+        errors = exc.errors()[:room]  # the rest would only be dropped; don't build them
+        return None, problems + [_schema_problem(document, error) for error in errors]
     if problems:
         return None, problems
     return LoadedDocument(file.path, document, model), []

@@ -36,6 +36,9 @@ class RevisionFollower:
         self.allow_history_rewrite = allow_history_rewrite
         self.subdirectory = subdirectory
         self.applied = store.last_applied_revision()
+        # The last tip refused, and why: a refused tip is judged once, not at every poll
+        # (judging an adversarial revision costs real work; its verdict cannot change).
+        self._refused: tuple[str, RevisionVerdict] | None = None
 
     def applied_fleet(self) -> Fleet | None:
         """The fleet of the revision in force, read back from the mirror (None if there is
@@ -52,6 +55,8 @@ class RevisionFollower:
         thread; :meth:`record` the verdict on the thread that owns the store."""
         with self.mirror.lock:
             tip = self.mirror.fetch()
+            if self._refused is not None and self._refused[0] == tip:
+                return tip, self._refused[1]
             trust = self.signatures
             verdict = consider_revision(
                 self.mirror,
@@ -66,6 +71,9 @@ class RevisionFollower:
                 allow_history_rewrite=self.allow_history_rewrite,
                 subdirectory=self.subdirectory,
             )
+        if not verdict.accepted and verdict.code is not VerdictCode.PREFLIGHT_FAILED:
+            # A preflight failure may be the OSTree repository being down: ask again.
+            self._refused = (tip, verdict)
         return tip, verdict
 
     def record(self, tip: str, verdict: RevisionVerdict) -> None:
