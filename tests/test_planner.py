@@ -18,7 +18,7 @@ from typing import cast
 import pytest
 
 from reconciler.rollout.decisions import DecisionKind
-from reconciler.rollout.observed import Greenboot
+from reconciler.rollout.observed import Greenboot, HostObservation
 from reconciler.rollout.planner import Action, GroupPhase, HostState
 from reconciler.rollout.reasons import ReasonCode
 from reconciler.rollout.state import GroupState, Lifecycle
@@ -100,15 +100,23 @@ HOST_PLANS = [
         Pass(G, rollout(G, started=NOW - 3 * 60 * MIN), reports(G, h1=None)),
         "h1",
         (HostState.STALE, Action.NONE, R.SKIPPED_STALE),
-        "h1 never reported",
+        "h1 never reported; skipped after 2h",
         id="rule10: never reported, for skipStaleAfter",
+    ),
+    pytest.param(
+        Pass(G, rollout(G, started=NOW - 15 * MIN), reports(G, h1=None)),
+        "h1",
+        (HostState.STALE, Action.NONE, R.NO_REPORT),
+        "never reported since the rollout began 15m ago; not counted against the reboot "
+        "budget; skipped if still silent at 2026-11-25 13:45Z",
+        id="rule10: never reported, for staleAfter: shown, not counted against the budget",
     ),
     pytest.param(
         Pass(G, rollout(G, started=EARLIER), reports(G, h1=None)),
         "h1",
         (HostState.PENDING, Action.NONE, R.NO_REPORT),
-        "has not reported yet",
-        id="no report since the rollout began",
+        "has not reported yet; skipped if still silent at 2026-11-25 13:55Z",
+        id="rule10: no report since the rollout began",
     ),
     pytest.param(
         Pass(G, rollout(G, {"h1": ALLOWED}), reports(G, h1=running(staged=TARGET))),
@@ -168,6 +176,27 @@ HOST_PLANS = [
         id="rule11: drifted, paused before it was offered again",
     ),
     pytest.param(
+        Pass(PAUSED, rollout(PAUSED, {"h1": OFFERED}), reports(PAUSED)),
+        "h1",
+        (HostState.PENDING, Action.NONE, R.PAUSED),
+        "paused in the fleet repo",
+        id="rule7: offered, not staged yet when paused: not told to stage",
+    ),
+    pytest.param(
+        Pass(PAUSED, rollout(PAUSED, {"h1": OFFERED}), reports(PAUSED, h1=running(staged=TARGET))),
+        "h1",
+        (HostState.STAGED, Action.NONE, R.PAUSED),
+        "paused in the fleet repo; keeps the staged target until the rollout goes on",
+        id="rule7: staged when paused: keeps it, is not told to stage",
+    ),
+    pytest.param(
+        Pass(PAUSED, rollout(PAUSED, {"h1": ALLOWED}), reports(PAUSED, h1=running(staged=TARGET))),
+        "h1",
+        (HostState.STAGED, Action.NONE, R.PAUSED),
+        "keeps the staged target",
+        id="rule7: allowed to reboot, not rebooted when paused: keeps the staged target",
+    ),
+    pytest.param(
         Pass(DEPENDENT, fresh(), reports(DEPENDENT)),
         "h1",
         (HostState.PENDING, Action.NONE, R.WAITING_FOR_DEPENDENCY),
@@ -198,9 +227,67 @@ HOST_PLANS = [
     pytest.param(
         Pass(G, rollout(G, {"h1": OFFERED}, halted=HALT), reports(G, h1=running(staged=TARGET))),
         "h1",
-        (HostState.STAGED, Action.STAGE, R.HALTED),
+        (HostState.STAGED, Action.UNSTAGE, R.HALTED),
+        f"{HALT}; remove the staged target so that no reboot boots it",
+        id="rule5: staged when the rollout halted: told to drop it",
+    ),
+    pytest.param(
+        Pass(G, rollout(G, {"h1": OFFERED}, halted=HALT), reports(G)),
+        "h1",
+        (HostState.PENDING, Action.NONE, R.HALTED),
         HALT,
-        id="rule5: staged when the rollout halted",
+        id="rule5: offered, not staged yet when the rollout halted: not told to stage",
+    ),
+    pytest.param(
+        Pass(G, rollout(G, {"h1": ALLOWED}, halted=HALT), reports(G, h1=running(staged=TARGET))),
+        "h1",
+        (HostState.STAGED, Action.UNSTAGE, R.HALTED),
+        HALT,
+        id="rule5: allowed to reboot, not rebooted when the rollout halted: told to drop it",
+    ),
+    pytest.param(
+        Pass(
+            G,
+            rollout(G, {"h1": ALLOWED, "h2": OFFERED}),
+            reports(
+                G,
+                h1=running(TARGET, greenboot=Greenboot.RED, boot_id="boot-2"),
+                h2=running(staged=TARGET),
+            ),
+        ),
+        "h2",
+        (HostState.STAGED, Action.UNSTAGE, R.HALTED),
+        f"halted after 1 failure(s) (threshold 1): h1 booted {SHOWN}",
+        id="rule5: staged when another host of its wave fails: told to drop it",
+    ),
+    pytest.param(
+        Pass(
+            G,
+            rollout(G, {"h1": SUCCEEDED}, halted=HALT),
+            reports(G, h1=running(TARGET)),
+        ),
+        "h1",
+        (HostState.IN_SYNC, Action.NONE, R.IN_SYNC),
+        "runs the desired commit",
+        id="rule5: a host already updated stays as it is when the rollout halts",
+    ),
+    pytest.param(
+        Pass(
+            G,
+            rollout(G, failed_before={"h1": R.HEALTH_TIMEOUT}),
+            reports(G, h1=running(staged=TARGET)),
+        ),
+        "h1",
+        (HostState.FAILED, Action.UNSTAGE, R.FAILED_BEFORE),
+        "h1 failed; remove the staged deployment so that no reboot boots it",
+        id="rule5: failed on the target and still has it staged: told to drop it",
+    ),
+    pytest.param(
+        Pass(RESUMING, rollout(RESUMING, {"h1": OFFERED}, halted=HALT), reports(RESUMING)),
+        "h1",
+        (HostState.STAGING, Action.STAGE, R.WAITING_FOR_STAGE),
+        "download and stage the target",
+        id="rule5: offered before the halt, told to stage again once resumed",
     ),
     pytest.param(
         Pass(WINDOWED, rollout(WINDOWED, {"h1": OFFERED}), reports(G, h1=running(staged=TARGET))),
@@ -237,6 +324,28 @@ HOST_PLANS = [
         (HostState.PENDING, Action.UNSTAGE, R.UNSTAGE),
         f"{SHOWN_OTHER} is staged but is not the desired commit; remove the staged deployment",
         id="another commit staged while nothing else to do",
+    ),
+    pytest.param(
+        Pass(
+            TWO_WAVES,
+            rollout(TWO_WAVES, {"h2": ALLOWED}, target=OTHER, waves_opened=2),
+            reports(TWO_WAVES, h2=running(staged=OTHER)),
+        ),
+        "h2",
+        (HostState.PENDING, Action.UNSTAGE, R.UNSTAGE),
+        f"{SHOWN_OTHER} is staged but is not the desired commit",
+        id="rule9: allowed to reboot into a superseded target, not rebooted: told to drop it",
+    ),
+    pytest.param(
+        Pass(
+            G,
+            rollout(G, {"h1": ALLOWED, "h2": OFFERED}, target=OTHER),
+            reports(G, h1=None, h2=running(staged=OTHER)),
+        ),
+        "h2",
+        (HostState.PENDING, Action.UNSTAGE, R.UNSTAGE),
+        f"{SHOWN_OTHER} is staged but is not the desired commit",
+        id="rule9: staged a superseded target while another host finishes: told to drop it",
     ),
 ]
 
@@ -291,6 +400,13 @@ DECISIONS = [
         [(K.HOST_OFFERED, R.STAGE_TARGET)],
         "h1 may stage the target",
         id="rule2: an open wave is offered the target",
+    ),
+    pytest.param(
+        Pass(G, fresh(), reports(G, h1=None)),
+        "h1",
+        [],
+        "",
+        id="rule2: a host that never reported is not offered the target (until it reports)",
     ),
     pytest.param(
         Pass(G, rollout(G, {"h1": ALLOWED}, target=OTHER), reports(G, h1=None)),
@@ -428,6 +544,39 @@ DECISIONS = [
         id="rule3: a stale host is not allowed to reboot",
     ),
     pytest.param(
+        Pass(
+            G,
+            rollout(G, {"h2": OFFERED}, started=NOW - 30 * MIN),
+            reports(G, h1=None, h2=running(staged=TARGET)),
+        ),
+        "h2",
+        [(K.REBOOT_ALLOWED, R.REBOOT_ALLOWED)],
+        "h2 may reboot into the target",
+        id="rule3: a host that never reported does not take the budget",
+    ),
+    pytest.param(
+        Pass(
+            BY_SITE,
+            rollout(BY_SITE, {"h2": OFFERED}, started=NOW - 30 * MIN),
+            reports(BY_SITE, h1=None, h2=running(staged=TARGET)),
+        ),
+        "h2",
+        [(K.REBOOT_ALLOWED, R.REBOOT_ALLOWED)],
+        "h2 may reboot into the target",
+        id="rule3: a host that never reported does not take its site's budget",
+    ),
+    pytest.param(
+        Pass(
+            G,
+            rollout(G, {"h1": OFFERED, "h2": OFFERED}),
+            reports(G, h1=running(staged=TARGET, age=15 * MIN), h2=running(staged=TARGET)),
+        ),
+        "h2",
+        [],
+        "",
+        id="rule3: a host that reported and went silent takes the budget",
+    ),
+    pytest.param(
         Pass(WINDOWED, rollout(WINDOWED, {"h1": ALLOWED}), reports(G, h1=running(staged=TARGET))),
         "h1",
         [(K.REBOOT_REVOKED, R.REBOOT_REVOKED)],
@@ -483,6 +632,20 @@ DECISIONS = [
         [(K.WAVE_COMPLETED, R.WAVE_DONE)],
         "wave 1/2 done",
         id="rule10: a skipped host does not hold its wave back",
+    ),
+    pytest.param(
+        Pass(TWO_WAVES, rollout(TWO_WAVES, started=NOW - 30 * MIN), reports(G, h1=None)),
+        None,
+        [],
+        "",
+        id="rule10: a host that never reported holds its wave back until skipStaleAfter",
+    ),
+    pytest.param(
+        Pass(TWO_WAVES, rollout(TWO_WAVES, started=NOW - 3 * 60 * MIN), reports(G, h1=None)),
+        None,
+        [(K.WAVE_COMPLETED, R.WAVE_DONE), (K.WAVE_OPENED, R.WAVE_OPENED)],
+        "wave 1/2 done",
+        id="rule10: a host that never reported is skipped; its wave needed no update, no soak",
     ),
     pytest.param(
         Pass(G, DONE, reports(G, running(TARGET), h2=running(PREVIOUS, boot_id="boot-2"))),
@@ -811,9 +974,10 @@ def test_rule2_canaries_first_and_only_open_waves_are_offered() -> None:
 
 def test_rule3_reboot_budget_counts_updating_and_silent_hosts() -> None:
     group = spec(6, rollout={"rebootBudget": {"maxUnavailable": 2}})
-    # All offered when the rollout began; h6 has not reported since, so it is stale.
+    # All offered when the rollout began; h6 has not reported for 11 minutes, so it is stale.
     state = rollout(group, dict.fromkeys(group.order, OFFERED), started=NOW - 11 * MIN)
-    plan = Pass(group, state, reports(group, running(staged=TARGET), h6=None)).plan()
+    silent = running(staged=TARGET, age=11 * MIN)
+    plan = Pass(group, state, reports(group, running(staged=TARGET), h6=silent)).plan()
     allowed = [d.host for d in plan.decisions if d.kind is K.REBOOT_ALLOWED]
     assert len(allowed) == 1
     staged_waiting = [p for p in plan.hosts.values() if p.reason.code is R.WAITING_FOR_BUDGET]
@@ -830,6 +994,78 @@ def test_rule3_budget_split_by_label() -> None:
     allowed = {d.host for d in plan.decisions if d.kind is K.REBOOT_ALLOWED}
     assert len(allowed) == 2
     assert {sites[host] for host in allowed if host} == {"a", "b"}
+
+
+def reported_at(observed: dict[str, HostObservation], when: datetime) -> dict[str, HostObservation]:
+    """The same reports, received at ``when``."""
+    return {host: dataclasses.replace(obs, received_at=when) for host, obs in observed.items()}
+
+
+def test_rule5_a_host_staged_when_its_wave_halts_is_never_told_to_stage_it_again() -> None:
+    """The reported case: h1 and h2 in one wave, h2 staged, h1 fails: the rollout halts and
+    h2 is told to drop the target on every pass until it has, and never to stage it again,
+    until Git resumes the rollout."""
+    group = spec(2, resume="")
+    state = rollout(group, {"h1": ALLOWED, "h2": OFFERED})
+    failed = running(TARGET, greenboot=Greenboot.RED, boot_id="boot-2")
+    staged = reports(group, h1=failed, h2=running(staged=TARGET))
+    plan = Pass(group, state, staged).plan()
+    assert [(d.kind, d.host) for d in plan.decisions] == [
+        (K.HOST_FAILED, "h1"),
+        (K.ROLLOUT_HALTED, None),
+    ]
+    told = set()
+    for minute in range(1, 30):  # h2 keeps reporting the target staged
+        later = NOW + minute * MIN
+        plan = Pass(group, plan.state, reported_at(staged, later), now=later).plan()
+        assert plan.decisions == ()
+        told.add((plan.hosts["h2"].action, plan.hosts["h2"].reason.code))
+    assert told == {(Action.UNSTAGE, R.HALTED)}
+    # Once it dropped it, it is told nothing.
+    unstaged = reports(group, h1=failed)
+    later = NOW + 30 * MIN
+    plan = Pass(group, plan.state, reported_at(unstaged, later), now=later).plan()
+    h2 = plan.hosts["h2"]
+    assert (h2.state, h2.action, h2.reason.code) == (HostState.PENDING, Action.NONE, R.HALTED)
+    # A new `resume` value in Git: it is offered again as before.
+    resumed = spec(2, resume="OPS-1")
+    plan = Pass(resumed, plan.state, reported_at(unstaged, later), now=later).plan()
+    assert [d.kind for d in plan.decisions] == [K.ROLLOUT_RESUMED]
+    h2 = plan.hosts["h2"]
+    assert (h2.action, h2.reason.code) == (Action.STAGE, R.WAITING_FOR_STAGE)
+    assert plan.hosts["h1"].action is Action.NONE  # failed on it: never offered it again
+
+
+def test_rule4_first_rollout_of_a_new_fleet_does_not_soak_a_wave_already_on_the_target() -> None:
+    """The reported case: the reconciler plans the new fleet before any host reported; the
+    first wave's only host then reports that it runs the target. Nobody needed an update, so
+    the next wave opens at once."""
+    group = spec(rollout={"waves": [1, "100%"], "soakTime": "4h"})
+    first = Pass(group, fresh(), {}).plan()
+    assert [d.kind for d in first.decisions] == [K.ROLLOUT_STARTED, K.WAVE_OPENED]
+    assert first.hosts["h1"].reason.code is R.NO_REPORT
+    observed = reports(group, running(TARGET))
+    second = Pass(group, first.state, observed, now=NOW + MIN).plan()
+    assert [(d.kind, d.host) for d in second.decisions] == [
+        (K.HOST_SUCCEEDED, "h1"),
+        (K.HOST_SUCCEEDED, "h2"),
+        (K.HOST_SUCCEEDED, "h3"),
+        (K.WAVE_COMPLETED, None),
+        (K.WAVE_OPENED, None),
+        (K.WAVE_COMPLETED, None),
+        (K.ROLLOUT_COMPLETED, None),
+    ]
+    assert second.status.phase is GroupPhase.IN_SYNC
+
+
+def test_rule2_a_host_is_offered_the_target_by_the_pass_its_first_report_causes() -> None:
+    group = spec(rollout={"waves": [1, "100%"], "soakTime": "4h"})
+    first = Pass(group, fresh(), {}).plan()
+    second = Pass(group, first.state, reports(group), now=NOW + MIN).plan()
+    assert [(d.kind, d.host) for d in second.decisions] == [(K.HOST_OFFERED, "h1")]
+    assert second.hosts["h1"].action is Action.STAGE
+    assert second.state.rollout is not None
+    assert second.state.rollout.waves_updated == {0}  # so its wave soaks once it is done
 
 
 def test_a_pass_does_not_change_its_input_state() -> None:
@@ -927,7 +1163,9 @@ def test_rule5_each_failure_halts_and_the_host_is_never_offered_again(
     plan = h.plan("g")
     assert plan.status.phase is GroupPhase.HALTED
     assert plan.hosts[canary].state is state
-    assert plan.hosts[canary].action is Action.NONE
+    # The host that never rebooted still has the failed target staged: it is told to drop it.
+    staged = failure == "no_reboot"
+    assert plan.hosts[canary].action is (Action.UNSTAGE if staged else Action.NONE)
     assert len(h.kinds(DecisionKind.HOST_OFFERED)) == 1  # nobody else was offered
     assert len(h.kinds(DecisionKind.WAVE_OPENED)) == 1
 
@@ -1052,12 +1290,14 @@ def test_rule9_revert_is_a_rollout_back_through_the_waves(tmp_path: Path) -> Non
 
 def test_rule10_stale_hosts_are_reported_then_skipped(tmp_path: Path) -> None:
     h = harness(tmp_path, {**FAST, "staleAfter": "10m", "skipStaleAfter": "1h"})
-    order = h.plan("g").spec.order
-    h.sim.hosts[order[1]].online = False  # in wave 2
+    order = h.engine.specs["g"].order  # without a pass: nobody has reported yet
+    h.sim.hosts[order[1]].online = False  # in wave 2; never reports
     h.run(timedelta(minutes=50))
     plan = h.plan("g")
     assert plan.hosts[order[1]].state is HostState.STALE
-    assert plan.hosts[order[1]].reason.code is ReasonCode.STALE
+    assert plan.hosts[order[1]].reason.code is ReasonCode.NO_REPORT
+    # It holds its wave back but not the reboot budget (one at a time): its wave moved on.
+    assert h.sim.hosts[order[2]].booted == NEW
     h.run(timedelta(hours=4))
     plan = h.plan("g")
     assert plan.hosts[order[1]].reason.code is ReasonCode.SKIPPED_STALE

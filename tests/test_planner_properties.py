@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.rollout.decisions import DecisionKind
-from reconciler.rollout.planner import Action, plan_group
+from reconciler.rollout.observed import HostObservation
+from reconciler.rollout.planner import Action, GroupPlan, plan_group
 from reconciler.rollout.state import Lifecycle
 from reconciler.rollout.windows import reboot_window
 from tests.engine_harness import Harness
@@ -106,9 +108,11 @@ class Checker:
         h = self.h
         start = len(h.log)
         now = h.now
+        observed = h.sim.observations()  # what the pass below plans from
         plans = h.step(timedelta(minutes=minutes))
         for name, plan in plans.items():
             spec = plan.spec
+            self.check_held(name, plan, observed)
             # No reboot is ever asked for outside a usable window.
             window = reboot_window(spec.windows, now, spec.policy.reboot_margin)
             if any(p.action is Action.REBOOT for p in plan.hosts.values()):
@@ -126,6 +130,27 @@ class Checker:
             for key, count in busy.items():
                 assert count <= spec.budget_limit[key], f"{name}: {count} updating in {key}"
         self.check_halts(h.log[start:])
+
+    def check_held(
+        self, name: str, plan: GroupPlan, observed: Mapping[str, HostObservation]
+    ) -> None:
+        """While a rollout is halted (or its group paused) no host is told to stage or reboot
+        into its target; while halted, a host with the target staged and not booted is told
+        to drop it, so no unplanned reboot boots the halted build."""
+        rollout = plan.state.rollout
+        halted = rollout is not None and rollout.lifecycle is Lifecycle.HALTED
+        if not (halted or plan.spec.paused):
+            return
+        target = plan.spec.target.commit
+        for host, told in plan.hosts.items():
+            assert told.action not in (Action.STAGE, Action.REBOOT), (
+                f"{name}: {host} told {told.action} while {'halted' if halted else 'paused'}"
+            )
+            obs = observed.get(host)
+            if halted and obs is not None and obs.staged_commit == target:
+                assert obs.booted_commit == target or told.action is Action.UNSTAGE, (
+                    f"{name}: {host} keeps the halted target staged ({told.reason})"
+                )
 
     def check_halts(self, new: list[tuple[str, Any]]) -> None:
         """Halted stays halted: nothing new is offered until Git resumes or changes commit."""
@@ -225,6 +250,22 @@ def test_without_failures_every_host_converges_in_bounded_time(scenario: Scenari
             state = h.engine.state(name)
             assert state.rollout is not None
             assert state.rollout.lifecycle is Lifecycle.COMPLETED
+        checker.check_waves()
+        h.store.close()
+
+
+@SETTINGS
+@given(scenarios(events=False), st.lists(st.integers(1, 45), min_size=10, max_size=40))
+def test_a_halted_rollout_tells_no_host_to_stage_or_reboot_into_its_target(
+    scenario: Scenario, steps: list[int]
+) -> None:
+    """The target fails on every host that boots it, so rollouts halt with other hosts of the
+    wave staged or staging (checked on every pass by :meth:`Checker.check_held`)."""
+    with TemporaryDirectory() as tmp:
+        h = Harness(Path(tmp), scenario.groups, scenario.hosts, streams={"main": NEW}, bad=[NEW])
+        checker = Checker(h)
+        for minutes in steps:
+            checker.step(minutes)
         checker.check_waves()
         h.store.close()
 

@@ -82,10 +82,16 @@ class Simulation:
         self.hosts = {h.name: h for h in hosts}
         self.bad, self.unstageable = set(bad_commits), set(unstageable)
         self.last_plans: dict[str, GroupPlan] = {}
+        self.last_seen: dict[str, HostObservation] = {}
 
     def observations(self) -> Mapping[str, HostObservation]:
+        """What the reconciler knows: a fresh report from each host that is up, and the last
+        one (with its old time) from each host that went down, as the real service keeps it."""
         now = self.clock.now()
-        return {name: h.report(now) for name, h in self.hosts.items() if h.online}
+        for name, host in self.hosts.items():
+            if host.online:
+                self.last_seen[name] = host.report(now)
+        return dict(self.last_seen)
 
     def step(self, dt: timedelta) -> dict[str, GroupPlan]:
         observed = self.observations()

@@ -26,7 +26,9 @@ class Action(StrEnum):
     NONE = "none"
     STAGE = "stage"  # pull and deploy the target for the next boot; never reboot
     REBOOT = "reboot"  # reboot into the staged target now
-    UNSTAGE = "unstage"  # drop a staged deployment that is not the target (rpm-ostree cleanup -p)
+    # drop a staged deployment no reboot may boot (rpm-ostree cleanup -p): not the target, or
+    # the target of a halted rollout, or one this host failed on
+    UNSTAGE = "unstage"
 
 
 class HostState(StrEnum):
@@ -113,7 +115,7 @@ def host_plans(facts: PassFacts, state: GroupState) -> dict[str, HostPlan]:
     plans = {}
     for host in facts.spec.order:
         obs = observed.get(host)
-        plans[host] = _without_stray_staging(scene, obs, _host_plan(scene, host, obs))
+        plans[host] = _without_unwanted_staging(scene, host, obs, _host_plan(scene, host, obs))
     return plans
 
 
@@ -122,14 +124,7 @@ def _host_plan(scene: _Scene, host: str, obs: HostObservation | None) -> HostPla
     plan = _finished_or_silent(scene, host, obs)
     if plan is not None:
         return plan
-    if obs is None:
-        return scene.shared(
-            ("no-report",),
-            HostState.PENDING,
-            Action.NONE,
-            ReasonCode.NO_REPORT,
-            lambda: "has not reported yet",
-        )
+    assert obs is not None  # a host that never reported is explained above
     progress = scene.rollout.hosts.get(host) or _NO_PROGRESS
     if progress.updating or obs.booted_commit == facts.target:
         return _updating(scene, obs, progress)
@@ -145,17 +140,52 @@ def _finished_or_silent(scene: _Scene, host: str, obs: HostObservation | None) -
     failed = commits.get(facts.target) if commits else None
     if failed is not None:
         return _failed_before(failed)
-    if obs is not None and obs.booted_commit == facts.target and obs.greenboot is Greenboot.GREEN:
+    if obs is None:
+        return _never_reported(scene, host)
+    if obs.booted_commit == facts.target and obs.greenboot is Greenboot.GREEN:
         return _IN_SYNC
     if facts.stale(obs):
-        seen = (
-            "never reported"
-            if obs is None
-            else f"last report {format_minutes(facts.now - obs.received_at)} ago"
-        )
         code = ReasonCode.SKIPPED_STALE if facts.skipped(obs) else ReasonCode.STALE
+        seen = f"last report {format_minutes(facts.now - obs.received_at)} ago"
         return HostPlan(HostState.STALE, Action.NONE, Reason(code, f"{host} {seen}"))
     return None
+
+
+def _never_reported(scene: _Scene, host: str) -> HostPlan:
+    """A host never heard from is silent since the rollout began: it holds its wave back until
+    it is skipped, but it was never allowed to reboot, so it never counts against the budget
+    (reason `no_report`, unlike a host that went silent, `stale`)."""
+    facts = scene.facts
+    skip_stale_after = facts.spec.policy.skip_stale_after
+    if facts.skipped(None):
+        return HostPlan(
+            HostState.STALE,
+            Action.NONE,
+            Reason(
+                ReasonCode.SKIPPED_STALE,
+                f"{host} never reported; skipped after {format_minutes(skip_stale_after)}",
+            ),
+        )
+    skip_at = facts.silent_since + skip_stale_after
+    if not facts.stale(None):
+        return scene.shared(
+            ("no-report",),
+            HostState.PENDING,
+            Action.NONE,
+            ReasonCode.NO_REPORT,
+            lambda: f"has not reported yet; skipped if still silent at {skip_at:%Y-%m-%d %H:%MZ}",
+        )
+    return scene.shared(
+        ("no-report", "stale"),
+        HostState.STALE,
+        Action.NONE,
+        ReasonCode.NO_REPORT,
+        lambda: (
+            "never reported since the rollout began "
+            f"{format_minutes(facts.now - facts.silent_since)} ago; not counted against the "
+            f"reboot budget; skipped if still silent at {skip_at:%Y-%m-%d %H:%MZ}"
+        ),
+    )
 
 
 def _failed_before(failed: FailureRecord) -> HostPlan:
@@ -219,9 +249,19 @@ def _not_offered(scene: _Scene, host: str, progress: HostProgress) -> HostPlan:
 
 
 def _offered(scene: _Scene, host: str, obs: HostObservation, progress: HostProgress) -> HostPlan:
-    """Offered the target: staging it, or staged and waiting to be allowed to reboot."""
+    """Offered the target: staging it, or staged and waiting to be allowed to reboot.
+
+    While the rollout is halted or paused nothing is staged: a host that has not staged the
+    target is told nothing, as if it had not been offered; one that has keeps it while
+    paused (to reboot into it once the pause is lifted) and drops it while halted
+    (:func:`_without_unwanted_staging`).
+    """
     facts = scene.facts
-    if obs.staged_commit != facts.target:
+    staged = obs.staged_commit == facts.target
+    blocked = scene.blocked
+    if blocked is not None and not staged:
+        return _not_offered(scene, host, progress)
+    if not staged:
         state = HostState.UNEXPECTED if progress.drifted else HostState.STAGING
         return scene.shared(
             ("staging", state),
@@ -231,14 +271,13 @@ def _offered(scene: _Scene, host: str, obs: HostObservation, progress: HostProgr
             lambda: "download and stage the target; do not reboot",
         )
     state = HostState.UNEXPECTED if progress.drifted else HostState.STAGED
-    blocked = scene.blocked
     if blocked is not None:
         return scene.shared(
             ("blocked", state, "staged"),
             state,
-            Action.STAGE,
+            Action.NONE,
             blocked.code,
-            lambda: blocked.message,
+            lambda: f"{blocked.message}; keeps the staged target until the rollout goes on",
         )
     if not facts.window.allowed:
         return scene.shared(
@@ -258,25 +297,52 @@ def _offered(scene: _Scene, host: str, obs: HostObservation, progress: HostProgr
     )
 
 
-def _without_stray_staging(scene: _Scene, obs: HostObservation | None, plan: HostPlan) -> HostPlan:
-    """A host with nothing to do but another commit staged is told to drop it: otherwise
-    any reboot (a power cut) would boot a commit Git no longer wants."""
-    if (
-        plan.action is not Action.NONE
-        or obs is None
-        or obs.staged_commit in (None, scene.facts.target)
-    ):
+def _without_unwanted_staging(
+    scene: _Scene, host: str, obs: HostObservation | None, plan: HostPlan
+) -> HostPlan:
+    """A host with nothing to do is told to drop a staged deployment that no reboot may boot:
+    rpm-ostree boots it at the next reboot of any kind (a power cut, a kernel panic), outside
+    any budget or window. That is a commit Git no longer wants (after a revert, or the target
+    of a superseded rollout), the target of a halted rollout, or a target this host failed on.
+    """
+    if plan.action is not Action.NONE or obs is None or obs.staged_commit is None:
         return plan
-    staged = obs.staged_commit or ""
-    return scene.shared(
-        ("unstage", plan.state, staged),
-        plan.state,
-        Action.UNSTAGE,
-        ReasonCode.UNSTAGE,
-        lambda: (
-            f"{staged[:12]} is staged but is not the desired commit; remove the staged deployment"
-        ),
-    )
+    staged, target = obs.staged_commit, scene.facts.target
+    if staged != target:
+        return scene.shared(
+            ("unstage", plan.state, staged),
+            plan.state,
+            Action.UNSTAGE,
+            ReasonCode.UNSTAGE,
+            lambda: (
+                f"{staged[:12]} is staged but is not the desired commit; "
+                "remove the staged deployment"
+            ),
+        )
+    if obs.booted_commit == target:
+        return plan
+    if scene.facts.failed_here(scene.state, host):
+        return HostPlan(
+            plan.state,
+            Action.UNSTAGE,
+            Reason(
+                ReasonCode.FAILED_BEFORE,
+                f"{plan.reason.message}; remove the staged deployment so that no reboot boots it",
+            ),
+        )
+    halted = scene.blocked
+    if scene.rollout.lifecycle is Lifecycle.HALTED and halted is not None:
+        return scene.shared(
+            ("unstage-halted", plan.state),
+            plan.state,
+            Action.UNSTAGE,
+            ReasonCode.HALTED,
+            lambda: (
+                f"{halted.message}; remove the staged target so that no reboot boots it "
+                "(it is staged again if the rollout resumes)"
+            ),
+        )
+    return plan
 
 
 def _budget_text(spec: GroupSpec, key: BudgetKey) -> str:

@@ -119,7 +119,13 @@ def settle_superseded_hosts(facts: PassFacts, ledger: Ledger) -> StepResult:
             outcome = "left the group"
         elif obs is not None and obs.boot_id != finishing.boot_id_at_reboot:
             outcome = f"rebooted (now on {(obs.booted_commit or 'unknown')[:12]})"
-        elif obs is not None and not facts.stale(obs):
+        elif (
+            obs is not None
+            and obs.received_at > finishing.reboot_allowed_at
+            and not facts.stale(obs)
+        ):
+            # Only a report made after the permission says it has not rebooted: an older one
+            # is from before it could act (it may be rebooting right now).
             outcome = "had not rebooted yet; its permission was withdrawn"
         elif facts.now >= deadline:
             outcome = "did not report back within the health timeout"
@@ -386,7 +392,12 @@ def offer_target(facts: PassFacts, ledger: Ledger) -> StepResult:
         if facts.failed_here(ledger.state, host):
             continue
         obs = facts.observed.get(host)
-        if obs is not None and obs.booted_commit == facts.target:
+        if obs is None:
+            # Never heard from: it cannot be told anything before it reports, and the pass its
+            # first report causes offers it the target if it needs it. Offering it blind would
+            # mark its wave as updated, so a wave whose hosts already ran the target would soak.
+            continue
+        if obs.booted_commit == facts.target:
             continue  # already there; waiting for greenboot, not for an update
         ledger.decide(
             DecisionKind.HOST_OFFERED,
@@ -428,7 +439,12 @@ def revoke_lapsed_reboots(facts: PassFacts, ledger: Ledger) -> StepResult:
 
 
 def _unavailable_by_bucket(facts: PassFacts, ledger: Ledger) -> dict[BudgetKey, int]:
-    """Hosts that count against the reboot budget: updating, stale or still finishing."""
+    """Hosts that count against the reboot budget: updating, stale or still finishing.
+
+    A host that has never reported is not stale for the budget: it was never allowed to
+    reboot, so it cannot be down because of us, and counting it would let one server that was
+    never switched on hold its bucket's budget until it is skipped.
+    """
     counts: dict[BudgetKey, int] = {}
     rollout, state, spec = ledger.rollout, ledger.state, facts.spec
     for host in spec.order:
@@ -437,7 +453,12 @@ def _unavailable_by_bucket(facts: PassFacts, ledger: Ledger) -> dict[BudgetKey, 
         obs = facts.observed.get(host)
         # Silent hosts count until they are written off as skipped, so one dead server
         # does not hold its group's rollout forever.
-        silent = facts.stale(obs) and not facts.skipped(obs) and not facts.failed_here(state, host)
+        silent = (
+            obs is not None
+            and facts.stale(obs)
+            and not facts.skipped(obs)
+            and not facts.failed_here(state, host)
+        )
         if busy or silent:
             key = spec.budget_key[host]
             counts[key] = counts.get(key, 0) + 1
