@@ -102,18 +102,22 @@ def test_a_push_reaches_a_long_polling_agent_through_the_watch(tmp_path: Path) -
 def test_an_invalid_push_keeps_the_last_good_revision(tmp_path: Path) -> None:
     origin = Remote(tmp_path)
     good = origin.commit("no example urls", no_urls)
-    with BackgroundDaemon(config(tmp_path, origin)) as running:
+    ops = {"Authorization": "Bearer ops-token"}
+    settings = config(tmp_path, origin, operator_token_sha256=token_hash("ops-token"))
+    with BackgroundDaemon(settings) as running:
         bad = origin.commit(
             "typo",
             replace("groups/callservers-nyc.yaml", "stream: production", "stream: prodution"),
         )
 
         def refused() -> bool:
-            verdict = httpx.get(running.url + "/readyz").json()["lastVerdict"]
+            verdict = httpx.get(running.url + "/readyz", headers=ops).json()["lastVerdict"]
             return verdict is not None and verdict["revision"] == bad
 
         wait_for(refused)
-        ready = httpx.get(running.url + "/readyz").json()
+        # Anyone may ask whether it is ready; the verdict (fleet-repo content) is for operators.
+        assert httpx.get(running.url + "/readyz").json() == {"status": "ready", "revision": good}
+        ready = httpx.get(running.url + "/readyz", headers=ops).json()
         assert ready["revision"] == good
         assert ready["lastVerdict"]["code"] == "invalid"
         assert "groups/callservers-nyc.yaml:9:1" in ready["lastVerdict"]["message"]
@@ -204,11 +208,14 @@ def test_a_soak_ends_on_a_timer_without_any_report(tmp_path: Path) -> None:
         service = running.daemon.service
         target = service.fleet.streams["staging"].commit
         canary = service.plans["staging-lab"].spec.order[0]
-        body = agent_report(target)
+        headers = {"Authorization": f"Bearer demo-token-{canary}"}
+        # The canary runs another build first, so its wave has work to do and soaks.
+        before = httpx.post(
+            running.url + "/v1/report", json=agent_report("0" * 64), headers=headers
+        ).json()
+        assert before["action"] == "stage"
         answer = httpx.post(
-            running.url + "/v1/report",
-            json=body,
-            headers={"Authorization": f"Bearer demo-token-{canary}"},
+            running.url + "/v1/report", json=agent_report(target), headers=headers
         ).json()
         assert answer["state"] == "in_sync"
         status = service.plans["staging-lab"].status

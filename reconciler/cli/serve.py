@@ -17,7 +17,7 @@ from reconciler.git.auth import GitCredentials
 from reconciler.git.signatures import SignatureTrust
 from reconciler.git.writer import CommitSigner, GitIdentity
 from reconciler.serve.daemon import ServeConfig, open_daemon
-from reconciler.serve.server import Listen
+from reconciler.serve.server import Listen, plain_http_refusal
 
 SETTINGS: dict[str, tuple[str, Any]] = {
     # name: (help, default)
@@ -30,6 +30,7 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "tls-cert": ("certificate file for HTTPS", None),
     "tls-key": ("key file for HTTPS", None),
     "operator-token-sha256": ("sha256 of the operators' token for the status API", None),
+    "metrics-token-sha256": ("sha256 of a token /metrics requires (unset: /metrics is open)", None),
     "poll-interval": ("seconds between polls of the remote", "30"),
     "log-format": ("text or json", "text"),
     "webhook-secret-file": ("file holding the webhook secret (enables POST /v1/webhook)", None),
@@ -53,6 +54,7 @@ FLAGS: dict[str, tuple[str, Any]] = {
     "no-watch": ("do not watch a local repository's refs; poll only", False),
     "no-push-notes": ("keep rollout notes in the mirror only (no write access)", False),
     "no-promote": ("never make promotion commits, even when streams declare promotion", False),
+    "insecure-http": ("serve plain HTTP on a non-loopback address (behind a TLS proxy)", False),
 }
 
 
@@ -98,6 +100,12 @@ def run(args: argparse.Namespace) -> int:
         print("reconciler serve: --repo (or RECONCILER_REPO) is required", file=sys.stderr)
         return 2
     logs.configure(json_lines=values["log-format"] == "json")
+    os.umask(0o077)  # state, mirror and logs written here are the reconciler's alone
+    listen = Listen(values["host"], int(values["port"]), values["tls-cert"], values["tls-key"])
+    refusal = plain_http_refusal(listen, _truthy(values["insecure-http"]))
+    if refusal is not None:
+        print(f"reconciler serve: {refusal}", file=sys.stderr)
+        return 2
     secret = None
     if values["webhook-secret-file"]:
         try:
@@ -126,8 +134,9 @@ def run(args: argparse.Namespace) -> int:
         state_dir=Path(values["state-dir"]),
         branch=values["branch"],
         subdirectory=values["subdir"],
-        listen=Listen(values["host"], int(values["port"]), values["tls-cert"], values["tls-key"]),
+        listen=listen,
         operator_token_sha256=values["operator-token-sha256"],
+        metrics_token_sha256=values["metrics-token-sha256"],
         poll_interval=float(values["poll-interval"]),
         allow_history_rewrite=_truthy(values["allow-history-rewrite"]),
         watch=not _truthy(values["no-watch"]),

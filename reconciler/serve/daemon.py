@@ -72,6 +72,8 @@ class ServeConfig:
     subdirectory: str = ""
     listen: Listen = field(default_factory=lambda: Listen("127.0.0.1", 8443))
     operator_token_sha256: str | None = None
+    #: sha256 of the token a Prometheus scraper must send; None leaves /metrics open.
+    metrics_token_sha256: str | None = None
     poll_interval: float = 30.0
     resync_interval: float = 300.0
     allow_history_rewrite: bool = False
@@ -134,7 +136,10 @@ def open_daemon(config: ServeConfig, clock: Clock | None = None) -> Daemon:
     opened is closed again if a later step fails.
     """
     clock = clock or SystemClock()
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    # The state holds report history, the mirror (and its remote URL) and the event log:
+    # for the reconciler's user only, whatever the caller's umask.
+    config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    config.state_dir.chmod(0o700)
     with ExitStack() as opened:
         store = Store(config.state_dir / "state.sqlite")
         opened.callback(store.close)
@@ -205,7 +210,9 @@ class Daemon:
             if config.webhook_secret is not None
             else None
         )
-        self.app: FastAPI = create_app(service, registry, config.operator_token_sha256, webhook)
+        self.app: FastAPI = create_app(
+            service, registry, config.operator_token_sha256, webhook, config.metrics_token_sha256
+        )
         self.timers: Timers | None = None  # while running
         self._dirty: asyncio.Event | None = None
         self._writeback_due: asyncio.Event | None = None

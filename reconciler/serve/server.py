@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -18,6 +19,28 @@ class Listen:
     port: int = 8443
     certfile: str | None = None
     keyfile: str | None = None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or name) only ever reaches this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def plain_http_refusal(listen: Listen, insecure_http: bool) -> str | None:
+    """Why serving ``listen`` would be refused: plain HTTP beyond loopback carries every
+    agent's bearer token in clear, so it needs certificates or an explicit opt-out."""
+    if listen.certfile is not None or insecure_http or is_loopback(listen.host):
+        return None
+    return (
+        f"refusing plain HTTP on {listen.host}: agents' tokens would cross the network in "
+        "clear. Give --tls-cert and --tls-key, or --insecure-http if a TLS proxy in front "
+        "takes care of it"
+    )
 
 
 def make_server(app: FastAPI, listen: Listen) -> uvicorn.Server:

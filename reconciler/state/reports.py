@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from reconciler.errors import StoreUnavailable
-from reconciler.state.store import migrate
+from reconciler.state.store import create_private, migrate
 
 #: Reports kept per host beyond the latest, for "what did this host say before it failed".
 HISTORY_PER_HOST = 100
@@ -61,13 +61,14 @@ class SqliteReportStore:
     @staticmethod
     def _connect(path: Path | str) -> sqlite3.Connection:
         try:
+            create_private(path)
             db = sqlite3.connect(
                 str(path), isolation_level=None, timeout=30, check_same_thread=False
             )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             migrate(db)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open report database {path}: {exc}") from exc
         return db
 

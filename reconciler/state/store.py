@@ -8,6 +8,7 @@ decision that was committed survives power loss, which is what makes "persist, t
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -176,6 +177,12 @@ class StoredEvent:
 _OBSERVATION = TypeAdapter(HostObservation)
 
 
+def create_private(path: Path | str) -> None:
+    """Create the database file readable by its owner only, if it does not exist yet
+    (SQLite gives its -wal and -shm files the same mode)."""
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+
+
 def _instant(at: datetime) -> str:
     """A UTC time as fixed-width text, so that SQL compares instants in order."""
     return at.astimezone(UTC).isoformat(timespec="microseconds")
@@ -186,13 +193,14 @@ class Store:
 
     def __init__(self, path: Path | str) -> None:
         try:
+            create_private(path)
             self._db = sqlite3.connect(
                 str(path), isolation_level=None, timeout=30, check_same_thread=False
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             migrate(self._db)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open state database {path}: {exc}") from exc
 
     def close(self) -> None:

@@ -55,13 +55,19 @@ def create_app(
     registry: CollectorRegistry,
     operator_token_sha256: str | None = None,
     webhook: Webhook | None = None,
+    metrics_token_sha256: str | None = None,
 ) -> FastAPI:
     """The API over ``service``, exporting ``registry`` (with the fleet-state metrics added)
-    on `/metrics`. Operators authenticate with a token whose sha256 is given."""
+    on `/metrics`. Operators authenticate with a token whose sha256 is given; so does a
+    Prometheus scraper when ``metrics_token_sha256`` is set."""
     app = FastAPI(
         title="ostree-fleet reconciler",
         version=__version__,
         description="Agent reports and assignments; operator status.",
+        # Swagger UI and ReDoc load scripts from a CDN: not on a server that hosts trust.
+        # The OpenAPI document itself stays at /openapi.json.
+        docs_url=None,
+        redoc_url=None,
     )
     app.add_middleware(ReportBodyLimits)
     problems.install(app)
@@ -125,35 +131,44 @@ def create_app(
     _add_report_schemas(app)
 
     _add_operator_views(app, service, operator)
-    _add_metrics(app, registry)
+    _add_metrics(app, registry, metrics_token_sha256)
 
     if webhook is not None:
         add_webhook_route(app, webhook.secret, webhook.on_accepted, service.metrics)
-    _add_health(app, service)
+    _add_health(app, service, operator_token_sha256)
     return app
 
 
-def _add_health(app: FastAPI, service: FleetService) -> None:
+def _token_matches(credentials: HTTPAuthorizationCredentials | None, sha256: str | None) -> bool:
+    return (
+        credentials is not None
+        and sha256 is not None
+        and hmac.compare_digest(token_hash(credentials.credentials), sha256)
+    )
+
+
+def _add_health(app: FastAPI, service: FleetService, operator_token_sha256: str | None) -> None:
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        """Ready, the revision in force, and the newest revision's verdict."""
-        last = service.store.last_verdict()
-        body = {
-            "status": "ready",
-            "revision": service.fleet.revision,
-            "lastVerdict": None
-            if last is None
-            else {
-                "revision": last.revision,
-                "accepted": last.accepted,
-                "code": last.code,
-                "message": last.message,
-            },
-        }
+    async def readyz(credentials: Credentials) -> JSONResponse:
+        """Ready, and the revision in force. With the operator token, also the verdict on the
+        newest revision, whose message may quote fleet-repo content."""
+        body: dict[str, Any] = {"status": "ready", "revision": service.fleet.revision}
+        if _token_matches(credentials, operator_token_sha256):
+            last = service.store.last_verdict()
+            body["lastVerdict"] = (
+                None
+                if last is None
+                else {
+                    "revision": last.revision,
+                    "accepted": last.accepted,
+                    "code": last.code,
+                    "message": last.message,
+                }
+            )
         return JSONResponse(body)
 
 
@@ -250,10 +265,12 @@ def _add_operator_views(
         ]
 
 
-def _add_metrics(app: FastAPI, registry: CollectorRegistry) -> None:
+def _add_metrics(app: FastAPI, registry: CollectorRegistry, token_sha256: str | None) -> None:
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        """Prometheus metrics (docs/metrics.md)."""
+    async def metrics(credentials: Credentials) -> Response:
+        """Prometheus metrics (docs/metrics.md); a bearer token when one is configured."""
+        if token_sha256 is not None and not _token_matches(credentials, token_sha256):
+            raise HTTPException(401, "metrics need the scrape token")
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
