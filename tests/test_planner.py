@@ -1386,3 +1386,29 @@ def test_reverted_commit_left_staged_is_removed(tmp_path: Path) -> None:
     h.run(timedelta(minutes=5))
     assert {host.staged for host in h.sim.hosts.values()} == {None}
     assert {p.action for p in h.plan("g").hosts.values()} == {Action.NONE}
+
+
+def test_each_event_is_credited_to_the_revision_that_caused_it(tmp_path: Path) -> None:
+    """Issue 13 point 4: what follows from a rollout traces to the commit that started it; a
+    halt to the revision in force when it happened; a resume to the commit that set
+    `resume`; a supersession to the commit that changed the desired commit."""
+    h = harness(tmp_path, bad=[NEW])
+    h.step()  # rev-1 starts the rollout
+    h.change_fleet()  # rev-2: an unrelated change (same commit): no new rollout
+    h.run(timedelta(minutes=30))
+    [started] = h.kinds(DecisionKind.ROLLOUT_STARTED)
+    [failed] = h.kinds(DecisionKind.HOST_FAILED)
+    [halted] = h.kinds(DecisionKind.ROLLOUT_HALTED)
+    assert (started.revision, failed.revision) == ("rev-1", "rev-1")
+    assert halted.revision == "rev-2"  # in force when it halted
+
+    h.change_fleet(groups={"g": {**h.groups["g"], "resume": "OPS-1"}})  # rev-3
+    h.step()
+    [resumed] = h.kinds(DecisionKind.ROLLOUT_RESUMED)
+    assert resumed.revision == "rev-3"
+
+    h.change_fleet(streams={"main": NEWER})  # rev-4
+    h.step()
+    [superseded] = h.kinds(DecisionKind.ROLLOUT_SUPERSEDED)
+    assert superseded.revision == "rev-4"
+    assert h.kinds(DecisionKind.ROLLOUT_STARTED)[-1].revision == "rev-4"

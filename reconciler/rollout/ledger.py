@@ -36,11 +36,14 @@ class Ledger:
         wave: int | None = None,
         boot_id: str | None = None,
         resume_token: str | None = None,
+        caused_by: str | None = None,
     ) -> None:
         """Record a decision of the current rollout.
 
         It is stamped with that rollout's number and target and the fleet-repo revision that
-        caused it, so every event traces to a commit.
+        caused it, so every event traces to a commit: the rollout's own revision for what
+        follows from the rollout (offers, reboots, successes, waves), or ``caused_by`` for
+        what a later revision caused (a resume, a halt, a supersession).
         """
         rollout = self.rollout
         self.record(
@@ -51,7 +54,7 @@ class Ledger:
                 host=host,
                 rollout=rollout.number,
                 commit=rollout.target,
-                revision=rollout.revision,
+                revision=caused_by or rollout.revision,
                 wave=wave,
                 boot_id=boot_id,
                 resume_token=resume_token,

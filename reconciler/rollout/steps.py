@@ -72,6 +72,7 @@ def ensure_rollout(spec: GroupSpec, ledger: Ledger) -> Rollout:
             ledger.decide(
                 DecisionKind.ROLLOUT_SUPERSEDED,
                 Reason(ReasonCode.SUPERSEDED, f"superseded by {target[:12]} before it was done"),
+                caused_by=spec.revision,  # the revision that changed the desired commit
             )
     version = f" ({spec.target.version})" if spec.target.version else ""
     ledger.record(
@@ -100,6 +101,7 @@ def resume_if_asked(facts: PassFacts, ledger: Ledger) -> StepResult:
             DecisionKind.ROLLOUT_RESUMED,
             Reason(ReasonCode.RESUMED, f"resumed from the fleet repo (`{token}`)"),
             resume_token=token,
+            caused_by=facts.spec.revision,  # the revision that set the new `resume` value
         )
     return _NOTHING
 
@@ -328,6 +330,7 @@ def halt_on_failures(facts: PassFacts, ledger: Ledger) -> StepResult:
             f"{spec.failure_threshold}): {first}",
         ),
         resume_token=spec.resume_token,
+        caused_by=spec.revision,  # the revision in force when it halted
     )
     return _NOTHING
 
