@@ -1412,3 +1412,34 @@ def test_each_event_is_credited_to_the_revision_that_caused_it(tmp_path: Path) -
     [superseded] = h.kinds(DecisionKind.ROLLOUT_SUPERSEDED)
     assert superseded.revision == "rev-4"
     assert h.kinds(DecisionKind.ROLLOUT_STARTED)[-1].revision == "rev-4"
+
+
+def test_a_failure_follows_the_host_into_another_group(tmp_path: Path) -> None:
+    """Issue 13 point 6: a host that failed on a commit in one group is not offered it again
+    after it moved to another group."""
+    hosts = {"h1": {}, "h2": {}, "h3": {}}
+    one_by_one = {"waves": [1], "soakTime": "0s", "failureThreshold": 5}
+    groups = {
+        "a": {"hosts": ["h1"], "rollout": one_by_one},
+        "b": {"hosts": ["h2", "h3"], "rollout": one_by_one, "paused": True},  # not yet
+    }
+    h = Harness(tmp_path, groups, hosts, streams={"main": OLD}, booted=OLD)
+    h.change_fleet(streams={"main": NEW})
+    h.sim.bad = {NEW}  # h1's update to NEW falls back
+    h.run(timedelta(minutes=20))
+    assert [d.host for g, d in h.log if g == "a" and d.kind is DecisionKind.HOST_FAILED] == ["h1"]
+
+    h.change_fleet(
+        groups={
+            "a": {"hosts": ["h2"], "rollout": one_by_one},
+            "b": {"hosts": ["h1", "h3"], "rollout": one_by_one},
+        }
+    )
+    h.sim.bad = set()
+    h.run(timedelta(minutes=30))
+    plan = h.plan("b")
+    assert plan.hosts["h1"].reason.code is ReasonCode.FAILED_BEFORE
+    assert plan.hosts["h1"].action is Action.NONE
+    offered_in_b = [d.host for g, d in h.log if g == "b" and d.kind is DecisionKind.HOST_OFFERED]
+    assert "h1" not in offered_in_b
+    assert h.sim.hosts["h1"].booted == OLD  # it never took NEW again

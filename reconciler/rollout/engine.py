@@ -19,7 +19,7 @@ from reconciler.rollout.decisions import Decision
 from reconciler.rollout.observed import HostObservation
 from reconciler.rollout.planner import GroupPlan, plan_group
 from reconciler.rollout.spec import GroupSpec, dependency_order, fleet_specs
-from reconciler.rollout.state import GroupState
+from reconciler.rollout.state import FailureRecord, GroupState
 
 
 class RolloutStore(Protocol):
@@ -75,6 +75,7 @@ class Engine(Generic[StoreT_co]):
             observed,
             self.completed_commits(spec.depends_on),
             self.clock.now(),
+            self.failures_elsewhere(group),
         )
         if plan.decisions:
             named = {d.host for d in plan.decisions if d.host is not None}
@@ -82,6 +83,18 @@ class Engine(Generic[StoreT_co]):
             self.store.save(plan.state, plan.decisions, basis)
             self._states[group] = plan.state
         return plan
+
+    def failures_elsewhere(self, group: str) -> dict[str, dict[str, FailureRecord]]:
+        """What ``group``'s hosts failed on while in other groups: host -> commit -> record."""
+        members = self.specs[group].wave_of
+        found: dict[str, dict[str, FailureRecord]] = {}
+        for name, state in self._states.items():
+            if name == group:
+                continue
+            for host, commits in state.failed.items():
+                if host in members:
+                    found.setdefault(host, {}).update(commits)
+        return found
 
     def groups_in_order(self) -> list[str]:
         """The groups in force, each after the groups it depends on, so that planning them in

@@ -136,8 +136,7 @@ def _host_plan(scene: _Scene, host: str, obs: HostObservation | None) -> HostPla
 def _finished_or_silent(scene: _Scene, host: str, obs: HostObservation | None) -> HostPlan | None:
     """Failed on the target before, in sync, or too long silent to be told anything."""
     facts = scene.facts
-    commits = scene.state.failed.get(host)
-    failed = commits.get(facts.target) if commits else None
+    failed = facts.failure_on_target(scene.state, host)
     if failed is not None:
         return _failed_before(failed)
     if obs is None:

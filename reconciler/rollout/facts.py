@@ -8,13 +8,13 @@ state as an argument and are asked afresh, so no step has to know what another s
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from reconciler.rollout.observed import HostObservation
 from reconciler.rollout.reasons import Reason, ReasonCode
 from reconciler.rollout.spec import GroupSpec
-from reconciler.rollout.state import GroupState, Lifecycle, Rollout
+from reconciler.rollout.state import FailureRecord, GroupState, Lifecycle, Rollout
 from reconciler.rollout.windows import RebootWindow, reboot_window
 
 
@@ -37,6 +37,9 @@ class PassFacts:
     window: RebootWindow  # may a reboot start now, and when that answer changes
     stale_cutoff: datetime  # a host last heard of at or before this is stale
     skip_cutoff: datetime  # ... and at or before this, skipped
+    # Failures the group's hosts had in other groups (host -> commit -> record): a failure
+    # follows the host, so one moved to another group is not offered the commit again.
+    failed_elsewhere: Mapping[str, Mapping[str, FailureRecord]] = field(default_factory=dict)
 
     @classmethod
     def gather(
@@ -46,6 +49,7 @@ class PassFacts:
         completed_elsewhere: Mapping[str, Mapping[str, datetime]],
         now: datetime,
         silent_since: datetime,
+        failed_elsewhere: Mapping[str, Mapping[str, FailureRecord]] | None = None,
     ) -> PassFacts:
         """The facts of a pass at ``now`` over a rollout that began at ``silent_since``."""
         policy = spec.policy
@@ -59,6 +63,7 @@ class PassFacts:
             reboot_window(spec.windows, now, policy.reboot_margin),
             now - policy.stale_after,
             now - policy.skip_stale_after,
+            failed_elsewhere or {},
         )
 
     def last_heard(self, obs: HostObservation | None) -> datetime:
@@ -71,10 +76,17 @@ class PassFacts:
     def skipped(self, obs: HostObservation | None) -> bool:
         return self.last_heard(obs) <= self.skip_cutoff
 
+    def failure_on_target(self, state: GroupState, host: str) -> FailureRecord | None:
+        """How ``host`` failed on the target before, in this group or another, if it did."""
+        here = state.failed.get(host)
+        if here is not None and self.target in here:
+            return here[self.target]
+        return self.failed_elsewhere.get(host, {}).get(self.target)
+
     def failed_here(self, state: GroupState, host: str) -> bool:
-        """Has ``host`` failed on the target, in this rollout or an earlier one?"""
-        commits = state.failed.get(host)
-        return commits is not None and self.target in commits
+        """Has ``host`` failed on the target, in this rollout, an earlier one, or another
+        group?"""
+        return self.failure_on_target(state, host) is not None
 
     def settled(self, state: GroupState, host: str) -> bool:
         """Finished for wave purposes: succeeded, failed on the target, or skipped as stale."""

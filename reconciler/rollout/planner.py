@@ -30,7 +30,7 @@ from reconciler.rollout.facts import PassFacts
 from reconciler.rollout.ledger import Ledger
 from reconciler.rollout.observed import HostObservation
 from reconciler.rollout.spec import GroupSpec
-from reconciler.rollout.state import GroupState
+from reconciler.rollout.state import FailureRecord, GroupState
 from reconciler.rollout.steps import (
     Step,
     StepResult,
@@ -95,15 +95,19 @@ def plan_group(
     observed: Mapping[str, HostObservation],
     completed_elsewhere: Mapping[str, Mapping[str, datetime]],
     now: datetime,
+    failed_elsewhere: Mapping[str, Mapping[str, FailureRecord]] | None = None,
 ) -> GroupPlan:
     """Decide what ``spec``'s group does at ``now``.
 
     ``completed_elsewhere`` maps each group in ``spec.depends_on`` to the commits it has
-    completed; ``state`` is not modified.
+    completed; ``failed_elsewhere``, each of the group's hosts to the commits it failed on
+    in other groups (a failure follows the host). ``state`` is not modified.
     """
     ledger = Ledger(state.copy(), now)
     rollout = ensure_rollout(spec, ledger)
-    facts = PassFacts.gather(spec, observed, completed_elsewhere, now, rollout.started_at)
+    facts = PassFacts.gather(
+        spec, observed, completed_elsewhere, now, rollout.started_at, failed_elsewhere
+    )
     result = StepResult()
     for step in STEPS:
         result = result.then(step(facts, ledger))
