@@ -115,8 +115,26 @@ def host_plans(facts: PassFacts, state: GroupState) -> dict[str, HostPlan]:
     plans = {}
     for host in facts.spec.order:
         obs = observed.get(host)
-        plans[host] = _without_unwanted_staging(scene, host, obs, _host_plan(scene, host, obs))
+        plan = _without_unwanted_staging(scene, host, obs, _host_plan(scene, host, obs))
+        plans[host] = _revoked_build(facts, obs, plan)
     return plans
+
+
+def _revoked_build(facts: PassFacts, obs: HostObservation | None, plan: HostPlan) -> HostPlan:
+    """A host that still runs a revoked build says so, whatever it waits for: it is drift
+    with reason `revoked`, brought back through the normal budget and windows."""
+    booted = obs.booted_commit if obs is not None else None
+    if booted is None or booted == facts.target or booted not in facts.spec.revoked:
+        return plan
+    why = facts.spec.revoked[booted]
+    return HostPlan(
+        plan.state,
+        plan.action,
+        Reason(
+            ReasonCode.REVOKED,
+            f"runs {booted[:12]}, revoked in fleet.yaml ({why}); {plan.reason.message}",
+        ),
+    )
 
 
 def _host_plan(scene: _Scene, host: str, obs: HostObservation | None) -> HostPlan:

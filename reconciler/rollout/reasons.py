@@ -37,6 +37,7 @@ class ReasonCode(StrEnum):
     REBOOTED = "rebooted"
     IN_SYNC = "in_sync"
     UNEXPECTED_DRIFT = "unexpected"
+    REVOKED = "revoked"  # the build is withdrawn fleet-wide in fleet.yaml
     STALE = "stale"
     NO_REPORT = "no_report"
     SKIPPED_STALE = "skipped_stale"

@@ -96,7 +96,9 @@ def resume_if_asked(facts: PassFacts, ledger: Ledger) -> StepResult:
     """A halted rollout resumes when the group's `resume` value in Git changes."""
     rollout = ledger.rollout
     halt, token = rollout.halt, facts.spec.resume_token
-    if rollout.lifecycle is Lifecycle.HALTED and halt and token and token != halt.resume_token:
+    revoked = rollout.target in facts.spec.revoked  # a revoked build is never resumed
+    halted = rollout.lifecycle is Lifecycle.HALTED
+    if halted and halt and token and token != halt.resume_token and not revoked:
         ledger.decide(
             DecisionKind.ROLLOUT_RESUMED,
             Reason(ReasonCode.RESUMED, f"resumed from the fleet repo (`{token}`)"),
@@ -306,6 +308,25 @@ def _fail(ledger: Ledger, host: str, code: ReasonCode, message: str) -> None:
 
 
 # -- the rollout's progress -----------------------------------------------------------------
+
+
+def halt_if_revoked(facts: PassFacts, ledger: Ledger) -> StepResult:
+    """A rollout whose target is revoked in fleet.yaml halts at once, with the reason given.
+
+    Validation refuses a stream or pin that names a revoked build, so this is a second
+    line: whatever the way a revoked target came to be desired, nothing more is offered.
+    """
+    rollout, spec = ledger.rollout, facts.spec
+    why = spec.revoked.get(rollout.target)
+    if why is None or rollout.lifecycle not in (Lifecycle.ACTIVE, Lifecycle.COMPLETED):
+        return _NOTHING
+    ledger.decide(
+        DecisionKind.ROLLOUT_HALTED,
+        Reason(ReasonCode.REVOKED, f"{rollout.target[:12]} is revoked in fleet.yaml: {why}"),
+        resume_token=spec.resume_token,
+        caused_by=spec.revision,
+    )
+    return _NOTHING
 
 
 def halt_on_failures(facts: PassFacts, ledger: Ledger) -> StepResult:
