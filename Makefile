@@ -18,6 +18,8 @@ test: lint typecheck pytest
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests benchmarks
 	$(BIN)/ruff format --check reconciler tests benchmarks
+	$(BIN)/ruff check reconciler/agent         # excluded above; checked with its own ruff.toml
+	$(BIN)/ruff format --check reconciler/agent
 	$(BIN)/lint-imports --no-cache   # the layering of docs/architecture.md
 
 typecheck: $(STAMP)

@@ -163,6 +163,15 @@ def test_importing_the_agent_loads_only_the_standard_library() -> None:
         {"action": "reboot", "target": {"commit": STAGED, "remote": 5}},
         {"action": "stage", "target": {"commit": "e" * 64, "ref": "-x"}},
         {"action": ["reboot"], "reason": "x", "assignmentId": 7},
+        # `re.match(...$)` let a trailing newline through to the command line and origin file
+        {"action": "stage", "target": {"commit": "e" * 64 + "\n"}},
+        {"action": "stage", "target": {"commit": "e" * 64, "remote": "callos\n"}},
+        {"action": "stage", "target": {"commit": "e" * 64, "ref": "callos/9/x86_64/prod\n"}},
+        # values the fleet repo used to accept and no host could apply
+        {"action": "stage", "target": {"commit": "e" * 64, "remote": "-oops"}},
+        {"action": "stage", "target": {"commit": "e" * 64, "ref": "--help"}},
+        {"action": "stage", "target": {"commit": "e" * 64, "ref": "a/../../b"}},
+        {"action": "reboot", "target": {"commit": STAGED, "remote": "callos/x"}},
     ],
 )
 def test_odd_answers_change_nothing_and_never_crash(

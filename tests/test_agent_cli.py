@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from pathlib import Path
 
 import pytest
 
-from reconciler.agent.__main__ import main, parse_args
-from reconciler.agent.client import ReconcilerClient, ServerUnreachable
+from reconciler.agent.__main__ import _bounded, main, parse_args
+from reconciler.agent.client import MAX_ANSWER_DEPTH, ReconcilerClient, ServerUnreachable
 from reconciler.agent.ostree import parse_admin_status
+from tests.agent_http import Reply, serving
 
 BOOTED_STATUS = """\
   callos 9d1c2f6a7b8e9f0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f607182.0 (staged)
@@ -112,3 +114,93 @@ def test_garbage_from_the_server_is_unreachable_not_a_crash() -> None:
             client.report({"agentVersion": "x"})
     thread.join(timeout=5)
     listener.close()
+
+
+def once_against(server: str, tmp_path: Path) -> int:
+    """`reconciler-agent --once` with the ostree backend on a sysroot that does not exist."""
+    (tmp_path / "token").write_text("t\n")
+    return main(
+        [
+            "--once",
+            "--config",
+            "/nonexistent",
+            "--server",
+            server,
+            "--token-file",
+            str(tmp_path / "token"),
+            "--backend",
+            "ostree",
+            "--os",
+            "x",
+            "--sysroot",
+            str(tmp_path / "no-sysroot"),
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"action": "none", "reportAfterSeconds": 1' + b"0" * 400 + b"}",
+    ],
+    ids=["deeply-nested", "delay-too-large-for-a-float"],
+)
+def test_a_hostile_answer_is_an_error_not_a_traceback(
+    body: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with serving(lambda: Reply(chunks=(body,))) as server:
+        code = once_against(server.url, tmp_path)
+    assert code in (0, 1)
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_deeply_nested_answer_is_reported_clearly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with serving(lambda: Reply(chunks=(b"[" * 100_000 + b"]" * 100_000,))) as server:
+        assert once_against(server.url, tmp_path) == 1
+    assert f"nested deeper than {MAX_ANSWER_DEPTH}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "hint",
+    [10**400, float("inf"), float("nan"), "soon", None, [1]],
+    ids=["int-past-1e308", "inf", "nan", "text", "null", "list"],
+)
+def test_a_junk_delay_hint_means_the_interval(hint: object) -> None:
+    assert _bounded(hint, 60.0) == 60.0
+
+
+def test_plain_http_to_another_host_is_warned_about_once_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    args = ["--config", "/nonexistent", "--token-file", str(tmp_path / "missing")]
+    with caplog.at_level(logging.WARNING, logger="reconciler-agent"):
+        assert main([*args, "--server", "http://fleet.example.net:8080"]) == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "http://fleet.example.net:8080" in warnings[0]
+    assert "token" in warnings[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="reconciler-agent"):
+        assert main([*args, "--server", "https://fleet.example.net"]) == 2
+        with serving(Reply) as server:
+            assert once_against(server.url, tmp_path) == 0  # plain HTTP, but on loopback
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+@pytest.mark.parametrize(
+    ("server", "message"),
+    [
+        ("file:///etc/passwd", "must be an http:// or https:// URL"),
+        ("ftp://fleet.example.net", "must be an http:// or https:// URL"),
+        ("fleet:80", "must be an http:// or https:// URL"),
+        ("http://[::1:8080", "is not a URL"),
+    ],
+)
+def test_a_server_that_is_not_an_http_url_is_a_usage_error(
+    server: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert once_against(server, tmp_path) == 2
+    assert message in capsys.readouterr().err

@@ -339,6 +339,58 @@ CASES = [
         "required field `ref` is missing",
         field="ref",
     ),
+    # Remotes and refs the agent refuses to put on a command line: a revision naming them
+    # is one no host could apply, so the fleet repo refuses it too (reconciler/agent/rules.py).
+    Broken(
+        "stream remote that reads as an option",
+        "streams/production.yaml",
+        "remote: callos",
+        "remote: -oops",
+        6,
+        "schema.string_pattern_mismatch",
+        "`-oops` (5 characters) is not an OSTree remote name",
+        field="remote",
+    ),
+    Broken(
+        "stream ref that climbs out",
+        "streams/production.yaml",
+        "ref: callos/9/x86_64/production",
+        "ref: a/../../b",
+        8,
+        "schema.string_pattern_mismatch",
+        "`a/../../b` (9 characters) is not an OSTree ref",
+        field="ref",
+    ),
+    Broken(
+        "stream ref with a trailing newline",
+        "streams/production.yaml",
+        "ref: callos/9/x86_64/production",
+        'ref: "callos/9/x86_64/production\\n"',
+        8,
+        "schema.string_pattern_mismatch",
+        "is not an OSTree ref",
+        field="ref",
+    ),
+    Broken(
+        "pin remote that reads as an option",
+        "groups/callservers-fra-dsp.yaml",
+        'version: "9.20260915.2"',
+        'version: "9.20260915.2"\n  remote: --help',
+        13,
+        "schema.string_pattern_mismatch",
+        "`--help` (6 characters) is not an OSTree remote name",
+        field="pin.remote",
+    ),
+    Broken(
+        "pin ref that climbs out",
+        "groups/callservers-fra-dsp.yaml",
+        'version: "9.20260915.2"',
+        'version: "9.20260915.2"\n  ref: a/../../b',
+        13,
+        "schema.string_pattern_mismatch",
+        "is not an OSTree ref",
+        field="pin.ref",
+    ),
 ]
 
 

@@ -7,9 +7,9 @@ long flags with dashes), then defaults. The agent identifies itself by its token
 from __future__ import annotations
 
 import argparse
-import math
 import configparser
 import logging
+import math
 import shlex
 import sys
 import time
@@ -17,7 +17,14 @@ from typing import Any, Dict, List, Optional
 
 from reconciler.agent import AGENT_VERSION
 from reconciler.agent.agent import BOOT_ID_FILE, Agent
-from reconciler.agent.client import Backoff, ReconcilerClient, ReportRejected, ServerUnreachable
+from reconciler.agent.client import (
+    Backoff,
+    ReconcilerClient,
+    ReportRejected,
+    ServerUnreachable,
+    plaintext_warning,
+    server_problem,
+)
 from reconciler.agent.greenboot import MOTD_FILE
 from reconciler.agent.ostree import OstreeBackend
 from reconciler.agent.rpmostree import RpmOstreeBackend
@@ -109,6 +116,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             file=sys.stderr,
         )
         return 2
+    problem = server_problem(settings["server"])
+    if problem:
+        print(f"reconciler-agent: {problem}", file=sys.stderr)
+        return 2
+    warning = plaintext_warning(settings["server"])
+    if warning:
+        log.warning("INSECURE: %s", warning)
     try:
         with open(settings["token-file"]) as handle:
             token = handle.read().strip()
@@ -126,8 +140,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             backoff.reset()
             # The server's hint, kept within [1 s, interval]; a long-poll answer already
             # waited on the server, so only the 1 s floor applies then.
-            delay = MIN_DELAY if long_poll else _bounded(assignment.get("reportAfterSeconds"),
-                                                         interval)
+            delay = (
+                MIN_DELAY if long_poll else _bounded(assignment.get("reportAfterSeconds"), interval)
+            )
         except (ServerUnreachable, ReportRejected) as exc:
             if settings["once"]:
                 print(f"reconciler-agent: {exc}", file=sys.stderr)
@@ -146,7 +161,7 @@ def _bounded(hint: Any, interval: float) -> float:
     """A report delay from the server, clamped to [MIN_DELAY, interval]; junk means interval."""
     try:
         value = float(hint)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int past 1e308
         return interval
     if not math.isfinite(value):
         return interval

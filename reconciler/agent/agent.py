@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,6 +10,14 @@ from typing import Any, Dict, Optional
 from reconciler.agent import AGENT_VERSION
 from reconciler.agent.deployments import HostStatus
 from reconciler.agent.greenboot import greenboot_status
+from reconciler.agent.rules import (
+    MEANINGS,
+    REF_PATTERN,
+    REMOTE_PATTERN,
+    is_commit,
+    is_ref,
+    is_remote,
+)
 from reconciler.agent.runner import CommandFailed, Runner
 
 BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
@@ -95,10 +102,10 @@ class Agent:
         if action not in ("stage", "reboot", "unstage"):
             return "nothing to do"
         if action != "unstage":
-            # What the server says goes into command lines: accept only what an OSTree
-            # commit, remote and ref can look like (nothing that could pass as an option).
-            problem = _invalid_target(target.get("commit"), target.get("remote"),
-                                      target.get("ref"))
+            # What the server says goes into command lines and the origin file: accept only
+            # what the fleet repo accepts (agent/rules.py), nothing that could pass as an
+            # option, a path or a second line.
+            problem = _invalid_target(target.get("commit"), target.get("remote"), target.get("ref"))
             if problem:
                 return f"not applying: {problem}"
         commit = str(target.get("commit") or "")
@@ -137,15 +144,18 @@ class Agent:
         return f"{action} {commit[:12]} done"
 
 
-_COMMIT = re.compile(r"^[0-9a-f]{64}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
-
-
 def _invalid_target(commit: Any, remote: Any, ref: Any) -> Optional[str]:
     """Why an assignment's target is unusable, or None when it is well-formed."""
-    if not isinstance(commit, str) or not _COMMIT.match(commit):
-        return f"target commit {commit!r} is not a 64-hex OSTree checksum"
-    for field, value in (("remote", remote), ("ref", ref)):
-        if value is not None and (not isinstance(value, str) or not _NAME.match(value)):
-            return f"target {field} {value!r} is not a valid OSTree {field} name"
+    if not is_commit(commit):
+        return f"target commit {_shown(commit)} is not an OSTree checksum (64 lowercase hex)"
+    if remote is not None and not is_remote(remote):
+        return f"target remote {_shown(remote)} is not {MEANINGS[REMOTE_PATTERN]}"
+    if ref is not None and not is_ref(ref):
+        return f"target ref {_shown(ref)} is not {MEANINGS[REF_PATTERN]}"
     return None
+
+
+def _shown(value: Any) -> str:
+    """A value from the server for a message: repr() escapes newlines; long ones are cut."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from reconciler.agent import rules as ostree_rules
 from reconciler.durations import Duration
 from reconciler.fleetrepo.quantities import CountOrPercent, CountOrPercentField
 
@@ -39,6 +40,7 @@ PATTERN_MEANINGS = {
     HOST_NAME_PATTERN: "a host name (letters, digits, `.` and `-`)",
     LABEL_KEY_PATTERN: "a label key (letters, digits, `.`, `_`, `/`, `-`)",
     HEX64_PATTERN: "64 lowercase hex characters",
+    **ostree_rules.MEANINGS,
 }
 
 Name = Annotated[
@@ -53,11 +55,15 @@ HostName = Annotated[
 ]
 LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY_PATTERN)]
 Labels = dict[LabelKey, str]
+# Commits, remotes and refs follow the agent's own rules, so that a revision this schema
+# accepts is one every host will apply (the agent refuses anything else).
 Commit = Annotated[
     str,
-    StringConstraints(pattern=HEX64_PATTERN),
+    StringConstraints(pattern=ostree_rules.COMMIT_PATTERN),
     Field(description="An OSTree commit checksum: 64 lowercase hex characters."),
 ]
+OstreeRemote = Annotated[str, StringConstraints(pattern=ostree_rules.REMOTE_PATTERN)]
+OstreeRef = Annotated[str, StringConstraints(pattern=ostree_rules.REF_PATTERN)]
 Sha256Hex = Annotated[
     str,
     StringConstraints(pattern=HEX64_PATTERN),
@@ -312,9 +318,9 @@ class Stream(Document):
     kind: Literal["Stream"] = Field(description="Always `Stream` under `streams/`.")
     name: Name
     description: str | None = Field(default=None, description="Free text for humans.")
-    remote: str = Field(
-        pattern=r"^[A-Za-z0-9._-]+$",
-        description="Name of the OSTree remote as configured on the hosts.",
+    remote: OstreeRemote = Field(
+        description="Name of the OSTree remote as configured on the hosts: "
+        f"{ostree_rules.REMOTE_RULE}.",
     )
     url: str | None = Field(
         default=None,
@@ -322,9 +328,9 @@ class Stream(Document):
         description="URL of the OSTree repository, used to check that a "
         "commit exists before a rollout starts.",
     )
-    ref: str = Field(
-        pattern=r"^[A-Za-z0-9._/-]+$",
-        description="OSTree ref (branch) of the stream, e.g. `callos/x86_64/production`.",
+    ref: OstreeRef = Field(
+        description="OSTree ref (branch) of the stream, e.g. `callos/x86_64/production`: "
+        f"{ostree_rules.REF_RULE}.",
     )
     commit: Commit
     version: str | None = Field(
@@ -351,11 +357,15 @@ class Pin(Spec):
     reason: str = Field(
         min_length=1, description="Why the group is pinned; shown to reviewers and auditors."
     )
-    remote: str | None = Field(
-        default=None, description="OSTree remote to deploy from; unset keeps the host's origin."
+    remote: OstreeRemote | None = Field(
+        default=None,
+        description="OSTree remote to deploy from (rules as for a stream's `remote`); "
+        "unset keeps the host's origin.",
     )
-    ref: str | None = Field(
-        default=None, description="OSTree ref to deploy from; unset keeps the host's origin."
+    ref: OstreeRef | None = Field(
+        default=None,
+        description="OSTree ref to deploy from (rules as for a stream's `ref`); "
+        "unset keeps the host's origin.",
     )
 
 
