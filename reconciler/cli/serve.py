@@ -113,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"reconciler serve: cannot read the webhook secret: {exc}", file=sys.stderr)
             return 2
+        logs.register_secret(secret)
         if not secret:
             print(
                 "reconciler serve: the webhook secret file is empty; an empty secret would "
@@ -163,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         daemon = open_daemon(config)
     except ReconcilerError as exc:
-        print(f"reconciler serve: {exc}", file=sys.stderr)
+        print(f"reconciler serve: {logs.redact(str(exc))}", file=sys.stderr)
         return 1
     asyncio.run(daemon.run())
     return 0

@@ -35,7 +35,7 @@ from watchdog.observers.api import BaseObserver
 
 from reconciler.clock import Clock, SystemClock
 from reconciler.errors import GitRemoteUnavailable, ReconcilerError
-from reconciler.git.auth import GitCredentials
+from reconciler.git.auth import GitCredentials, credentials_from_url
 from reconciler.git.signatures import SignatureTrust
 from reconciler.git.source import FleetMirror, RevisionVerdict, set_network_timeouts
 from reconciler.git.writer import CommitSigner, GitIdentity
@@ -146,9 +146,8 @@ def open_daemon(config: ServeConfig, clock: Clock | None = None) -> Daemon:
         reports = SqliteReportStore(config.state_dir / "state.sqlite")
         opened.callback(reports.close)
         set_network_timeouts(config.git_timeout)
-        mirror = FleetMirror(
-            config.repo, config.state_dir / "fleet.git", config.branch, config.credentials
-        )
+        url, credentials = credentials_from_url(config.repo, config.credentials)
+        mirror = FleetMirror(url, config.state_dir / "fleet.git", config.branch, credentials)
         follower = RevisionFollower(
             mirror,
             store,
