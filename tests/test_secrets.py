@@ -54,6 +54,10 @@ def captured() -> Iterator[Everything]:
     root.setLevel(level)
 
 
+def state_bytes(state: Path) -> bytes:
+    return b"".join(f.read_bytes() for f in state.rglob("*") if f.is_file())
+
+
 def with_credentials(url: str, user: str, password: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.netloc}"))
@@ -76,6 +80,7 @@ def test_a_token_in_the_repo_url_is_in_no_log_state_file_note_or_metric(
         assert daemon.writeback.publish_notes() is not None
         with BackgroundServer(daemon.app, config.listen) as server:
             metrics = httpx.get(server.url + "/metrics").text
+        state_files = state_bytes(tmp_path / "state")  # before the remote is changed below
         daemon.mirror.repo.remotes.set_url("origin", f"{base}/missing.git")
         with pytest.raises(GitRemoteUnavailable) as refused:
             daemon.sync()  # an error about the remote, logged and raised
@@ -84,7 +89,7 @@ def test_a_token_in_the_repo_url_is_in_no_log_state_file_note_or_metric(
         daemon.reports.close()
 
     notes = git(origin.bare, "log", "--notes=rollouts", "--format=%N", "main")
-    state_files = b"".join(f.read_bytes() for f in (tmp_path / "state").rglob("*") if f.is_file())
+    state_files += state_bytes(tmp_path / "state")
     for where, text in {
         "logs": "\n".join(captured.lines),
         "notes": notes,
