@@ -205,7 +205,7 @@ class Daemon:
         self.follower, self.service, self.writeback = follower, service, writeback
         self.mirror, self.store, self.reports = follower.mirror, service.store, reports
         webhook = (
-            Webhook(config.webhook_secret, self.request_sync)
+            Webhook(config.webhook_secret, self.request_sync, config.branch)
             if config.webhook_secret is not None
             else None
         )

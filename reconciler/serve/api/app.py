@@ -48,6 +48,7 @@ class Webhook:
 
     secret: str
     on_accepted: Callable[[], None]
+    branch: str | None = None  # a signed push to another branch is acknowledged and ignored
 
 
 def create_app(
@@ -134,7 +135,9 @@ def create_app(
     _add_metrics(app, registry, metrics_token_sha256)
 
     if webhook is not None:
-        add_webhook_route(app, webhook.secret, webhook.on_accepted, service.metrics)
+        add_webhook_route(
+            app, webhook.secret, webhook.on_accepted, service.metrics, webhook.branch
+        )
     _add_health(app, service, operator_token_sha256)
     return app
 
