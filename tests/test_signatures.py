@@ -130,3 +130,40 @@ def test_ssh_signed_commit_is_applied_and_others_are_refused(tmp_path: Path) -> 
     refusal = check_commit_signature(mirror.path, bad, trust)
     assert refusal is not None
     assert "SSH signature not trusted for ops@example.net" in refusal
+
+
+@pytest.mark.needs_tool("ssh-keygen")
+@pytest.mark.parametrize("every_commit", [False, True])
+def test_a_signed_tip_over_an_unsigned_commit_is_refused_when_every_commit_must_be_signed(
+    tmp_path: Path, every_commit: bool
+) -> None:
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ops", "-f", str(tmp_path / "ops")],
+        check=True,
+    )
+    key = tmp_path / "ops.pub"
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f'ops@example.net namespaces="git" {key.read_text()}')
+    trust = SignatureTrust(allowed_signers=allowed, every_commit=every_commit)
+    origin = Remote(tmp_path)
+    ssh = ("-c", "gpg.format=ssh", "-c", "user.email=ops@example.net")
+    applied = signed_commit(origin, "signed by ops", *ssh, "-c", f"user.signingkey={key}")
+    # someone without a key slips a commit in; ops signs the commit on top of it
+    git(origin.work, "commit", "-q", "--allow-empty", "-m", "unsigned, under a signed tip")
+    tip = signed_commit(origin, "signed by ops again", *ssh, "-c", f"user.signingkey={key}")
+    mirror = FleetMirror(str(origin.bare), tmp_path / "state" / "fleet.git")
+    mirror.fetch()
+    verdict = consider_revision(
+        mirror,
+        tip,
+        applied,
+        None,
+        commit_checker=always,
+        verify_signature=lambda rev: check_commit_signature(mirror.path, rev, trust),
+        every_commit=trust.every_commit,
+    )
+    if every_commit:
+        assert verdict.code is VerdictCode.UNSIGNED
+        assert "is not signed" in verdict.message
+    else:  # only the tip is checked: documented in docs/security.md
+        assert verdict.code is not VerdictCode.UNSIGNED

@@ -55,6 +55,11 @@ FLAGS: dict[str, tuple[str, Any]] = {
     "no-push-notes": ("keep rollout notes in the mirror only (no write access)", False),
     "no-promote": ("never make promotion commits, even when streams declare promotion", False),
     "insecure-http": ("serve plain HTTP on a non-loopback address (behind a TLS proxy)", False),
+    "require-signed-history": (
+        "with signatures required, verify every commit since the applied revision, "
+        "merge commits included, not only the tip",
+        False,
+    ),
 }
 
 
@@ -145,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         signatures=SignatureTrust(
             Path(values["trusted-gpg-home"]) if values["trusted-gpg-home"] else None,
             Path(values["allowed-signers"]) if values["allowed-signers"] else None,
+            every_commit=_truthy(values["require-signed-history"]),
         ),
         identity=GitIdentity(values["git-author-name"], values["git-author-email"]),
         signer=CommitSigner(

@@ -22,6 +22,9 @@ SSH_HEADER = "-----BEGIN SSH SIGNATURE-----"
 class SignatureTrust:
     gpg_home: Path | None = None  # a GnuPG home holding only trusted public keys
     allowed_signers: Path | None = None  # ssh-keygen allowed-signers file
+    #: Every commit between the applied revision and the tip must be signed, merge commits
+    #: included, not only the tip: a signed merge of an unsigned branch is refused.
+    every_commit: bool = False
 
     @property
     def configured(self) -> bool:

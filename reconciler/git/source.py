@@ -104,11 +104,28 @@ class FleetMirror:
             raise GitRemoteUnavailable(f"branch {self.branch} not found in {self.url}") from None
         return str(ref.peel(pygit2.Commit).id)
 
+    def commits_since(self, applied: str, candidate: str, limit: int) -> list[str] | None:
+        """Commits reachable from ``candidate`` but not from ``applied`` (merges included),
+        newest first; None when there are more than ``limit``."""
+        walker = self.repo.walk(pygit2.Oid(hex=candidate), pygit2.enums.SortMode.TOPOLOGICAL)
+        walker.hide(pygit2.Oid(hex=applied))
+        found: list[str] = []
+        for commit in walker:
+            if len(found) >= limit:
+                return None
+            found.append(str(commit.id))
+        return found
+
     def builds_on(self, candidate: str, applied: str) -> bool:
         """True when ``candidate`` is ``applied`` or a descendant of it (no history rewrite)."""
         return candidate == applied or bool(
             self.repo.descendant_of(pygit2.Oid(hex=candidate), pygit2.Oid(hex=applied))
         )
+
+
+#: With every commit verified, a push of more commits than this at once is refused (each
+#: check runs `ssh-keygen` or `gpg`).
+MAX_COMMITS_VERIFIED = 1_000
 
 
 class VerdictCode(StrEnum):
@@ -145,8 +162,13 @@ def consider_revision(
     commit_checker: CommitChecker = commit_exists,
     subdirectory: str = "",
     verify_signature: Callable[[str], str | None] | None = None,
+    every_commit: bool = False,
 ) -> RevisionVerdict:
-    """Decide whether ``candidate`` replaces the applied revision; never raises on content."""
+    """Decide whether ``candidate`` replaces the applied revision; never raises on content.
+
+    ``verify_signature`` checks the candidate's signature, or with ``every_commit`` that of
+    every commit since the applied revision (merge commits included).
+    """
     if candidate == applied:
         return RevisionVerdict(candidate, VerdictCode.UNCHANGED, "already applied")
     if (
@@ -162,9 +184,20 @@ def consider_revision(
             "(allow it with --allow-history-rewrite)",
         )
     if verify_signature is not None:
-        refusal = verify_signature(candidate)
-        if refusal is not None:
-            return RevisionVerdict(candidate, VerdictCode.UNSIGNED, refusal)
+        to_verify: list[str] | None = [candidate]
+        if every_commit and applied is not None:
+            to_verify = mirror.commits_since(applied, candidate, MAX_COMMITS_VERIFIED)
+        if to_verify is None:
+            return RevisionVerdict(
+                candidate,
+                VerdictCode.UNSIGNED,
+                f"more than {MAX_COMMITS_VERIFIED} commits since the applied revision "
+                f"{(applied or '')[:12]}: too many to verify one by one",
+            )
+        for commit in to_verify:
+            refusal = verify_signature(commit)
+            if refusal is not None:
+                return RevisionVerdict(candidate, VerdictCode.UNSIGNED, refusal)
     result = load_fleet(GitRevisionSource(mirror.path, candidate, subdirectory))
     if result.fleet is None:
         errors = result.errors

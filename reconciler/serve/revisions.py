@@ -70,6 +70,7 @@ class RevisionFollower:
                 ),
                 allow_history_rewrite=self.allow_history_rewrite,
                 subdirectory=self.subdirectory,
+                every_commit=trust.every_commit,
             )
         if not verdict.accepted and verdict.code is not VerdictCode.PREFLIGHT_FAILED:
             # A preflight failure may be the OSTree repository being down: ask again.
