@@ -603,8 +603,9 @@ def test_a_fleet_in_a_subdirectory_is_promoted_in_place(tmp_path: Path) -> None:
     assert changed == "fleet/streams/production.yaml"
 
 
-@pytest.mark.needs_tool("ssh-keygen")
-def test_a_signed_promotion_passes_the_daemons_own_signature_gate(tmp_path: Path) -> None:
+def signed_fleet(tmp_path: Path) -> tuple[Remote, ServeConfig]:
+    """A fleet repo whose tip ops signed, and a daemon configuration that requires signed
+    revisions (ops' key and the reconciler's own) and signs promotions with its key."""
     keys = {}
     for name in ("ops", "bot"):
         key = tmp_path / name
@@ -622,14 +623,19 @@ def test_a_signed_promotion_passes_the_daemons_own_signature_gate(tmp_path: Path
     git(origin.work, "add", "-A")
     ssh = ("-c", "gpg.format=ssh", "-c", f"user.signingkey={keys['ops']}.pub")
     signed_commit(origin, "no example urls (signed by ops)", *ssh)
-    clock = ManualClock(START)
-    settings = config(
+    return origin, config(
         tmp_path,
         origin,
         identity=IDENTITY,
         signatures=SignatureTrust(allowed_signers=allowed),
         signer=CommitSigner(ssh_key=keys["bot"]),
     )
+
+
+@pytest.mark.needs_tool("ssh-keygen")
+def test_a_signed_promotion_passes_the_daemons_own_signature_gate(tmp_path: Path) -> None:
+    _origin, settings = signed_fleet(tmp_path)
+    clock = ManualClock(START)
     daemon = open_daemon(settings, clock)
     assert daemon.writeback.config.promote
     fleet = ReportingFleet(
@@ -649,31 +655,8 @@ def test_an_unsigned_push_is_not_laundered_through_a_signed_promotion(tmp_path: 
     and its token. The gate refuses the commit, and a promotion that falls due must not be
     built on it and signed with the reconciler's own key (which the gate would then accept,
     taking the attacker's host in with it)."""
-    keys = {}
-    for name in ("ops", "bot"):
-        key = tmp_path / name
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True
-        )
-        keys[name] = key
-    allowed = tmp_path / "allowed_signers"
-    allowed.write_text(
-        f"ops@example.net {(tmp_path / 'ops.pub').read_text()}"
-        f"{IDENTITY.email} {(tmp_path / 'bot.pub').read_text()}"
-    )
-    origin = Remote(tmp_path)
-    no_urls(origin.work)
-    git(origin.work, "add", "-A")
-    ssh = ("-c", "gpg.format=ssh", "-c", f"user.signingkey={keys['ops']}.pub")
-    signed_commit(origin, "no example urls (signed by ops)", *ssh)
+    origin, settings = signed_fleet(tmp_path)
     clock = ManualClock(START)
-    settings = config(
-        tmp_path,
-        origin,
-        identity=IDENTITY,
-        signatures=SignatureTrust(allowed_signers=allowed),
-        signer=CommitSigner(ssh_key=keys["bot"]),
-    )
     daemon = open_daemon(settings, clock)
     applied = daemon.service.fleet.revision
     fleet = ReportingFleet(

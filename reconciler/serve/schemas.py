@@ -12,7 +12,10 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
-Checksum = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+from reconciler.agent import rules as ostree_rules
+
+# The agent's own rule for a commit, as the fleet-repo schema uses it too.
+Checksum = Annotated[str, StringConstraints(pattern=ostree_rules.COMMIT_PATTERN)]
 ShortText = Annotated[str, StringConstraints(max_length=256)]
 
 
