@@ -9,7 +9,7 @@ import os
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from reconciler import logs
 from reconciler.errors import ReconcilerError
@@ -17,7 +17,7 @@ from reconciler.git.auth import GitCredentials
 from reconciler.git.signatures import SignatureTrust
 from reconciler.git.writer import CommitSigner, GitIdentity
 from reconciler.serve.daemon import ServeConfig, open_daemon
-from reconciler.serve.server import Listen, plain_http_refusal
+from reconciler.serve.server import Listen, plain_http_refusal, reserve_open_files
 
 SETTINGS: dict[str, tuple[str, Any]] = {
     # name: (help, default)
@@ -29,6 +29,12 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "port": ("port to listen on", "8443"),
     "tls-cert": ("certificate file for HTTPS", None),
     "tls-key": ("key file for HTTPS", None),
+    "max-connections": (
+        "connections open at once; when full, the one longest sending its request makes room",
+        "4096",
+    ),
+    "header-timeout": ("seconds a client has to send a request's head", "10"),
+    "body-timeout": ("seconds a client has to send a request's body, once its head is in", "30"),
     "operator-token-sha256": ("sha256 of the operators' token for the status API", None),
     "metrics-token-sha256": ("sha256 of a token /metrics requires (unset: /metrics is open)", None),
     "poll-interval": ("seconds between polls of the remote", "30"),
@@ -91,8 +97,19 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
+_N = TypeVar("_N", int, float)
+
+
 def _truthy(value: Any) -> bool:
     return value is True or str(value).lower() in ("1", "true", "yes", "on")
+
+
+def _number(values: dict[str, Any], name: str, kind: type[_N]) -> _N:
+    try:
+        return kind(values[name])
+    except ValueError:
+        whole = "a whole number" if kind is int else "a number"
+        raise ValueError(f"--{name} must be {whole}, not {values[name]!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,8 +123,22 @@ def run(args: argparse.Namespace) -> int:
         return 2
     logs.configure(json_lines=values["log-format"] == "json")
     os.umask(0o077)  # state, mirror and logs written here are the reconciler's alone
-    listen = Listen(values["host"], int(values["port"]), values["tls-cert"], values["tls-key"])
-    refusal = plain_http_refusal(listen, _truthy(values["insecure-http"]))
+    try:
+        listen = Listen(
+            values["host"],
+            _number(values, "port", int),
+            values["tls-cert"],
+            values["tls-key"],
+            max_connections=_number(values, "max-connections", int),
+            header_timeout=_number(values, "header-timeout", float),
+            body_timeout=_number(values, "body-timeout", float),
+        )
+    except ValueError as exc:
+        print(f"reconciler serve: {exc}", file=sys.stderr)
+        return 2
+    refusal = plain_http_refusal(listen, _truthy(values["insecure-http"])) or reserve_open_files(
+        listen
+    )
     if refusal is not None:
         print(f"reconciler serve: {refusal}", file=sys.stderr)
         return 2

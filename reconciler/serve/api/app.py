@@ -6,9 +6,10 @@ Views only read the service's current plans; only a report may make the service 
 
 import asyncio
 import hmac
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
@@ -19,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import ValidationError
 
 from reconciler import __version__
-from reconciler.clock import wait_for_event
+from reconciler.clock import Clock, wait_for_event
 from reconciler.rollout.state import Lifecycle
 from reconciler.serve.api import problems
 from reconciler.serve.api.limits import ReportBodyLimits
@@ -74,14 +75,8 @@ def create_app(
     problems.install(app)
     export_fleet_state(service, registry)
     reports_counter = service.metrics.agent_reports
-    changed: dict[str, asyncio.Event] = {}
-
-    def plan_changed(group: str, _: object) -> None:
-        event = changed.pop(group, None)
-        if event is not None:
-            event.set()
-
-    service.plan_listeners.append(plan_changed)
+    long_polls = LongPolls()
+    service.plan_listeners.append(long_polls.plan_changed)
 
     async def operator(credentials: Credentials) -> None:
         if credentials is None:
@@ -126,7 +121,7 @@ def create_app(
         reports_counter.labels("ok").inc()
         assignment = service.ingest(host, body, raw.decode())
         if wait and assignment.assignment_id == body.known_assignment:
-            assignment = await _hold_until_changed(service, changed, host, assignment, wait)
+            assignment = await _hold_until_changed(service, long_polls, host, assignment, wait)
         return Response(assignment.model_dump_json(by_alias=True), media_type="application/json")
 
     _add_report_schemas(app)
@@ -135,9 +130,7 @@ def create_app(
     _add_metrics(app, registry, metrics_token_sha256)
 
     if webhook is not None:
-        add_webhook_route(
-            app, webhook.secret, webhook.on_accepted, service.metrics, webhook.branch
-        )
+        add_webhook_route(app, webhook.secret, webhook.on_accepted, service.metrics, webhook.branch)
     _add_health(app, service, operator_token_sha256)
     return app
 
@@ -346,32 +339,83 @@ def _add_report_schemas(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+@dataclass(eq=False)
+class _Hold:
+    """One held long-poll: ``wake`` is set when its group's plan changes or a newer long-poll
+    from the same host takes its place (``superseded``)."""
+
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    superseded: bool = False
+
+
+class LongPolls:
+    """The long-polls being held: at most one per host, so a host (or whoever has its token)
+    holds one connection, not a thousand. A new long-poll ends the host's previous one, which
+    answers at once with the current assignment."""
+
+    def __init__(self) -> None:
+        self._by_host: dict[str, _Hold] = {}
+        self._by_group: dict[str, set[_Hold]] = {}
+
+    def plan_changed(self, group: str, _: object) -> None:
+        """A plan listener: wake every long-poll of ``group``."""
+        for hold in self._by_group.pop(group, ()):
+            hold.wake.set()
+
+    @contextmanager
+    def hold(self, host: str) -> Iterator[_Hold]:
+        """Hold ``host``'s long-poll, ending the one it held before."""
+        previous = self._by_host.get(host)
+        if previous is not None:
+            previous.superseded = True
+            previous.wake.set()
+        self._by_host[host] = mine = _Hold()
+        try:
+            yield mine
+        finally:
+            if self._by_host.get(host) is mine:
+                del self._by_host[host]
+
+    async def wait(self, clock: Clock, hold: _Hold, group: str | None, until: datetime) -> None:
+        """Wait until ``group``'s plan changes (never, for no group), ``hold`` is superseded,
+        or the clock reaches ``until``."""
+        if not hold.superseded:
+            hold.wake.clear()  # woken before, by a plan change already acted on
+        waiting = self._by_group.setdefault(group, set()) if group is not None else set()
+        waiting.add(hold)
+        try:
+            await wait_for_event(clock, hold.wake, until)
+        finally:
+            waiting.discard(hold)
+
+
 async def _hold_until_changed(
     service: FleetService,
-    changed: dict[str, asyncio.Event],
+    long_polls: LongPolls,
     host: str,
     assignment: Assignment,
     wait: int,
 ) -> Assignment:
     """Long-poll: answer when the host's assignment changes, its plan's next look is due (a
-    soak ending, a window opening), or ``wait`` seconds have passed, all on the service's
-    clock."""
+    soak ending, a window opening), ``wait`` seconds have passed (all on the service's clock),
+    or the host long-polls again."""
     clock = service.clock
     deadline = clock.now() + timedelta(seconds=wait)
     known = assignment.assignment_id
-    while assignment.assignment_id == known and clock.now() < deadline:
-        group = assignment.group
-        if group is None:  # unmanaged: nothing changes until Git does; hold the line
-            await clock.sleep_until(deadline)
-            return service.assignment(host)
-        plan = service.current_plan(group)
-        look_again = plan.requeue_at if plan is not None else None
-        until = deadline if look_again is None else min(deadline, look_again)
-        if until <= clock.now():
-            # A look-again already due: the answer below re-plans; yield briefly so a plan
-            # that keeps asking for "now" cannot spin the event loop.
-            await asyncio.sleep(0.01)
-        else:
-            await wait_for_event(clock, changed.setdefault(group, asyncio.Event()), until)
-        assignment = service.assignment(host)
+    with long_polls.hold(host) as hold:
+        while assignment.assignment_id == known and clock.now() < deadline and not hold.superseded:
+            group = assignment.group
+            if group is None:  # unmanaged: nothing changes until Git does; hold the line
+                await long_polls.wait(clock, hold, None, deadline)
+                return service.assignment(host)
+            plan = service.current_plan(group)
+            look_again = plan.requeue_at if plan is not None else None
+            until = deadline if look_again is None else min(deadline, look_again)
+            if until <= clock.now():
+                # A look-again already due: the answer below re-plans; yield briefly so a plan
+                # that keeps asking for "now" cannot spin the event loop.
+                await asyncio.sleep(0.01)
+            else:
+                await long_polls.wait(clock, hold, group, until)
+            assignment = service.assignment(host)
     return assignment
