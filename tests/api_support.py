@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from reconciler.clock import Clock
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.serve.api.app import create_app
+from reconciler.serve.api.identity import AgentAuth
 from reconciler.serve.metrics import OperationalMetrics
 from reconciler.serve.server import BackgroundServer, Listen
 from reconciler.serve.service import FleetService, token_hash
@@ -30,14 +31,23 @@ class RunningApi:
 
 @contextmanager
 def running_api(
-    fleet: Fleet, db: Path, clock: Clock, certfile: str | None = None, keyfile: str | None = None
+    fleet: Fleet,
+    db: Path,
+    clock: Clock,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    client_ca: str | None = None,
+    agent_auth: AgentAuth = AgentAuth.TOKEN,
 ) -> Iterator[RunningApi]:
     store, reports = Store(db), SqliteReportStore(db)
     registry = CollectorRegistry()
     service = FleetService(fleet, store, reports, clock, OperationalMetrics(registry))
-    app = create_app(service, registry, operator_token_sha256=token_hash(OPERATOR_TOKEN))
+    app = create_app(
+        service, registry, operator_token_sha256=token_hash(OPERATOR_TOKEN), agent_auth=agent_auth
+    )
     scheme = "https" if certfile else "http"
-    with BackgroundServer(app, Listen("127.0.0.1", 0, certfile, keyfile)) as server:
+    listen = Listen("127.0.0.1", 0, certfile, keyfile, client_ca=client_ca)
+    with BackgroundServer(app, listen) as server:
         yield RunningApi(f"{scheme}://127.0.0.1:{server.port}", service, reports)
     store.close()
     reports.close()

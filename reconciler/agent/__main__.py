@@ -11,6 +11,7 @@ import configparser
 import logging
 import math
 import shlex
+import ssl
 import sys
 import time
 from typing import Any, Dict, List, Optional
@@ -45,6 +46,8 @@ DEFAULTS: Dict[str, str] = {
     "greenboot-status-file": MOTD_FILE,
     "booted-commit-file": "",
     "ca-file": "",
+    "client-cert": "",  # mutual TLS: this host's certificate from the fleet CA (PEM)
+    "client-key": "",  # and its key, unless it is in the certificate file
 }
 
 
@@ -123,15 +126,27 @@ def main(argv: Optional[List[str]] = None) -> int:
     warning = plaintext_warning(settings["server"])
     if warning:
         log.warning("INSECURE: %s", warning)
+    token = ""
     try:
         with open(settings["token-file"]) as handle:
             token = handle.read().strip()
     except OSError as exc:
-        print(f"reconciler-agent: cannot read the token: {exc}", file=sys.stderr)
-        return 2
+        if not settings["client-cert"]:  # with a certificate, a token is the server's call
+            print(f"reconciler-agent: cannot read the token: {exc}", file=sys.stderr)
+            return 2
     runner = Runner()
     agent = build_agent(settings, runner)
-    client = ReconcilerClient(settings["server"], token, ca_file=settings["ca-file"] or None)
+    try:
+        client = ReconcilerClient(
+            settings["server"],
+            token,
+            ca_file=settings["ca-file"] or None,
+            client_cert=settings["client-cert"] or None,
+            client_key=settings["client-key"] or None,
+        )
+    except (OSError, ssl.SSLError) as exc:
+        print(f"reconciler-agent: cannot load the TLS files: {exc}", file=sys.stderr)
+        return 2
     backoff = Backoff()
     interval, long_poll = float(settings["interval"]), float(settings["long-poll"])
     while True:

@@ -50,15 +50,31 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
 class ReconcilerClient:
     def __init__(
-        self, server: str, token: str, timeout: float = 30.0, ca_file: Optional[str] = None
+        self,
+        server: str,
+        token: str,
+        timeout: float = 30.0,
+        ca_file: Optional[str] = None,
+        client_cert: Optional[str] = None,
+        client_key: Optional[str] = None,
     ) -> None:
         self.url = server.rstrip("/") + "/v1/report"
         self.token = token
         self.timeout = timeout
-        context = ssl.create_default_context(cafile=ca_file) if ca_file else None
+        context = None
+        if ca_file or client_cert:
+            context = ssl.create_default_context(cafile=ca_file or None)
+            if client_cert:  # mutual TLS: the host's certificate from the fleet CA
+                context.load_cert_chain(client_cert, client_key or None)
         self.opener = urllib.request.build_opener(
             _NoRedirects(), urllib.request.HTTPSHandler(context=context)
         )
+
+    def _headers(self) -> Dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.token:  # none when the host proves itself by its certificate alone
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
 
     def report(self, body: Dict[str, Any], wait: float = 0) -> Dict[str, Any]:
         """Send a report; return the assignment. ``wait`` asks the server to hold the answer
@@ -68,11 +84,7 @@ class ReconcilerClient:
             url,
             data=json.dumps(body).encode(),
             method="POST",
-            headers={
-                "Authorization": f"Bearer {self.token}",
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-            },
+            headers=self._headers(),
         )
         try:
             with self.opener.open(request, timeout=self.timeout + wait) as response:

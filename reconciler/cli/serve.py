@@ -16,6 +16,7 @@ from reconciler.errors import ReconcilerError
 from reconciler.git.auth import GitCredentials
 from reconciler.git.signatures import SignatureTrust
 from reconciler.git.writer import CommitSigner, GitIdentity
+from reconciler.serve.api.identity import AgentAuth
 from reconciler.serve.daemon import ServeConfig, open_daemon
 from reconciler.serve.server import Listen, plain_http_refusal, reserve_open_files
 
@@ -36,6 +37,8 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "header-timeout": ("seconds a client has to send a request's head", "10"),
     "body-timeout": ("seconds a client has to send a request's body, once its head is in", "30"),
     "operator-token-sha256": ("sha256 of the operators' token for the status API", None),
+    "client-ca": ("PEM file of the fleet CA whose client certificates agents may present", None),
+    "agent-auth": ("how agents prove who they are: token, certificate or both", "token"),
     "metrics-token-sha256": ("sha256 of a token /metrics requires (unset: /metrics is open)", None),
     "poll-interval": ("seconds between polls of the remote", "30"),
     "log-format": ("text or json", "text"),
@@ -132,7 +135,11 @@ def run(args: argparse.Namespace) -> int:
             max_connections=_number(values, "max-connections", int),
             header_timeout=_number(values, "header-timeout", float),
             body_timeout=_number(values, "body-timeout", float),
+            client_ca=values["client-ca"],
         )
+        agent_auth = AgentAuth(values["agent-auth"])
+        if agent_auth is not AgentAuth.TOKEN and listen.client_ca is None:
+            raise ValueError(f"--agent-auth {agent_auth} needs --client-ca, the fleet CA")
     except ValueError as exc:
         print(f"reconciler serve: {exc}", file=sys.stderr)
         return 2
@@ -174,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         listen=listen,
         operator_token_sha256=values["operator-token-sha256"],
         metrics_token_sha256=values["metrics-token-sha256"],
+        agent_auth=agent_auth,
         poll_interval=float(values["poll-interval"]),
         allow_history_rewrite=_truthy(values["allow-history-rewrite"]),
         watch=not _truthy(values["no-watch"]),

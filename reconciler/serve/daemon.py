@@ -40,6 +40,7 @@ from reconciler.git.signatures import SignatureTrust
 from reconciler.git.source import FleetMirror, RevisionVerdict, set_network_timeouts
 from reconciler.git.writer import CommitSigner, GitIdentity
 from reconciler.serve.api.app import Webhook, create_app
+from reconciler.serve.api.identity import AgentAuth
 from reconciler.serve.metrics import OperationalMetrics
 from reconciler.serve.revisions import RevisionFollower
 from reconciler.serve.server import BackgroundServer, Listen, make_server
@@ -74,6 +75,8 @@ class ServeConfig:
     operator_token_sha256: str | None = None
     #: sha256 of the token a Prometheus scraper must send; None leaves /metrics open.
     metrics_token_sha256: str | None = None
+    #: How agents prove who they are (a client certificate needs ``listen.client_ca``).
+    agent_auth: AgentAuth = AgentAuth.TOKEN
     poll_interval: float = 30.0
     resync_interval: float = 300.0
     allow_history_rewrite: bool = False
@@ -210,7 +213,12 @@ class Daemon:
             else None
         )
         self.app: FastAPI = create_app(
-            service, registry, config.operator_token_sha256, webhook, config.metrics_token_sha256
+            service,
+            registry,
+            config.operator_token_sha256,
+            webhook,
+            config.metrics_token_sha256,
+            config.agent_auth,
         )
         self.timers: Timers | None = None  # while running
         self._dirty: asyncio.Event | None = None

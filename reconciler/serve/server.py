@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import resource
+import ssl
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -55,8 +56,13 @@ class Listen:
     max_connections: int = 4096
     header_timeout: float = 10.0
     body_timeout: float = 30.0
+    #: PEM file of the fleet CA: clients may present a certificate it issued (mutual TLS);
+    #: the API decides what a verified certificate is worth (``agent_auth``).
+    client_ca: str | None = None
 
     def __post_init__(self) -> None:
+        if self.client_ca is not None and self.certfile is None:
+            raise ValueError("client certificates (--client-ca) need HTTPS (--tls-cert)")
         if self.max_connections < 1:
             raise ValueError(f"max connections must be at least 1, not {self.max_connections}")
         for name, value in (("header", self.header_timeout), ("body", self.body_timeout)):
@@ -129,6 +135,10 @@ def make_server(app: FastAPI, listen: Listen) -> uvicorn.Server:
         log_level="warning",
         ssl_certfile=listen.certfile,
         ssl_keyfile=listen.keyfile,
+        # Optional, not required: operators and scrapers use tokens; agents' certificates
+        # are verified here and mapped to hosts by the API.
+        ssl_ca_certs=listen.client_ca,
+        ssl_cert_reqs=ssl.CERT_OPTIONAL if listen.client_ca else ssl.CERT_NONE,
         access_log=False,
         http=BoundedHttpProtocol.within(ConnectionTable(listen)),
         ws="none",  # no route needs WebSockets; an upgrade would leave the protocol above
@@ -242,6 +252,14 @@ class BoundedHttpProtocol(HttpToolsProtocol):
                 "Request header fields too large",
                 f"a request head may be at most {MAX_HEAD_BYTES} bytes",
             )
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        # The client certificate the TLS layer verified against the fleet CA, if any, for
+        # the API to map to a host (uvicorn puts nothing of it in the ASGI scope).
+        peer = self.transport.get_extra_info("peercert") if self.transport else None
+        if peer:
+            self.scope["extensions"] = {"tls": {"peer_cert": peer}}
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()

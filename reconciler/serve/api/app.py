@@ -23,6 +23,7 @@ from reconciler import __version__
 from reconciler.clock import Clock, wait_for_event
 from reconciler.rollout.state import Lifecycle
 from reconciler.serve.api import problems
+from reconciler.serve.api.identity import AgentAuth, agent_host
 from reconciler.serve.api.limits import ReportBodyLimits
 from reconciler.serve.api.webhooks import add_webhook_route
 from reconciler.serve.metrics import export_fleet_state
@@ -58,6 +59,7 @@ def create_app(
     operator_token_sha256: str | None = None,
     webhook: Webhook | None = None,
     metrics_token_sha256: str | None = None,
+    agent_auth: AgentAuth = AgentAuth.TOKEN,
 ) -> FastAPI:
     """The API over ``service``, exporting ``registry`` (with the fleet-state metrics added)
     on `/metrics`. Operators authenticate with a token whose sha256 is given; so does a
@@ -101,7 +103,7 @@ def create_app(
         describes all of it (`_REPORT_OPENAPI`).
         """
         try:
-            host = _bearer_host(service, request.headers.get("authorization"))
+            host = agent_host(request, service, agent_auth)
             wait = _wait_seconds(request.query_params.get("wait"))
             raw = await request.body()
             try:
@@ -268,17 +270,6 @@ def _add_metrics(app: FastAPI, registry: CollectorRegistry, token_sha256: str | 
         if token_sha256 is not None and not _token_matches(credentials, token_sha256):
             raise HTTPException(401, "metrics need the scrape token")
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-
-def _bearer_host(service: FleetService, header: str | None) -> str:
-    """The host an agent's `Authorization: Bearer <token>` belongs to, or 401."""
-    scheme, _, token = (header or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, "missing bearer token")
-    host = service.host_for_token(token.strip())
-    if host is None:
-        raise HTTPException(401, "unknown token")
-    return host
 
 
 def _wait_seconds(raw: str | None) -> int:
