@@ -683,3 +683,19 @@ def test_an_unsigned_push_is_not_laundered_through_a_signed_promotion(tmp_path: 
     assert daemon.sync().code.value == "unsigned"  # and it is still refused
     assert daemon.service.fleet.revision == applied
     assert daemon.service.host_for_token(evil_token) is None
+
+
+def test_lock_files_left_by_a_killed_writer_do_not_stop_the_notes(tmp_path: Path) -> None:
+    """A process killed while libgit2 wrote a ref leaves `<ref>.lock`; every later write of
+    that ref used to fail for good ('failed to lock file'). Seen by tests/test_crash_serve.py."""
+    origin, daemon, _clock, fleet = start(tmp_path)
+    soak_lab(daemon, fleet, hours=1)
+    for ref in ("refs/reconciler/notes-pending", "refs/notes/rollouts", "refs/heads/main"):
+        stale = daemon.mirror.path / f"{ref}.lock"
+        stale.parent.mkdir(parents=True, exist_ok=True)
+        stale.write_text("left by a killed writer\n")
+    written = daemon.writeback.publish_notes()
+    assert written is not None
+    assert written.pushed
+    assert "staging-lab rollout 1" in notes(origin)
+    assert not list((daemon.mirror.path / "refs").rglob("*.lock"))

@@ -8,7 +8,9 @@ stream's repository does not hold, is refused, and the last good revision stays 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +29,8 @@ from reconciler.git.remote import branch_refspec, fetch
 from reconciler.ostree.commits import CheckResult, CommitChecker, commit_checks
 from reconciler.ostree.remote import commit_exists
 from reconciler.problems import Problem
+
+logger = logging.getLogger(__name__)
 
 
 def set_network_timeouts(seconds: float) -> None:
@@ -54,6 +58,7 @@ class MirrorLock:
         try:
             self._file = self._path.open("ab")
             fcntl.flock(self._file, fcntl.LOCK_EX)
+            _remove_stale_git_locks(self._path.parent)
         except BaseException:
             self._release()
             raise
@@ -67,6 +72,25 @@ class MirrorLock:
             self._file.close()  # closing drops the flock
             self._file = None
         self._thread_lock.release()
+
+
+def _remove_stale_git_locks(mirror: Path) -> None:
+    """Remove the `*.lock` files a killed process left in the mirror.
+
+    libgit2 writes a ref (or packed-refs, or the config) through `<name>.lock` and renames it
+    into place; a process killed in between leaves the lock, and every later write of that
+    ref fails for ever ("failed to lock file"). Only a holder of this exclusive lock writes
+    to the mirror, so once we hold it, any Git lock file in it is left over: removing it is
+    what `git` asks a human to do, done safely.
+    """
+    candidates = [mirror / "packed-refs.lock", mirror / "config.lock", mirror / "HEAD.lock"]
+    refs = mirror / "refs"
+    if refs.is_dir():
+        candidates.extend(refs.rglob("*.lock"))
+    for stale in candidates:
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+            logger.warning("removed %s, left by a process that was killed mid-write", stale.name)
 
 
 class FleetMirror:
