@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/writeback_large_fleet.py
 	$(BIN)/python benchmarks/report_ingestion.py
 	$(BIN)/python benchmarks/push_latency.py
+	$(BIN)/python benchmarks/connection_limits.py
 
 lock: $(STAMP)
 	( head -2 constraints.txt; $(BIN)/pip freeze --exclude-editable ) > constraints.txt.new && mv constraints.txt.new constraints.txt
