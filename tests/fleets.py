@@ -25,11 +25,20 @@ def build_fleet(
     streams: Mapping[str, str] | None = None,
     defaults: Mapping[str, Any] | None = None,
     revision: str = "rev-1",
+    held: Mapping[str, str] | None = None,
+    freezes: list[Mapping[str, Any]] | None = None,
 ) -> Fleet:
-    """``groups``: name -> Group fields (stream defaults to `main`); ``hosts``: name -> labels."""
+    """``groups``: name -> Group fields (stream defaults to `main`); ``hosts``: name -> labels;
+    ``held``: hosts held out of rollouts -> why; ``freezes``: the fleet's freezes."""
     streams = streams or {"main": NEW}
     config = FleetConfig.model_validate(
-        {**API, "kind": "Fleet", "name": "test", "defaults": dict(defaults or {})}
+        {
+            **API,
+            "kind": "Fleet",
+            "name": "test",
+            "defaults": dict(defaults or {}),
+            "freezes": list(freezes or []),
+        }
     )
     stream_models = {
         name: Stream.model_validate(
@@ -49,7 +58,13 @@ def build_fleet(
         body = {"stream": "main", **fields} if "pin" not in fields else dict(fields)
         group_models[name] = Group.model_validate({**API, "kind": "Group", "name": name, **body})
     inventory = Inventory(
-        InventoryHost(name, dict(labels), hashlib.sha256(name.encode()).hexdigest(), "hosts.yaml")
+        InventoryHost(
+            name,
+            dict(labels),
+            hashlib.sha256(name.encode()).hexdigest(),
+            "hosts.yaml",
+            (held or {}).get(name),
+        )
         for name, labels in hosts.items()
     )
     members = {name: tuple(inventory.members(group)) for name, group in group_models.items()}

@@ -173,6 +173,23 @@ def test_operator_endpoints_need_the_operator_token(api: RunningApi) -> None:
     assert missing.headers["content-type"] == "application/problem+json"
 
 
+def test_groups_show_the_freeze_in_force(tmp_path: Path) -> None:
+    freeze = {
+        "name": "xmas",
+        "start": "2026-11-25",
+        "end": "2026-11-26",
+        "timeZone": "UTC",
+        "reason": "holiday change freeze",
+    }
+    fleet = build_fleet(GROUPS, HOSTS, freezes=[freeze])
+    with running_api(fleet, tmp_path / "state.sqlite", ManualClock(START)) as running:
+        post(running, report("c1"))
+        [group] = httpx.get(running.url + "/v1/groups", headers=auth(OPERATOR_TOKEN)).json()
+    assert group["freeze"] == (
+        "reboots frozen by `xmas` until 2026-11-26 00:00 UTC: holiday change freeze"
+    )
+
+
 def test_long_poll_returns_as_soon_as_the_assignment_changes(api: RunningApi) -> None:
     first = post(api, report(), token="c2").json()
     assert first["action"] == "none"

@@ -16,6 +16,10 @@ from tests.conftest import EXAMPLE_FLEET
 
 HOST_ENTRY = "  - name: {name}\n    tokenSha256: {token}\n"
 TOKEN_A = "a" * 64
+FLEET_DESCRIPTION = (
+    "description: Call servers in Dublin, Frankfurt, New York and Singapore, plus the staging "
+    "lab.\n"
+)
 
 
 @dataclass(frozen=True)
@@ -390,6 +394,102 @@ CASES = [
         "schema.string_pattern_mismatch",
         "is not an OSTree ref",
         field="pin.ref",
+    ),
+    Broken(
+        "hold without a reason",
+        "hosts/dub.yaml",
+        "    tokenSha256: f9fd0553b566e1883c85f0bbbd22cc61aac33d653f739ed98fb88c66fe27547b\n",
+        "    tokenSha256: f9fd0553b566e1883c85f0bbbd22cc61aac33d653f739ed98fb88c66fe27547b\n"
+        '    hold: {reason: ""}\n',
+        13,
+        "schema.string_too_short",
+        "at least 1 character",
+        field="hosts[0].hold.reason",
+    ),
+    Broken(
+        "hold that is not a mapping",
+        "hosts/dub.yaml",
+        "    tokenSha256: f9fd0553b566e1883c85f0bbbd22cc61aac33d653f739ed98fb88c66fe27547b\n",
+        "    tokenSha256: f9fd0553b566e1883c85f0bbbd22cc61aac33d653f739ed98fb88c66fe27547b\n"
+        "    hold: true\n",
+        13,
+        "schema.model_type",
+        "input should be a valid dictionary",
+        field="hosts[0].hold",
+    ),
+    Broken(
+        "freeze that ends before it starts",
+        "fleet.yaml",
+        FLEET_DESCRIPTION,
+        FLEET_DESCRIPTION + "freezes:\n"
+        "  - name: xmas\n"
+        "    start: 2026-12-20\n"
+        "    end: 2026-12-19 18:00\n"
+        "    timeZone: Europe/Dublin\n"
+        "    reason: holidays\n",
+        10,
+        "schema.value_error_at",
+        "a freeze must end after it starts",
+        field="freezes[0].end",
+    ),
+    Broken(
+        "freeze time that is not a time",
+        "fleet.yaml",
+        FLEET_DESCRIPTION,
+        FLEET_DESCRIPTION + "freezes:\n"
+        "  - name: xmas\n"
+        "    start: next tuesday\n"
+        "    end: 2026-12-19 18:00\n"
+        "    timeZone: Europe/Dublin\n"
+        "    reason: holidays\n",
+        9,
+        "schema.value_error",
+        "`next tuesday` is not a date and time",
+        field="freezes[0].start",
+    ),
+    Broken(
+        "freeze time with an offset",
+        "fleet.yaml",
+        FLEET_DESCRIPTION,
+        FLEET_DESCRIPTION + "freezes:\n"
+        "  - name: xmas\n"
+        "    start: 2026-12-20T00:00:00+01:00\n"
+        "    end: 2026-12-21\n"
+        "    timeZone: Europe/Dublin\n"
+        "    reason: holidays\n",
+        9,
+        "schema.value_error",
+        "without an offset",
+        field="freezes[0].start",
+    ),
+    Broken(
+        "freeze in an unknown time zone",
+        "fleet.yaml",
+        FLEET_DESCRIPTION,
+        FLEET_DESCRIPTION + "freezes:\n"
+        "  - name: xmas\n"
+        "    start: 2026-12-20\n"
+        "    end: 2026-12-21\n"
+        "    timeZone: Europe/Dublni\n"
+        "    reason: holidays\n",
+        11,
+        "schema.value_error",
+        "unknown IANA time zone",
+        field="freezes[0].timeZone",
+    ),
+    Broken(
+        "freeze without a reason",
+        "fleet.yaml",
+        FLEET_DESCRIPTION,
+        FLEET_DESCRIPTION + "freezes:\n"
+        "  - name: xmas\n"
+        "    start: 2026-12-20\n"
+        "    end: 2026-12-21\n"
+        "    timeZone: Europe/Dublin\n",
+        8,
+        "schema.missing",
+        "required field `reason` is missing",
+        field="freezes[0].reason",
     ),
 ]
 

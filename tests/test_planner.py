@@ -57,6 +57,21 @@ DEPENDENT = spec(dependsOn=["base"])
 RESUMING = spec(resume="OPS-1")
 VERSIONED = spec(version="9.1")
 QUIET = {"staleAfter": "1d", "skipStaleAfter": "2d"}  # no host turns stale for a day
+HELD = spec(held={"h1": "RMA-7: failing DIMM"})  # h1 held out of rollouts
+# In force at NOW: 00:00-09:00 New York is 05:00-14:00 UTC.
+XMAS = {
+    "name": "xmas",
+    "start": "2026-11-25",
+    "end": "2026-11-25 09:00",
+    "timeZone": "America/New_York",
+    "reason": "holiday change freeze",
+}
+LATER = {**XMAS, "name": "later", "start": "2026-11-25 10:00", "end": "2026-11-26"}  # 15:00Z
+OVER = {**XMAS, "name": "over", "start": "2026-11-24", "end": "2026-11-25 06:00"}  # 11:00Z
+FROZEN = spec(freezes=[XMAS])
+FLEET_FROZEN = spec(fleet_freezes=[XMAS])
+FROZEN_SAYS = "reboots frozen by `xmas` until 2026-11-25 09:00 America/New_York: holiday"
+HELD_TWO_WAVES = spec(rollout={"waves": [1, "100%"]}, held={"h1": "RMA-7: failing DIMM"})
 
 DONE = rollout(
     G, dict.fromkeys(G.order, SUCCEEDED), lifecycle=Lifecycle.COMPLETED, done={0: EARLIER}
@@ -346,6 +361,41 @@ HOST_PLANS = [
         (HostState.PENDING, Action.UNSTAGE, R.UNSTAGE),
         f"{SHOWN_OTHER} is staged but is not the desired commit",
         id="rule9: staged a superseded target while another host finishes: told to drop it",
+    ),
+    pytest.param(
+        Pass(HELD, rollout(HELD), reports(HELD)),
+        "h1",
+        (HostState.HELD, Action.NONE, R.HELD),
+        "held in the inventory: RMA-7: failing DIMM; not offered any target",
+        id="rule13: a held host is told nothing",
+    ),
+    pytest.param(
+        Pass(HELD, rollout(HELD, {"h1": OFFERED}), reports(HELD, h1=running(staged=TARGET))),
+        "h1",
+        (HostState.HELD, Action.UNSTAGE, R.HELD),
+        "held in the inventory: RMA-7: failing DIMM; remove the staged deployment",
+        id="rule13: a held host with the target staged is told to drop it",
+    ),
+    pytest.param(
+        Pass(HELD, rollout(HELD, {"h1": SUCCEEDED}), reports(HELD, h1=running(TARGET))),
+        "h1",
+        (HostState.HELD, Action.NONE, R.HELD),
+        "held in the inventory",
+        id="rule13: a held host on the target is still shown as held",
+    ),
+    pytest.param(
+        Pass(FROZEN, rollout(FROZEN, {"h1": OFFERED}), reports(FROZEN, h1=running(staged=TARGET))),
+        "h1",
+        (HostState.STAGED, Action.STAGE, R.FROZEN),
+        f"staged; {FROZEN_SAYS} change freeze; staging is still allowed",
+        id="rule14: staged during a freeze: told why it does not reboot",
+    ),
+    pytest.param(
+        Pass(FROZEN, rollout(FROZEN, {"h1": OFFERED}), reports(FROZEN)),
+        "h1",
+        (HostState.STAGING, Action.STAGE, R.WAITING_FOR_STAGE),
+        f"download and stage the target; do not reboot ({FROZEN_SAYS}",
+        id="rule14: staging goes on during a freeze, and says so",
     ),
 ]
 
@@ -675,6 +725,119 @@ DECISIONS = [
         "",
         id="nothing new: no decision",
     ),
+    pytest.param(
+        Pass(HELD, fresh(), reports(HELD)),
+        "h1",
+        [],
+        "",
+        id="rule13: a held host is never offered the target",
+    ),
+    pytest.param(
+        Pass(HELD, rollout(HELD, {"h1": OFFERED}), reports(HELD, h1=running(staged=TARGET))),
+        "h1",
+        [],
+        "",
+        id="rule13: a held host with the target staged is not allowed to reboot",
+    ),
+    pytest.param(
+        Pass(HELD, rollout(HELD, {"h1": ALLOWED}), reports(HELD, h1=running(staged=TARGET))),
+        "h1",
+        [(K.REBOOT_REVOKED, R.HELD)],
+        "h1 is held in the inventory: RMA-7: failing DIMM",
+        id="rule13: holding a host withdraws its unused reboot permission",
+    ),
+    pytest.param(
+        Pass(
+            HELD,
+            rollout(HELD, {"h1": dataclasses.replace(ALLOWED, reboot_allowed_at=NOW - 25 * MIN)}),
+            reports(HELD, h1=running(TARGET, greenboot=Greenboot.UNKNOWN, boot_id="boot-2")),
+        ),
+        "h1",
+        [],
+        "",
+        id="rule13: a held host is not judged (no health timeout)",
+    ),
+    pytest.param(
+        Pass(
+            HELD,
+            rollout(HELD, {"h1": ALLOWED, "h2": OFFERED}),
+            reports(
+                HELD,
+                h1=running(TARGET, boot_id="boot-2", greenboot=Greenboot.UNKNOWN),
+                h2=running(staged=TARGET),
+            ),
+        ),
+        "h2",
+        [(K.REBOOT_ALLOWED, R.REBOOT_ALLOWED)],
+        "h2 may reboot into the target",
+        id="rule13: a held host does not take the reboot budget",
+    ),
+    pytest.param(
+        Pass(HELD_TWO_WAVES, rollout(HELD_TWO_WAVES), reports(HELD_TWO_WAVES)),
+        None,
+        [(K.WAVE_COMPLETED, R.WAVE_DONE), (K.WAVE_OPENED, R.WAVE_OPENED)],
+        "wave 1/2 done",
+        id="rule13: a held host does not hold its wave back",
+    ),
+    pytest.param(
+        Pass(
+            G,
+            rollout(
+                HELD,
+                {"h2": SUCCEEDED, "h3": SUCCEEDED},
+                lifecycle=Lifecycle.COMPLETED,
+                done={0: EARLIER},
+            ),
+            reports(G, running(TARGET), h1=running()),
+        ),
+        "h1",
+        [(K.HOST_OFFERED, R.STAGE_TARGET)],
+        "h1 may stage the target",
+        id="rule13: a host whose hold is removed is offered the target",
+    ),
+    pytest.param(
+        Pass(FROZEN, rollout(FROZEN, {"h1": OFFERED}), reports(FROZEN, h1=running(staged=TARGET))),
+        "h1",
+        [],
+        "",
+        id="rule14: no reboot is granted during a group's freeze",
+    ),
+    pytest.param(
+        Pass(
+            FLEET_FROZEN,
+            rollout(FLEET_FROZEN, {"h1": OFFERED}),
+            reports(FLEET_FROZEN, h1=running(staged=TARGET)),
+        ),
+        "h1",
+        [],
+        "",
+        id="rule14: no reboot is granted during a fleet-wide freeze",
+    ),
+    pytest.param(
+        Pass(FROZEN, fresh(), reports(FROZEN)),
+        "h1",
+        [(K.HOST_OFFERED, R.STAGE_TARGET)],
+        "h1 may stage the target",
+        id="rule14: a freeze does not stop offers (staging goes on)",
+    ),
+    pytest.param(
+        Pass(FROZEN, rollout(FROZEN, {"h1": ALLOWED}), reports(FROZEN, h1=running(staged=TARGET))),
+        "h1",
+        [(K.REBOOT_REVOKED, R.REBOOT_REVOKED)],
+        f"h1 did not reboot in time; {FROZEN_SAYS}",
+        id="rule14: a freeze withdraws an unused permission",
+    ),
+    pytest.param(
+        Pass(
+            spec(freezes=[OVER, LATER]),
+            rollout(G, {"h1": OFFERED}),
+            reports(G, h1=running(staged=TARGET)),
+        ),
+        "h1",
+        [(K.REBOOT_ALLOWED, R.REBOOT_ALLOWED)],
+        "h1 may reboot into the target",
+        id="rule14: between freezes, reboots are granted",
+    ),
 ]
 
 
@@ -835,6 +998,31 @@ STATUSES = [
         "wave 1/1 in progress: 1/3 hosts done",
         id="rule2: a wave in progress",
     ),
+    pytest.param(
+        Pass(
+            HELD,
+            rollout(
+                HELD,
+                {"h2": SUCCEEDED, "h3": SUCCEEDED},
+                lifecycle=Lifecycle.COMPLETED,
+                done={0: EARLIER},
+            ),
+            reports(HELD, running(TARGET), h1=running()),
+        ),
+        (GroupPhase.IN_SYNC, R.ALL_HOSTS_DONE),
+        f"2/2 hosts run {SHOWN} (1 held)",
+        id="rule13: completed with a held host not on the target is in sync",
+    ),
+    pytest.param(
+        Pass(
+            FROZEN,
+            rollout(FROZEN, dict.fromkeys(G.order, OFFERED)),
+            reports(G, running(staged=TARGET)),
+        ),
+        (GroupPhase.FROZEN, R.FROZEN),
+        FROZEN_SAYS,
+        id="rule14: staged, reboots wait for a freeze to end",
+    ),
 ]
 
 
@@ -946,6 +1134,24 @@ REQUEUES = [
         ),
         EARLIER + 20 * MIN,
         id="rule9: at the health deadline of a silent superseded host",
+    ),
+    pytest.param(
+        Pass(
+            spec(rollout=QUIET, freezes=[XMAS]),
+            rollout(Q, {"h1": OFFERED}),
+            reports(Q, h1=running(staged=TARGET)),
+        ),
+        NOW + 2 * 60 * MIN,
+        id="rule14: when the freeze ends (in its own time zone)",
+    ),
+    pytest.param(
+        Pass(
+            spec(rollout=QUIET, freezes=[LATER]),
+            rollout(Q, {"h1": OFFERED}),
+            reports(Q),
+        ),
+        NOW + 3 * 60 * MIN,
+        id="rule14: when the next freeze begins (to withdraw unused permissions)",
     ),
 ]
 

@@ -407,6 +407,44 @@ def test_a_window_shorter_than_the_reboot_margin_never_opens(fleet_dir: Path, ba
     assert "maintenanceWindows" in dub.settings_changed
 
 
+FREEZE = (
+    "freezes:\n"
+    "  - name: xmas\n"
+    "    start: 2026-11-25\n"
+    "    end: 2026-11-26 08:00\n"
+    "    timeZone: Europe/Dublin\n"
+    "    reason: holiday change freeze\n"
+)
+
+
+def test_the_freeze_in_force_and_the_next_are_shown(fleet_dir: Path, base: Fleet) -> None:
+    promote(fleet_dir)
+    with (fleet_dir / "groups/callservers-dub.yaml").open("a") as file:
+        file.write(FREEZE)
+    proposed = load(fleet_dir)
+    during = review_change(proposed, base, AT, commit_checker=present)
+    dub = group(during, "callservers-dub")
+    says = "reboots frozen by `xmas` until 2026-11-26 08:00 Europe/Dublin: holiday change freeze"
+    assert dub.freeze == says
+    assert "freezes" in dub.settings_changed
+    assert f"  freeze: {says}" in render_text(during)
+    assert any(g.get("freeze") == says for g in json.loads(render_json(during))["groups"])
+    assert "- **Freeze**: reboots frozen by \\`xmas\\` until" in render_markdown(during)
+    before = review_change(proposed, base, AT - timedelta(days=1), commit_checker=present)
+    assert group(before, "callservers-dub").freeze == (
+        "next freeze `xmas` from 2026-11-25 00:00 to 2026-11-26 08:00 Europe/Dublin: "
+        "holiday change freeze"
+    )
+    assert (
+        group(
+            review_change(proposed, base, AT + timedelta(days=2), commit_checker=present),
+            "callservers-dub",
+        ).freeze
+        is None
+    )
+    assert group(during, "callservers-fra").freeze is None
+
+
 def test_without_a_base_every_group_is_new(fleet_dir: Path) -> None:
     review = review_change(load(fleet_dir), None, AT, commit_checker=None)
     assert {g.kind for g in review.groups} == {ChangeKind.NEW}

@@ -23,6 +23,7 @@ STATE_STYLES = {
     "staged": "blue",
     "staging": "blue",
     "unexpected": "magenta",
+    "held": "dim",
 }
 
 
@@ -76,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
             group["reason"]["message"],
         )
     console.print(summary)
+    for group in groups:
+        if group.get("freeze"):
+            console.print(f"{group['name']}: {group['freeze']}")
     if promotions and not args.group:
         console.print(promotion_table(promotions))
     for group in groups:

@@ -208,7 +208,8 @@ def _inventory(report: _Reporter, docs: list[LoadedDocument]) -> dict[str, _Inve
                 continue
             token_owner[host.token_sha256] = (host.name, report.where(doc, ("hosts", index)))
             labels = {**inventory.labels, **host.labels}
-            merged = InventoryHost(host.name, labels, host.token_sha256, doc.file)
+            hold = host.hold.reason if host.hold is not None else None
+            merged = InventoryHost(host.name, labels, host.token_sha256, doc.file, hold)
             hosts[host.name] = _InventoryEntry(merged, doc, index)
     return hosts
 

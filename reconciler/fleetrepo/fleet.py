@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from reconciler.fleetrepo.models import (
     FleetConfig,
+    Freeze,
     Group,
     LabelSelector,
     MaintenanceWindow,
@@ -25,6 +26,7 @@ class InventoryHost:
     labels: Mapping[str, str]
     token_sha256: str
     file: str
+    hold: str | None = None  # why the host is held out of rollouts, if it is
 
 
 @dataclass(frozen=True)
@@ -126,3 +128,7 @@ class Fleet:
         """Windows in which the group's hosts may reboot; empty means at any time."""
         own = self.groups[group].maintenance_windows
         return list(own if own is not None else self.config.defaults.maintenance_windows)
+
+    def freezes(self, group: str) -> list[Freeze]:
+        """Freezes that stop the group's reboots: the fleet's and its own."""
+        return [*self.config.freezes, *self.groups[group].freezes]

@@ -7,7 +7,7 @@ generated from these models (``make schema``); field descriptions here are the d
 from __future__ import annotations
 
 import difflib
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -15,9 +15,11 @@ from cronsim import CronSim, CronSimError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -98,6 +100,41 @@ TimeZoneName = Annotated[
     Field(
         description="An IANA time zone name such as `Europe/Dublin`.",
         json_schema_extra={"examples": ["Europe/Dublin", "America/New_York"]},
+    ),
+]
+
+
+def _local_time(value: object) -> object:
+    """A wall-clock time in the freeze's own zone: `2026-12-24`, `2026-12-24 18:00` or
+    `2026-12-24T18:00:00` (YAML reads the last as a timestamp); never with an offset."""
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, date):
+        parsed = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(
+                f"`{value}` is not a date and time such as `2026-12-24 18:00`"
+            ) from None
+    else:
+        return value  # pydantic reports the wrong type
+    if parsed.tzinfo is not None:
+        raise ValueError("write the local time without an offset; `timeZone` says where it is")
+    return parsed
+
+
+LocalTime = Annotated[
+    datetime,
+    BeforeValidator(_local_time),
+    # A local wall-clock time, not an RFC 3339 instant: say so to editors.
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?)?$",
+            "examples": ["2026-12-20", "2026-12-20 18:00"],
+        }
     ),
 ]
 CronExpression = Annotated[
@@ -239,6 +276,37 @@ class MaintenanceWindow(Spec):
         return self
 
 
+class Freeze(Spec):
+    """A period in which no host reboots (staging goes on), e.g. a holiday change freeze."""
+
+    name: Name
+    start: LocalTime = Field(
+        description="When the freeze begins, local time in `timeZone`: `2026-12-20` "
+        "(midnight) or `2026-12-20 18:00`."
+    )
+    end: LocalTime = Field(description="When the freeze ends, local time in `timeZone`.")
+    time_zone: TimeZoneName
+    reason: str = Field(
+        min_length=1, description="Why reboots are frozen; shown on every host that waits."
+    )
+
+    @model_validator(mode="after")
+    def _ends_after_it_starts(self) -> Freeze:
+        if self.end <= self.start:
+            raise _located(("end",), "a freeze must end after it starts")
+        return self
+
+    @property
+    def starts_at(self) -> datetime:
+        """The start as an aware instant."""
+        return self.start.replace(tzinfo=ZoneInfo(self.time_zone))
+
+    @property
+    def ends_at(self) -> datetime:
+        """The end as an aware instant."""
+        return self.end.replace(tzinfo=ZoneInfo(self.time_zone))
+
+
 def _located(path: tuple[str | int, ...], message: str) -> PydanticCustomError:
     """An error about a sub-field of the model being validated.
 
@@ -287,6 +355,10 @@ class FleetConfig(Document):
         default_factory=list,
         description="Builds withdrawn fleet-wide. A stream or pin may not name one; hosts "
         "that run one show as drifted with reason `revoked` until they are brought back.",
+    )
+    freezes: list[Freeze] = Field(
+        default_factory=list,
+        description="Periods in which no host of any group reboots; staging goes on.",
     )
 
 
@@ -409,6 +481,11 @@ class Group(Document):
         default=None,
         description="When hosts may reboot. Unset: the fleet default. `[]`: at any time.",
     )
+    freezes: list[Freeze] = Field(
+        default_factory=list,
+        description="Periods in which no host of this group reboots, in addition to the "
+        "fleet's `freezes`; staging goes on.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -429,6 +506,16 @@ class Group(Document):
 # hosts/<site>.yaml
 
 
+class Hold(Spec):
+    """Keeps one host out of rollouts until the hold is removed."""
+
+    reason: str = Field(
+        min_length=1,
+        description="Why the host is held (a repair, an investigation, a ticket); shown in "
+        "status, to reviewers and to auditors.",
+    )
+
+
 class Host(Spec):
     """One server in the inventory."""
 
@@ -438,6 +525,12 @@ class Host(Spec):
     )
     token_sha256: Sha256Hex
     description: str | None = Field(default=None, description="Free text for humans.")
+    hold: Hold | None = Field(
+        default=None,
+        description="Hold the host out of rollouts: it is offered no target, told to drop a "
+        "staged one, not counted against the reboot budget and does not hold its wave back. "
+        "Remove the hold to bring it back through the normal budget and windows.",
+    )
 
 
 class HostInventory(Document):
@@ -468,6 +561,8 @@ ALL_MODELS: tuple[type[Spec], ...] = (
     LabelSelector,
     Pin,
     Host,
+    Hold,
+    Freeze,
 )
 
 

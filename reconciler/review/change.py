@@ -47,6 +47,7 @@ from reconciler.review.model import (
     Wave,
     WindowOpening,
 )
+from reconciler.rollout.freezes import freeze_at
 from reconciler.rollout.spec import GroupSpec, dependency_order, group_spec
 from reconciler.rollout.windows import reboot_window
 
@@ -261,6 +262,7 @@ def _review_group(
         canaries=tuple(h for h in spec.order if h in canaries),
         any_time=not spec.windows,
         windows=next_openings(spec.windows, now, spec.policy.reboot_margin),
+        freeze=_freeze_text(spec, now),
         settings_changed=settings,
         blockers=tuple(blockers),
         notes=tuple(notes),
@@ -281,6 +283,12 @@ def _review_group(
             if (commit.commit != to.commit if commit is not None else rolls_out)
         ),
     )
+
+
+def _freeze_text(spec: GroupSpec, now: datetime) -> str | None:
+    """The freeze in force at ``now``, else the next one, as the planner will see it."""
+    freeze = freeze_at(spec.freezes, now)
+    return freeze.describe() if freeze.active or freeze.upcoming else None
 
 
 def waves(spec: GroupSpec) -> tuple[Wave, ...]:
@@ -343,6 +351,8 @@ def settings_changed(base: Fleet, proposed: Fleet, name: str) -> tuple[str, ...]
             changes.append(f"rollout.{info.alias or field}")
     if base.maintenance_windows(name) != proposed.maintenance_windows(name):
         changes.append("maintenanceWindows")
+    if base.freezes(name) != proposed.freezes(name):
+        changes.append("freezes")
     return tuple(changes)
 
 

@@ -103,6 +103,7 @@ class GroupReview:
     hosts_on_target: int | None = None  # hosts already booted on the target, with --against
     moved_in: tuple[HostMove, ...] = ()  # hosts that join the group and change commit
     hosts_changing: int = 0  # hosts whose commit changes; of unknown commit, if it rolls out
+    freeze: str | None = None  # the freeze in force now, else the next one, as a sentence
 
     @property
     def hosts(self) -> int:

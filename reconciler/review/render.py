@@ -195,6 +195,8 @@ def render_text(review: ChangeReview) -> str:
         if group.canaries:
             lines.append(f"  canaries: {shortened(group.canaries)}")
         lines.append("  next windows: " + _windows_text(group, review.now))
+        if group.freeze:
+            lines.append(f"  freeze: {group.freeze}")
         if group.settings_changed:
             lines.append(f"  also changes: {', '.join(group.settings_changed)}")
         if group.pin_reason:
@@ -330,6 +332,8 @@ def _group_markdown(g: GroupReview, now: datetime, host_tables: bool) -> list[st
         out.append(f"- **Next windows**: {_text(next_window(g, now))}")
     else:
         out.append("- **Next windows**: " + _text("; ".join(opening(w, now) for w in g.windows)))
+    if g.freeze:
+        out.append(f"- **Freeze**: {_text(g.freeze)}")
     if g.settings_changed:
         out.append("- **Also changes**: " + ", ".join(_code(s) for s in g.settings_changed))
     if g.pin_reason:
@@ -481,6 +485,7 @@ def _group_json(g: GroupReview) -> dict[str, Any]:
             }
             for w in g.windows
         ],
+        "freeze": g.freeze,
         "settingsChanged": list(g.settings_changed),
         "blocked": g.blocked,
         "blockers": [_blocker_json(b) for b in g.blockers],

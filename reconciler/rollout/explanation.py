@@ -41,6 +41,7 @@ class HostState(StrEnum):
     ROLLED_BACK = "rolled_back"
     STALE = "stale"
     UNEXPECTED = "unexpected"
+    HELD = "held"  # held out of rollouts in the inventory
 
 
 class GroupPhase(StrEnum):
@@ -49,6 +50,7 @@ class GroupPhase(StrEnum):
     SOAKING = "soaking"
     WAITING = "waiting"
     WAITING_WINDOW = "waiting_window"  # hosts are staged; reboots wait for a window
+    FROZEN = "frozen"  # hosts are staged; reboots wait for a freeze to end
     PAUSED = "paused"
     HALTED = "halted"
     EMPTY = "empty"
@@ -113,11 +115,38 @@ def host_plans(facts: PassFacts, state: GroupState) -> dict[str, HostPlan]:
     scene = _Scene(facts, state, current_rollout(state), facts.blocked(state))
     observed = facts.observed
     plans = {}
+    held = facts.spec.held
     for host in facts.spec.order:
         obs = observed.get(host)
+        if host in held:
+            plans[host] = _held(scene, obs, held[host])
+            continue
         plan = _without_unwanted_staging(scene, host, obs, _host_plan(scene, host, obs))
         plans[host] = _revoked_build(facts, obs, plan)
     return plans
+
+
+def _held(scene: _Scene, obs: HostObservation | None, why: str) -> HostPlan:
+    """A held host is told nothing but to drop a staged deployment, which any reboot (a
+    repair, a power cut) would otherwise boot while it is out of the rollout."""
+    if obs is not None and obs.staged_commit not in (None, obs.booted_commit):
+        return scene.shared(
+            ("held", "unstage", why),
+            HostState.HELD,
+            Action.UNSTAGE,
+            ReasonCode.HELD,
+            lambda: (
+                f"held in the inventory: {why}; remove the staged deployment so that no "
+                "reboot boots it"
+            ),
+        )
+    return scene.shared(
+        ("held", why),
+        HostState.HELD,
+        Action.NONE,
+        ReasonCode.HELD,
+        lambda: f"held in the inventory: {why}; not offered any target until the hold is removed",
+    )
 
 
 def _revoked_build(facts: PassFacts, obs: HostObservation | None, plan: HostPlan) -> HostPlan:
@@ -278,14 +307,17 @@ def _offered(scene: _Scene, host: str, obs: HostObservation, progress: HostProgr
     blocked = scene.blocked
     if blocked is not None and not staged:
         return _not_offered(scene, host, progress)
+    freeze = facts.freeze
     if not staged:
         state = HostState.UNEXPECTED if progress.drifted else HostState.STAGING
+        # Staging goes on during a freeze; the sentence says the reboot will wait.
+        frozen = f" ({freeze.describe()})" if freeze.frozen else ""
         return scene.shared(
             ("staging", state),
             state,
             Action.STAGE,
             ReasonCode.WAITING_FOR_STAGE,
-            lambda: "download and stage the target; do not reboot",
+            lambda: f"download and stage the target; do not reboot{frozen}",
         )
     state = HostState.UNEXPECTED if progress.drifted else HostState.STAGED
     if blocked is not None:
@@ -295,6 +327,14 @@ def _offered(scene: _Scene, host: str, obs: HostObservation, progress: HostProgr
             Action.NONE,
             blocked.code,
             lambda: f"{blocked.message}; keeps the staged target until the rollout goes on",
+        )
+    if freeze.frozen:
+        return scene.shared(
+            ("frozen", state),
+            state,
+            Action.STAGE,
+            ReasonCode.FROZEN,
+            lambda: f"staged; {freeze.describe()}; staging is still allowed",
         )
     if not facts.window.allowed:
         return scene.shared(
@@ -408,12 +448,9 @@ def group_status(
             opened,
             total,
         )
-    window_wait = next(
-        (p.reason for p in hosts.values() if p.reason.code is ReasonCode.WAITING_FOR_WINDOW),
-        None,
-    )
-    if window_wait is not None and not any(p.state is HostState.UPDATING for p in hosts.values()):
-        return GroupStatus(GroupPhase.WAITING_WINDOW, window_wait, opened, total)
+    waiting = _waiting_for_reboots(facts, hosts)
+    if waiting is not None:
+        return GroupStatus(*waiting, opened, total)
     end = spec.wave_ends[max(0, opened - 1)]
     done = sum(1 for h in spec.order[:end] if facts.settled(state, h))
     return GroupStatus(
@@ -427,6 +464,22 @@ def group_status(
     )
 
 
+def _waiting_for_reboots(
+    facts: PassFacts, hosts: Mapping[str, HostPlan]
+) -> tuple[GroupPhase, Reason] | None:
+    """Staged hosts wait only for a freeze to end or a window to open, none updating."""
+    if any(p.state is HostState.UPDATING for p in hosts.values()):
+        return None
+    codes = {p.reason.code for p in hosts.values()}
+    if ReasonCode.FROZEN in codes:
+        return GroupPhase.FROZEN, Reason(ReasonCode.FROZEN, facts.freeze.describe())
+    window_wait = next(
+        (p.reason for p in hosts.values() if p.reason.code is ReasonCode.WAITING_FOR_WINDOW),
+        None,
+    )
+    return None if window_wait is None else (GroupPhase.WAITING_WINDOW, window_wait)
+
+
 def _completed_status(facts: PassFacts, opened: int) -> GroupStatus:
     """A completed rollout is in sync while every host runs the target, green."""
     spec = facts.spec
@@ -436,13 +489,17 @@ def _completed_status(facts: PassFacts, opened: int) -> GroupStatus:
         if (o := facts.observed.get(h)) is not None
         and o.booted_commit == facts.target
         and o.greenboot is Greenboot.GREEN
+        and h not in spec.held
     )
-    everyone = in_sync == len(spec.order)
+    # Held hosts are out of the rollout: a group is in sync when all the others are.
+    wanted = len(spec.order) - len(spec.held)
+    everyone = in_sync == wanted
+    held = f" ({len(spec.held)} held)" if spec.held else ""
     return GroupStatus(
         GroupPhase.IN_SYNC if everyone else GroupPhase.PROGRESSING,
         Reason(
             ReasonCode.ALL_HOSTS_DONE if everyone else ReasonCode.UNEXPECTED_DRIFT,
-            f"{in_sync}/{len(spec.order)} hosts run {facts.target[:12]}",
+            f"{in_sync}/{wanted} hosts run {facts.target[:12]}{held}",
         ),
         opened,
         spec.waves_total,

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from reconciler.rollout.freezes import FreezeState, freeze_at
 from reconciler.rollout.observed import HostObservation
 from reconciler.rollout.reasons import Reason, ReasonCode
 from reconciler.rollout.spec import GroupSpec
@@ -40,6 +41,8 @@ class PassFacts:
     # Failures the group's hosts had in other groups (host -> commit -> record): a failure
     # follows the host, so one moved to another group is not offered the commit again.
     failed_elsewhere: Mapping[str, Mapping[str, FailureRecord]] = field(default_factory=dict)
+    # Is every reboot frozen now, and until when.
+    freeze: FreezeState = field(default_factory=FreezeState)
 
     @classmethod
     def gather(
@@ -64,6 +67,7 @@ class PassFacts:
             now - policy.stale_after,
             now - policy.skip_stale_after,
             failed_elsewhere or {},
+            freeze_at(spec.freezes, now),
         )
 
     def last_heard(self, obs: HostObservation | None) -> datetime:
@@ -89,7 +93,10 @@ class PassFacts:
         return self.failure_on_target(state, host) is not None
 
     def settled(self, state: GroupState, host: str) -> bool:
-        """Finished for wave purposes: succeeded, failed on the target, or skipped as stale."""
+        """Finished for wave purposes: succeeded, failed on the target, held, or skipped as
+        stale."""
+        if host in self.spec.held:
+            return True
         progress = current_rollout(state).hosts.get(host)
         if progress is not None and (progress.succeeded_at or progress.failed_at):
             return True

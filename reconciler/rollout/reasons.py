@@ -26,6 +26,7 @@ class ReasonCode(StrEnum):
     WAITING_FOR_DEPENDENCY = "waiting_for_dependency"
     WAITING_FOR_SUPERSEDED_HOSTS = "waiting_for_superseded_hosts"
     WAITING_FOR_WINDOW = "waiting_for_window"
+    FROZEN = "frozen"  # a freeze in the fleet repo stops reboots; staging goes on
     WAITING_FOR_BUDGET = "waiting_for_budget"
     WAITING_FOR_STAGE = "waiting_for_stage"
     WAITING_FOR_HEALTH = "waiting_for_health"
@@ -38,6 +39,7 @@ class ReasonCode(StrEnum):
     IN_SYNC = "in_sync"
     UNEXPECTED_DRIFT = "unexpected"
     REVOKED = "revoked"  # the build is withdrawn fleet-wide in fleet.yaml
+    HELD = "held"  # the host is held out of rollouts in the inventory
     STALE = "stale"
     NO_REPORT = "no_report"
     SKIPPED_STALE = "skipped_stale"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from reconciler.fleetrepo.fleet import Fleet, Target
-from reconciler.fleetrepo.models import MaintenanceWindow, RolloutPolicy
+from reconciler.fleetrepo.models import Freeze, MaintenanceWindow, RolloutPolicy
 
 BudgetKey = tuple[str, ...]
 
@@ -39,6 +39,11 @@ class GroupSpec:
     resume_token: str | None
     #: Builds withdrawn fleet-wide (commit -> why): never offered; a rollout to one halts.
     revoked: Mapping[str, str] = field(default_factory=dict)
+    #: Hosts held out of rollouts in the inventory (host -> why): offered nothing, not
+    #: counted against the budget, settled for their wave.
+    held: Mapping[str, str] = field(default_factory=dict)
+    #: Periods in which no reboot is granted (the fleet's and the group's own).
+    freezes: tuple[Freeze, ...] = ()
 
     @property
     def soak_time(self) -> timedelta:
@@ -114,6 +119,8 @@ def group_spec(fleet: Fleet, group: str) -> GroupSpec:
         depends_on=tuple(model.depends_on),
         resume_token=model.resume,
         revoked=fleet.revoked,
+        held={h: why for h in order if (why := fleet.hosts[h].hold) is not None},
+        freezes=tuple(fleet.freezes(group)),
     )
 
 

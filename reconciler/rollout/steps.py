@@ -181,7 +181,8 @@ def assess_hosts(facts: PassFacts, ledger: Ledger) -> StepResult:
     """Record successes, failures and drift from what hosts report."""
     wake, state, progress_of = None, ledger.state, ledger.rollout.hosts
     for host in facts.spec.order:
-        if not facts.failed_here(state, host):
+        # A held host is out of the rollout: nothing it does is judged until the hold goes.
+        if host not in facts.spec.held and not facts.failed_here(state, host):
             deadline = _assess_host(facts, ledger, host, progress_of.get(host))
             wake = sooner(facts.now, wake, deadline)
     return StepResult(wake)
@@ -413,7 +414,7 @@ def offer_target(facts: PassFacts, ledger: Ledger) -> StepResult:
             progress.offered_at or progress.succeeded_at or progress.failed_at
         ):
             continue
-        if facts.failed_here(ledger.state, host):
+        if facts.failed_here(ledger.state, host) or host in spec.held:
             continue
         obs = facts.observed.get(host)
         if obs is None:
@@ -436,17 +437,20 @@ def offer_target(facts: PassFacts, ledger: Ledger) -> StepResult:
 
 
 def revoke_lapsed_reboots(facts: PassFacts, ledger: Ledger) -> StepResult:
-    """A host told to reboot that has not, once reboots are no longer allowed, is told no."""
-    window = facts.window
-    if window.allowed and _may_offer(facts, ledger):
+    """A host told to reboot that has not, once reboots are no longer allowed (or the host
+    is held), is told no."""
+    window, held, freeze = facts.window, facts.spec.held, facts.freeze
+    lapsed = not (window.allowed and not freeze.frozen and _may_offer(facts, ledger))
+    if not lapsed and not held:
         return _NOTHING
-    why = (
-        window.describe(facts.now)
-        if not window.allowed
-        else (facts.blocked(ledger.state) or Reason(ReasonCode.HALTED, "halted")).message
-    )
+    if freeze.frozen:
+        why = freeze.describe()
+    elif not window.allowed:
+        why = window.describe(facts.now)
+    else:
+        why = (facts.blocked(ledger.state) or Reason(ReasonCode.HALTED, "halted")).message
     for host, progress in list(ledger.rollout.hosts.items()):
-        if not progress.updating:
+        if not progress.updating or not (lapsed or host in held):
             continue
         obs = facts.observed.get(host)
         if (
@@ -454,11 +458,12 @@ def revoke_lapsed_reboots(facts: PassFacts, ledger: Ledger) -> StepResult:
             and obs.boot_id == progress.boot_id_at_reboot
             and obs.booted_commit != facts.target
         ):
-            ledger.decide(
-                DecisionKind.REBOOT_REVOKED,
-                Reason(ReasonCode.REBOOT_REVOKED, f"{host} did not reboot in time; {why}"),
-                host=host,
+            reason = (
+                Reason(ReasonCode.HELD, f"{host} is held in the inventory: {held[host]}")
+                if host in held
+                else Reason(ReasonCode.REBOOT_REVOKED, f"{host} did not reboot in time; {why}")
             )
+            ledger.decide(DecisionKind.REBOOT_REVOKED, reason, host=host)
     return _NOTHING
 
 
@@ -472,6 +477,8 @@ def _unavailable_by_bucket(facts: PassFacts, ledger: Ledger) -> dict[BudgetKey, 
     counts: dict[BudgetKey, int] = {}
     rollout, state, spec = ledger.rollout, ledger.state, facts.spec
     for host in spec.order:
+        if host in spec.held:
+            continue  # out of the rollout: held hosts do not use the budget
         progress = rollout.hosts.get(host)
         busy = (progress is not None and progress.updating) or host in state.finishing
         obs = facts.observed.get(host)
@@ -490,10 +497,11 @@ def _unavailable_by_bucket(facts: PassFacts, ledger: Ledger) -> dict[BudgetKey, 
 
 
 def grant_reboots(facts: PassFacts, ledger: Ledger) -> StepResult:
-    """Staged hosts may reboot inside a window, as far as the reboot budget allows."""
+    """Staged hosts may reboot inside a window and outside a freeze, as far as the reboot
+    budget allows."""
     window, spec, now = facts.window, facts.spec, facts.now
-    wake = sooner(now, None, window.changes_at)
-    if not (window.allowed and _may_offer(facts, ledger)):
+    wake = sooner(now, sooner(now, None, window.changes_at), facts.freeze.changes_at)
+    if facts.freeze.frozen or not (window.allowed and _may_offer(facts, ledger)):
         return StepResult(wake)
     unavailable = _unavailable_by_bucket(facts, ledger)
     rollout = ledger.rollout
@@ -505,6 +513,7 @@ def grant_reboots(facts: PassFacts, ledger: Ledger) -> StepResult:
             or progress.reboot_allowed_at
             or progress.succeeded_at
             or progress.failed_at
+            or host in spec.held
         ):
             continue
         obs = facts.observed.get(host)

@@ -128,6 +128,10 @@ class GroupOut(Wire):
         default=None,
         description="While halted: the group's `resume` value at the halt; a new value lifts it.",
     )
+    freeze: str | None = Field(
+        default=None,
+        description="The freeze in force (no reboots until it ends), else the next one to begin.",
+    )
 
 
 class PromotionOut(Wire):

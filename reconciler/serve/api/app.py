@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from reconciler import __version__
 from reconciler.clock import Clock, wait_for_event
+from reconciler.rollout.freezes import freeze_at
 from reconciler.rollout.state import Lifecycle
 from reconciler.serve.api import problems
 from reconciler.serve.api.identity import AgentAuth, agent_host
@@ -200,6 +201,7 @@ def _group_out(service: FleetService, name: str) -> GroupOut | None:
     by_state: dict[str, int] = {}
     for host_plan in plan.hosts.values():
         by_state[host_plan.state.value] = by_state.get(host_plan.state.value, 0) + 1
+    freeze = freeze_at(plan.spec.freezes, service.clock.now())
     return GroupOut(
         name=name,
         target=TargetOut(
@@ -213,6 +215,7 @@ def _group_out(service: FleetService, name: str) -> GroupOut | None:
         hosts_by_state=by_state,
         completed_commits=sorted(plan.state.completed_commits),
         halt_resume_token=halt.resume_token if halt else None,
+        freeze=freeze.describe() if freeze.active or freeze.upcoming else None,
     )
 
 
