@@ -2,7 +2,9 @@
 
 Targets (issue 3): a full planning pass over the fleet <= 0.5 s on one core, and re-planning
 after one host report (one group) <= 5 ms. Prints medians; asserts nothing.
-Usage: python benchmarks/plan_large_fleet.py [--hosts N] [--groups N] [--runs N]
+With --site-windows, every group spans three sites whose inventory files carry their own
+nightly windows (Dublin, New York, Singapore), so each pass decides three window sets a group.
+Usage: python benchmarks/plan_large_fleet.py [--hosts N] [--groups N] [--runs N] [--site-windows]
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from reconciler.fleetrepo.fleet import Fleet, Inventory, InventoryHost
-from reconciler.fleetrepo.models import FleetConfig, Group, Stream
+from reconciler.fleetrepo.models import FleetConfig, Group, MaintenanceWindow, Stream
 from reconciler.rollout.observed import Greenboot, HostObservation
 from reconciler.rollout.planner import plan_group
 from reconciler.rollout.spec import fleet_specs
@@ -23,9 +25,21 @@ from reconciler.rollout.state import GroupState
 API = {"apiVersion": "ostree-fleet/v1alpha1"}
 OLD, NEW = "1" * 64, "2" * 64
 NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+SITES = {
+    site: (
+        MaintenanceWindow.model_validate(
+            {"schedule": "0 2 * * *", "duration": "3h", "timeZone": zone}
+        ),
+    )
+    for site, zone in (
+        ("dub", "Europe/Dublin"),
+        ("nyc", "America/New_York"),
+        ("sin", "Asia/Singapore"),
+    )
+}
 
 
-def build(hosts: int, groups: int) -> Fleet:
+def build(hosts: int, groups: int, site_windows: bool = False) -> Fleet:
     per_group = hosts // groups
     config = FleetConfig.model_validate(
         {
@@ -61,12 +75,14 @@ def build(hosts: int, groups: int) -> Fleet:
         )
         for i in range(per_group):
             host = f"{name}-h{i:04d}"
+            site = list(SITES)[i % len(SITES)]
             inventory_hosts.append(
                 InventoryHost(
                     host,
                     {"group": name, "rack": f"r{i // 20}"},
                     hashlib.sha256(host.encode()).hexdigest(),
-                    "hosts.yaml",
+                    f"hosts/{site}.yaml" if site_windows else "hosts.yaml",
+                    windows=SITES[site] if site_windows else None,
                 )
             )
     inventory = Inventory(inventory_hosts)
@@ -106,8 +122,9 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=100_000)
     parser.add_argument("--groups", type=int, default=200)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--site-windows", action="store_true")
     args = parser.parse_args()
-    fleet = build(args.hosts, args.groups)
+    fleet = build(args.hosts, args.groups, args.site_windows)
     specs = fleet_specs(fleet)
     observed = observations(fleet, NOW)
     # Bring every group mid-rollout: started, waves opened as far as the data allows.

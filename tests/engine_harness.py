@@ -31,6 +31,7 @@ class Harness:
         booted: str = OLD,
         bad: Iterable[str] = (),
         unstageable: Iterable[str] = (),
+        host_windows: Mapping[str, list[Mapping[str, Any]]] | None = None,
     ):
         self.db = tmp / "state.sqlite"
         self.clock = ManualClock(start)
@@ -38,8 +39,11 @@ class Harness:
         self.engine = Engine(self.store, self.clock)
         self.groups, self.hosts_labels = dict(groups), dict(hosts)
         self.streams, self.defaults = streams, defaults
+        self.host_windows = host_windows
         self.revision = 1
-        self.engine.use_fleet(build_fleet(groups, hosts, streams, defaults, "rev-1"))
+        self.engine.use_fleet(
+            build_fleet(groups, hosts, streams, defaults, "rev-1", host_windows=host_windows)
+        )
         self.sim = Simulation(
             self.engine, self.clock, [SimulatedHost(h, booted) for h in hosts], bad, unstageable
         )
@@ -61,7 +65,12 @@ class Harness:
         self.revision += 1
         self.engine.use_fleet(
             build_fleet(
-                self.groups, self.hosts_labels, self.streams, self.defaults, f"rev-{self.revision}"
+                self.groups,
+                self.hosts_labels,
+                self.streams,
+                self.defaults,
+                f"rev-{self.revision}",
+                host_windows=self.host_windows,
             )
         )
 

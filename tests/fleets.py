@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.fleetrepo.fleet import Fleet, Inventory, InventoryHost
-from reconciler.fleetrepo.models import FleetConfig, Group, Stream
+from reconciler.fleetrepo.models import FleetConfig, Group, MaintenanceWindow, Stream
 
 API = {"apiVersion": "ostree-fleet/v1alpha1"}
 OLD = "0" * 63 + "1"
@@ -27,9 +27,12 @@ def build_fleet(
     revision: str = "rev-1",
     held: Mapping[str, str] | None = None,
     freezes: list[Mapping[str, Any]] | None = None,
+    host_windows: Mapping[str, list[Mapping[str, Any]]] | None = None,
 ) -> Fleet:
     """``groups``: name -> Group fields (stream defaults to `main`); ``hosts``: name -> labels;
-    ``held``: hosts held out of rollouts -> why; ``freezes``: the fleet's freezes."""
+    ``held``: hosts held out of rollouts -> why; ``freezes``: the fleet's freezes;
+    ``host_windows``: hosts with maintenance windows of their own (as from their inventory
+    file or entry) -> the windows."""
     streams = streams or {"main": NEW}
     config = FleetConfig.model_validate(
         {
@@ -64,6 +67,7 @@ def build_fleet(
             hashlib.sha256(name.encode()).hexdigest(),
             "hosts.yaml",
             (held or {}).get(name),
+            _windows((host_windows or {}).get(name)),
         )
         for name, labels in hosts.items()
     )
@@ -71,3 +75,9 @@ def build_fleet(
     return Fleet(
         config, stream_models, group_models, {h.name: h for h in inventory.hosts}, members, revision
     )
+
+
+def _windows(
+    windows: list[Mapping[str, Any]] | None,
+) -> tuple[MaintenanceWindow, ...] | None:
+    return None if windows is None else tuple(map(MaintenanceWindow.model_validate, windows))

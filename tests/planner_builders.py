@@ -54,17 +54,26 @@ def spec(
     version: str | None = None,
     held: Mapping[str, str] | None = None,
     fleet_freezes: list[Mapping[str, Any]] | None = None,
+    host_windows: Mapping[str, list[Mapping[str, Any]]] | None = None,
     **group: Any,
 ) -> GroupSpec:
     """Group ``g`` of ``hosts`` hosts; ``rollout`` overrides :data:`POLICY`, ``group`` sets
     other fields of the group file (``paused``, ``maintenanceWindows``, ``canaries`` ...);
     ``held`` holds hosts out of rollouts in the inventory (host -> why); ``fleet_freezes``
-    are freezes in fleet.yaml (a group's own go in ``freezes``)."""
+    are freezes in fleet.yaml (a group's own go in ``freezes``); ``host_windows`` gives hosts
+    windows of their own, as their inventory file or entry would."""
     names = [f"h{i}" for i in range(1, hosts + 1)]
     labels = {name: {"site": (sites or {}).get(name, "a")} for name in names}
     fields = {"canaries": names, **group, "rollout": {**POLICY, **(rollout or {})}}
     fields = fields if "selector" in fields else {"hosts": names, **fields}
-    fleet = build_fleet({"g": fields}, labels, {"main": target}, held=held, freezes=fleet_freezes)
+    fleet = build_fleet(
+        {"g": fields},
+        labels,
+        {"main": target},
+        held=held,
+        freezes=fleet_freezes,
+        host_windows=host_windows,
+    )
     built = group_spec(fleet, "g")
     if version is None:
         return built

@@ -626,3 +626,68 @@ def test_load_or_raise_carries_every_problem(fleet_dir: Path) -> None:
         load_fleet_or_raise(DirectorySource(fleet_dir))
     assert len(raised.value.problems) == 2
     assert "fleet.yaml:12:7" in str(raised.value)
+
+
+SYDNEY_INVENTORY = (
+    "apiVersion: ostree-fleet/v1alpha1\nkind: HostInventory\n"
+    "labels: {site: dub, role: callserver, timezone: Australia/Sydney}\n"
+    "{windows}hosts:\n" + HOST_ENTRY.format(name="syd-call-01", token=TOKEN_A)
+)
+SYDNEY_NIGHTS = (
+    'maintenanceWindows:\n  - {schedule: "0 2 * * *", duration: 3h, timeZone: Australia/Sydney}\n'
+)
+
+
+def test_group_spanning_time_zones_with_one_set_of_windows_is_a_warning(fleet_dir: Path) -> None:
+    # A Sydney server joins the Dublin group (its selector matches) with no windows of its own:
+    # it would reboot in the Dublin night, the Sydney afternoon.
+    (fleet_dir / "hosts" / "syd.yaml").write_text(SYDNEY_INVENTORY.replace("{windows}", ""))
+    result = load_fleet(DirectorySource(fleet_dir))
+    assert result.fleet is not None
+    [warning] = result.problems
+    assert warning.severity is Severity.WARNING
+    assert (warning.file, warning.line, warning.field, warning.code) == (
+        "groups/callservers-dub.yaml",
+        12,
+        "maintenanceWindows",
+        "windows.zones-not-followed",
+    )
+    assert "2 time zones (Australia/Sydney, Europe/Dublin" in warning.message
+    assert warning.hint is not None
+    assert "hosts/<site>.yaml" in warning.hint
+
+
+def test_windows_on_an_inventory_file_apply_to_its_hosts_over_the_group(fleet_dir: Path) -> None:
+    (fleet_dir / "hosts" / "syd.yaml").write_text(
+        SYDNEY_INVENTORY.replace("{windows}", SYDNEY_NIGHTS)
+    )
+    nyc = fleet_dir / "hosts" / "nyc.yaml"
+    nyc.write_text(  # one host's own entry wins over its file and its group: any time
+        nyc.read_text().replace(
+            "  - name: nyc-call-01\n", "  - name: nyc-call-01\n    maintenanceWindows: []\n"
+        )
+    )
+    result = load_fleet(DirectorySource(fleet_dir))
+    fleet = result.fleet
+    assert fleet is not None
+    assert result.problems == ()  # the Sydney host follows its own night
+    assert fleet.group_of("syd-call-01") == "callservers-dub"
+    [window] = fleet.host_windows("callservers-dub", "syd-call-01")
+    assert (window.schedule, window.time_zone) == ("0 2 * * *", "Australia/Sydney")
+    dublin = fleet.host_windows("callservers-dub", "dub-call-01")
+    assert dublin == fleet.maintenance_windows("callservers-dub")  # no windows of its own
+    assert fleet.host_windows("callservers-nyc", "nyc-call-01") == []
+    assert len(fleet.host_windows("callservers-nyc", "nyc-call-02")) == 2
+
+
+def test_windows_on_an_inventory_file_are_validated(fleet_dir: Path) -> None:
+    bad = SYDNEY_NIGHTS.replace("Australia/Sydney", "Australia/Sidney")
+    (fleet_dir / "hosts" / "syd.yaml").write_text(SYDNEY_INVENTORY.replace("{windows}", bad))
+    result = load_fleet(DirectorySource(fleet_dir))
+    assert result.fleet is None
+    [error] = result.errors
+    assert (error.file, error.line, error.field) == (
+        "hosts/syd.yaml",
+        5,
+        "maintenanceWindows[0].timeZone",
+    )

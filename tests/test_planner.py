@@ -11,9 +11,10 @@ and simulated hosts on a manual clock (``tests/engine_harness.py``), further dow
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import cast
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -21,7 +22,7 @@ from reconciler.rollout.decisions import DecisionKind
 from reconciler.rollout.observed import Greenboot, HostObservation
 from reconciler.rollout.planner import Action, GroupPhase, HostState
 from reconciler.rollout.reasons import ReasonCode
-from reconciler.rollout.state import GroupState, Lifecycle
+from reconciler.rollout.state import GroupState, HostProgress, Lifecycle
 from tests.engine_harness import START, Harness
 from tests.fleets import NEW, NEWER, OLD
 from tests.planner_builders import (
@@ -1422,6 +1423,122 @@ def test_rule6_reboots_only_inside_the_window_with_margin(tmp_path: Path) -> Non
     reboots = [t for host in h.sim.hosts.values() for t in host.reboots_at]
     assert reboots
     assert all(t.hour == 2 and t.minute < 45 for t in reboots)
+
+
+# Rule 6 per host: a Dublin host and a New York host of one group, each with its own night
+# (as from hosts/dub.yaml and hosts/nyc.yaml), over the group's own (noon UTC) window.
+DUBLIN, NEW_YORK = "Europe/Dublin", "America/New_York"
+SITE_ZONES = {"h1": DUBLIN, "h2": NEW_YORK}
+OWN_NIGHTS = {
+    host: [{"schedule": "0 2 * * *", "duration": "2h", "timeZone": zone}]
+    for host, zone in SITE_ZONES.items()
+}
+NOON_UTC = [{"schedule": "0 12 * * *", "duration": "1h", "timeZone": "UTC"}]
+TWO_SITES = spec(
+    2,
+    rollout={**QUIET, "rebootBudget": {"maxUnavailable": 2}, "rebootMargin": "15m"},
+    maintenanceWindows=NOON_UTC,
+    host_windows=OWN_NIGHTS,
+)
+
+
+def inside_own_night(now: datetime, zone: str) -> bool:
+    """The oracle, without cron: the window opens at 02:00 local (03:00 on the night the
+    clocks skip 02:00), lasts 2 hours of elapsed time, and a reboot needs 15 minutes left."""
+    tz = ZoneInfo(zone)
+    start = datetime.combine(now.astimezone(tz).date(), time(2), tz)
+    if start.astimezone(UTC).astimezone(tz).hour != 2:  # 02:00 does not exist that night
+        start = start.replace(hour=3)
+    opens = start.astimezone(UTC)
+    return opens <= now < opens + timedelta(hours=1, minutes=45)
+
+
+@pytest.mark.parametrize(
+    ("first", "days"),
+    [
+        (datetime(2026, 10, 23, tzinfo=UTC), 11),  # Dublin falls back Oct 25, New York Nov 1
+        (datetime(2027, 3, 12, tzinfo=UTC), 4),  # New York springs forward Mar 14
+        (datetime(2027, 3, 26, tzinfo=UTC), 4),  # Dublin springs forward Mar 28
+    ],
+)
+def test_rule6_each_host_reboots_only_in_its_own_night_across_dst(
+    first: datetime, days: int
+) -> None:
+    step = timedelta(minutes=15)
+    told_to_reboot: dict[str, int] = {host: 0 for host in SITE_ZONES}
+    previous: dict[str, bool] | None = None
+    look_again: datetime | None = None
+    now = first
+    while now < first + timedelta(days=days):
+        progress = HostProgress(offered_at=now - 5 * MIN)
+        state = rollout(TWO_SITES, {"h1": progress, "h2": progress}, started=now - 60 * MIN)
+        observed = reported_at(reports(TWO_SITES, running(staged=TARGET)), now - MIN)
+        plan = Pass(TWO_SITES, state, observed, now=now).plan()
+        answer = {}
+        for host, zone in SITE_ZONES.items():
+            answer[host] = inside_own_night(now, zone)
+            told = plan.hosts[host]
+            assert (told.action is Action.REBOOT) is answer[host], (host, now, told.reason)
+            if not answer[host]:
+                assert told.reason.code is R.WAITING_FOR_WINDOW, (host, now)
+                assert zone in told.reason.message
+            told_to_reboot[host] += answer[host]
+        if previous is not None and previous != answer:
+            # The pass before a change asked to be run again no later than the change.
+            assert look_again is not None
+            assert look_again <= now, (now, look_again)
+        previous, look_again = answer, plan.requeue_at
+        now += step
+    assert all(told_to_reboot[host] == 7 * days for host in SITE_ZONES)  # 1h45m a night
+
+
+@pytest.mark.parametrize(
+    ("at", "keeps", "lapses", "says"),
+    [
+        (datetime(2026, 11, 26, 2, 30, tzinfo=UTC), "h1", "h2", "02:00–04:00 America/New_York"),
+        (datetime(2026, 11, 26, 7, 30, tzinfo=UTC), "h2", "h1", "02:00–04:00 Europe/Dublin"),
+    ],
+)
+def test_rule6_a_permission_lapses_only_where_the_hosts_own_window_is_closed(
+    at: datetime, keeps: str, lapses: str, says: str
+) -> None:
+    allowed = HostProgress(
+        offered_at=at - 60 * MIN, reboot_allowed_at=at - 10 * MIN, boot_id_at_reboot="boot-1"
+    )
+    state = rollout(TWO_SITES, {"h1": allowed, "h2": allowed}, started=at - 90 * MIN)
+    observed = reported_at(reports(TWO_SITES, running(staged=TARGET)), at - MIN)
+    plan = Pass(TWO_SITES, state, observed, now=at).plan()
+    [revoked] = [d for d in plan.decisions if d.kind is K.REBOOT_REVOKED]
+    assert revoked.host == lapses
+    assert revoked.reason.code is R.REBOOT_REVOKED
+    assert says in revoked.reason.message
+    assert plan.hosts[keeps].action is Action.REBOOT
+    assert plan.hosts[lapses].action is Action.STAGE
+    assert plan.hosts[lapses].reason.code is R.WAITING_FOR_WINDOW
+
+
+def test_rule6_engine_reboots_each_site_in_its_own_night_across_dst(tmp_path: Path) -> None:
+    hosts = {
+        "dub-1": {"timezone": DUBLIN},
+        "dub-2": {"timezone": DUBLIN},
+        "nyc-1": {"timezone": NEW_YORK},
+        "nyc-2": {"timezone": NEW_YORK},
+    }
+    policy = {**FAST, "waves": [1, "100%"], "rebootBudget": {"maxUnavailable": 2}}
+    policy["rebootMargin"] = "15m"
+    h = Harness(
+        tmp_path,
+        {"g": {"hosts": list(hosts), "rollout": policy, "maintenanceWindows": NOON_UTC}},
+        hosts,
+        start=datetime(2027, 3, 26, 18, 0, tzinfo=UTC),  # before Dublin's clocks go forward
+        host_windows={h: OWN_NIGHTS["h1" if h.startswith("dub") else "h2"] for h in hosts},
+    )
+    h.run(timedelta(days=3))
+    assert len(h.kinds(DecisionKind.ROLLOUT_COMPLETED)) == 1
+    for name, labels in hosts.items():
+        reboots = h.sim.hosts[name].reboots_at
+        assert reboots, name
+        assert all(inside_own_night(t, labels["timezone"]) for t in reboots), (name, reboots)
 
 
 def test_rule7_pause_stops_new_offers_and_resume_continues(tmp_path: Path) -> None:

@@ -763,3 +763,59 @@ def test_a_new_staging_build_says_production_will_follow_by_itself(
 def test_no_promotion_note_when_staging_does_not_move(fleet_dir: Path, base: Fleet) -> None:
     promote(fleet_dir)  # production takes staging's build by hand: nothing left to promote
     assert not review_change(load(fleet_dir), base, AT).notes
+
+
+SYDNEY_INVENTORY = (
+    "apiVersion: ostree-fleet/v1alpha1\nkind: HostInventory\n"
+    "labels: {site: dub, role: callserver, timezone: Australia/Sydney}\n"
+    "maintenanceWindows:\n"
+    '  - {schedule: "0 2 * * *", duration: 3h, timeZone: Australia/Sydney}\n'
+    "hosts:\n  - name: syd-call-01\n    tokenSha256: " + "a" * 64 + "\n"
+)
+
+
+def test_a_group_whose_sites_have_their_own_windows_shows_each_sites_next_windows(
+    fleet_dir: Path, base: Fleet
+) -> None:
+    # A Sydney server joins the Dublin group with its site's own nights (hosts/syd.yaml).
+    (fleet_dir / "hosts" / "syd.yaml").write_text(SYDNEY_INVENTORY)
+    promote(fleet_dir)
+    review = review_change(load(fleet_dir), base, AT, commit_checker=present)
+    dub = group(review, "callservers-dub")
+    assert [(s.source, s.hosts) for s in dub.site_windows] == [
+        ("hosts/syd.yaml", 1),
+        ("the group", 10),
+    ]
+    syd, rest = dub.site_windows
+    assert syd.windows[0].starts_at == datetime(2026, 11, 25, 15, 0, tzinfo=UTC)  # 02:00 +11
+    assert rest.windows[0].starts_at == datetime(2026, 11, 26, 1, 0, tzinfo=UTC)  # Dublin
+    assert dub.settings_changed == ("hosts: +1 −0",)
+    text = render_text(review)
+    assert "  next windows, by site:\n" in text
+    assert (
+        "    hosts/syd.yaml (1 host): Thu 2026-11-26 02:00–05:00 Australia/Sydney (in 3h)" in text
+    )
+    assert "    the group (10 hosts): Thu 2026-11-26 01:00–05:00 Europe/Dublin (in 13h)" in text
+    markdown = render_markdown(review)
+    assert "- **Next windows, by site**:\n  - `hosts/syd.yaml` (1 host): Thu" in markdown
+    [as_json] = [g for g in json.loads(render_json(review))["groups"] if g["name"] == dub.name]
+    assert as_json["siteWindows"][0]["nextWindows"][0]["local"] == "2026-11-26T02:00:00+11:00"
+    # Groups whose hosts share their windows show them as before.
+    assert group(review, "callservers-nyc").site_windows == ()
+
+
+def test_windows_changed_on_an_inventory_file_are_a_settings_change(
+    fleet_dir: Path, base: Fleet
+) -> None:
+    edit(
+        fleet_dir,
+        "hosts/nyc.yaml",
+        "hosts:\n",
+        "maintenanceWindows: []\nhosts:\n",
+    )
+    review = review_change(load(fleet_dir), base, AT, commit_checker=present)
+    nyc = group(review, "callservers-nyc")
+    assert nyc.settings_changed == ("hosts' maintenanceWindows",)
+    [site] = nyc.site_windows
+    assert (site.source, site.hosts, site.any_time) == ("hosts/nyc.yaml", 8, True)
+    assert "    hosts/nyc.yaml (8 hosts): any time (no windows)" in render_text(review)

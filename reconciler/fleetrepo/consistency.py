@@ -132,6 +132,7 @@ def build_fleet(
         return None, report.problems
     config = _model(fleet_docs[0], FleetConfig)
     _check_revocations(report, fleet_docs[0], config, stream_docs, streams, group_docs, groups)
+    _check_window_time_zones(report, group_docs, groups, members, hosts, config)
     if any(p.is_error for p in report.problems):
         return None, report.problems
     return Fleet(
@@ -209,7 +210,11 @@ def _inventory(report: _Reporter, docs: list[LoadedDocument]) -> dict[str, _Inve
             token_owner[host.token_sha256] = (host.name, report.where(doc, ("hosts", index)))
             labels = {**inventory.labels, **host.labels}
             hold = host.hold.reason if host.hold is not None else None
-            merged = InventoryHost(host.name, labels, host.token_sha256, doc.file, hold)
+            own = host.maintenance_windows
+            if own is None:
+                own = inventory.maintenance_windows
+            windows = tuple(own) if own is not None else None
+            merged = InventoryHost(host.name, labels, host.token_sha256, doc.file, hold, windows)
             hosts[host.name] = _InventoryEntry(merged, doc, index)
     return hosts
 
@@ -393,6 +398,51 @@ def _check_membership(
                     severity=Severity.WARNING,
                 )
     return members
+
+
+#: The inventory label that says which time zone a host is in.
+TIME_ZONE_LABEL = "timezone"
+
+
+def _check_window_time_zones(
+    report: _Reporter,
+    docs: Mapping[str, LoadedDocument],
+    groups: Mapping[str, Group],
+    members: Mapping[str, tuple[str, ...]],
+    hosts: Mapping[str, _InventoryEntry],
+    config: FleetConfig,
+) -> None:
+    """Warn when a group's hosts are labelled with several time zones but all reboot in the
+    same windows, from the group or the fleet defaults: one site's night is another's day.
+
+    Kept simple on purpose: a group where any host has windows of its own (its entry's or its
+    inventory file's) is taken to have thought about it, and windows of `[]` (any time) never
+    warn.
+    """
+    for name in sorted(groups):
+        group = groups[name]
+        windows = group.maintenance_windows
+        if windows is None:
+            windows = config.defaults.maintenance_windows
+        entries = [hosts[h] for h in members.get(name, ()) if h in hosts]
+        if not windows or any(e.host.windows is not None for e in entries):
+            continue
+        zones = sorted({z for e in entries if (z := e.host.labels.get(TIME_ZONE_LABEL))})
+        if len(zones) < 2:
+            continue
+        own = group.maintenance_windows is not None
+        window_zones = ", ".join(sorted({w.time_zone for w in windows}))
+        report.at(
+            docs[name],
+            ("maintenanceWindows",) if own else ("name",),
+            f"hosts of this group are in {len(zones)} time zones ({', '.join(zones)}, by "
+            f"label `{TIME_ZONE_LABEL}`) but all reboot in the same windows "
+            f"({window_zones}{'' if own else ', from fleet.yaml'})",
+            "windows.zones-not-followed",
+            hint="give each site's inventory file (hosts/<site>.yaml) its own "
+            "`maintenanceWindows` in its time zone, or split the group by site",
+            severity=Severity.WARNING,
+        )
 
 
 def _check_waves_against_size(

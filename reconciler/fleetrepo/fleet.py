@@ -27,6 +27,8 @@ class InventoryHost:
     token_sha256: str
     file: str
     hold: str | None = None  # why the host is held out of rollouts, if it is
+    #: Its own windows (its entry's, else its file's); None: its group's.
+    windows: tuple[MaintenanceWindow, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,12 @@ class Fleet:
         """Windows in which the group's hosts may reboot; empty means at any time."""
         own = self.groups[group].maintenance_windows
         return list(own if own is not None else self.config.defaults.maintenance_windows)
+
+    def host_windows(self, group: str, host: str) -> list[MaintenanceWindow]:
+        """Windows in which ``host`` of ``group`` may reboot: its entry's, else its inventory
+        file's, else its group's, else the fleet default; empty means at any time."""
+        own = self.hosts[host].windows
+        return list(own) if own is not None else self.maintenance_windows(group)
 
     def freezes(self, group: str) -> list[Freeze]:
         """Freezes that stop the group's reboots: the fleet's and its own."""

@@ -261,7 +261,7 @@ class RolloutPolicy(Spec):
 
 
 class MaintenanceWindow(Spec):
-    """A recurring window in which hosts of a group may reboot. Staging happens any time."""
+    """A recurring window in which hosts may reboot. Staging happens any time."""
 
     schedule: CronExpression
     duration: Duration = Field(description="How long each window stays open, e.g. `3h`.")
@@ -531,6 +531,11 @@ class Host(Spec):
         "staged one, not counted against the reboot budget and does not hold its wave back. "
         "Remove the hold to bring it back through the normal budget and windows.",
     )
+    maintenance_windows: list[MaintenanceWindow] | None = Field(
+        default=None,
+        description="When this host may reboot, over its file's and its group's windows. "
+        "Unset: its file's windows, else its group's. `[]`: at any time.",
+    )
 
 
 class HostInventory(Document):
@@ -540,6 +545,12 @@ class HostInventory(Document):
     labels: Labels = Field(
         default_factory=dict,
         description="Labels given to every host in this file, e.g. `site` and `timezone`.",
+    )
+    maintenance_windows: list[MaintenanceWindow] | None = Field(
+        default=None,
+        description="When the hosts of this file (a site) may reboot, over their groups' "
+        "windows; a host's own `maintenanceWindows` win. Unset: each group's windows. "
+        "`[]`: at any time.",
     )
     hosts: list[Host] = Field(default_factory=list, description="The hosts of this file.")
 

@@ -43,6 +43,7 @@ from reconciler.review.model import (
     CommitRef,
     GroupReview,
     HostMove,
+    SiteWindows,
     UnchangedGroup,
     Wave,
     WindowOpening,
@@ -239,9 +240,10 @@ def _review_group(
             _halt(live_group, spec, to, blockers, notes)
         if starts_fresh or (live_group is not None and live_group.waves_opened == 0):
             blockers += _dependency_blockers(proposed, base, live, spec, earlier)
-        if (
-            spec.windows
-            and reboot_window(spec.windows, now, spec.policy.reboot_margin).starts_at is None
+        in_use = [*((spec.windows,) if spec.uses_group_windows else ()), *spec.window_sets]
+        if any(
+            windows and reboot_window(windows, now, spec.policy.reboot_margin).starts_at is None
+            for windows in in_use
         ):
             blockers.append(
                 Blocker(
@@ -263,6 +265,7 @@ def _review_group(
         any_time=not spec.windows,
         windows=next_openings(spec.windows, now, spec.policy.reboot_margin),
         freeze=_freeze_text(spec, now),
+        site_windows=site_windows(proposed, spec, now),
         settings_changed=settings,
         blockers=tuple(blockers),
         notes=tuple(notes),
@@ -289,6 +292,32 @@ def _freeze_text(spec: GroupSpec, now: datetime) -> str | None:
     """The freeze in force at ``now``, else the next one, as the planner will see it."""
     freeze = freeze_at(spec.freezes, now)
     return freeze.describe() if freeze.active or freeze.upcoming else None
+
+
+def site_windows(fleet: Fleet, spec: GroupSpec, now: datetime) -> tuple[SiteWindows, ...]:
+    """Each window set of the group's hosts, named by the inventory files its hosts come from,
+    with its next openings; empty when every host reboots in the group's windows."""
+    if not spec.window_sets:
+        return ()
+    margin = spec.policy.reboot_margin
+    files: dict[int | None, dict[str, int]] = {}
+    for host in spec.order:
+        counts = files.setdefault(spec.window_set_of.get(host), {})
+        file = fleet.hosts[host].file
+        counts[file] = counts.get(file, 0) + 1
+    sets: list[SiteWindows] = []
+    for index, counts in files.items():
+        windows = spec.windows if index is None else spec.window_sets[index]
+        source = "the group" if index is None else ", ".join(sorted(counts))
+        sets.append(
+            SiteWindows(
+                source,
+                sum(counts.values()),
+                any_time=not windows,
+                windows=next_openings(windows, now, margin),
+            )
+        )
+    return tuple(sorted(sets, key=lambda site: (site.source == "the group", site.source)))
 
 
 def waves(spec: GroupSpec) -> tuple[Wave, ...]:
@@ -351,6 +380,11 @@ def settings_changed(base: Fleet, proposed: Fleet, name: str) -> tuple[str, ...]
             changes.append(f"rollout.{info.alias or field}")
     if base.maintenance_windows(name) != proposed.maintenance_windows(name):
         changes.append("maintenanceWindows")
+    if any(
+        h in base.hosts and base.hosts[h].windows != proposed.hosts[h].windows
+        for h in proposed.members[name]
+    ):
+        changes.append("hosts' maintenanceWindows")
     if base.freezes(name) != proposed.freezes(name):
         changes.append("freezes")
     return tuple(changes)

@@ -83,6 +83,18 @@ class WindowOpening:
 
 
 @dataclass(frozen=True)
+class SiteWindows:
+    """The windows of some of a group's hosts, where hosts of one group reboot in different
+    windows (their inventory file's or their own): where they come from and their next
+    openings, in the windows' own time zones."""
+
+    source: str  # "hosts/dub.yaml", or "the group" for hosts in the group's own windows
+    hosts: int
+    any_time: bool  # `[]`: these hosts may reboot at any time
+    windows: tuple[WindowOpening, ...]
+
+
+@dataclass(frozen=True)
 class GroupReview:
     """What the change does to one group."""
 
@@ -104,6 +116,8 @@ class GroupReview:
     moved_in: tuple[HostMove, ...] = ()  # hosts that join the group and change commit
     hosts_changing: int = 0  # hosts whose commit changes; of unknown commit, if it rolls out
     freeze: str | None = None  # the freeze in force now, else the next one, as a sentence
+    #: Per window set, when the group's hosts do not all share its windows; else empty.
+    site_windows: tuple[SiteWindows, ...] = ()
 
     @property
     def hosts(self) -> int:

@@ -98,11 +98,39 @@ def commits(group: GroupReview) -> str:
 
 
 def next_window(group: GroupReview, now: datetime) -> str:
+    if group.site_windows:
+        return _first_site_window(group, now)
     if group.any_time:
         return "any time (no windows)"
     if not group.windows:
         return "never"
     return opening(group.windows[0], now)
+
+
+def _first_site_window(group: GroupReview, now: datetime) -> str:
+    """The earliest next opening over the sites of a group whose hosts have their own windows."""
+    if any(site.any_time for site in group.site_windows):
+        return "any time for some hosts (no windows)"
+    firsts = [site.windows[0] for site in group.site_windows if site.windows]
+    if not firsts:
+        return "never"
+    first = min(firsts, key=lambda w: w.starts_at)
+    return f"{opening(first, now)}, first of {len(group.site_windows)} sites"
+
+
+def site_windows_lines(group: GroupReview, now: datetime) -> list[tuple[str, str, str]]:
+    """Per site (window set): where its windows come from, its host count, and its next
+    openings in local time."""
+    lines = []
+    for site in group.site_windows:
+        if site.any_time:
+            when = "any time (no windows)"
+        elif not site.windows:
+            when = "never"
+        else:
+            when = "; ".join(opening(w, now) for w in site.windows)
+        lines.append((site.source, _plural(site.hosts, "host"), when))
+    return lines
 
 
 def opening(item: WindowOpening, now: datetime) -> str:
@@ -194,7 +222,14 @@ def render_text(review: ChangeReview) -> str:
             lines.append(f"  hosts changing commit: {shortened(changing)}")
         if group.canaries:
             lines.append(f"  canaries: {shortened(group.canaries)}")
-        lines.append("  next windows: " + _windows_text(group, review.now))
+        if group.site_windows:
+            lines.append("  next windows, by site:")
+            lines += [
+                f"    {where} ({hosts}): {when}"
+                for where, hosts, when in site_windows_lines(group, review.now)
+            ]
+        else:
+            lines.append("  next windows: " + _windows_text(group, review.now))
         if group.freeze:
             lines.append(f"  freeze: {group.freeze}")
         if group.settings_changed:
@@ -328,7 +363,13 @@ def _group_markdown(g: GroupReview, now: datetime, host_tables: bool) -> list[st
         out.append(f"- **Hosts changing commit**: {shortened(changing)}")
     if g.canaries:
         out.append("- **Canaries**: " + shortened([f"`{c}`" for c in g.canaries]))
-    if g.any_time or not g.windows:
+    if g.site_windows:
+        out.append("- **Next windows, by site**:")
+        out += [
+            f"  - {where if where == 'the group' else _code(where)} ({hosts}): {_text(when)}"
+            for where, hosts, when in site_windows_lines(g, now)
+        ]
+    elif g.any_time or not g.windows:
         out.append(f"- **Next windows**: {_text(next_window(g, now))}")
     else:
         out.append("- **Next windows**: " + _text("; ".join(opening(w, now) for w in g.windows)))
@@ -473,17 +514,15 @@ def _group_json(g: GroupReview) -> dict[str, Any]:
         "waves": [{"number": w.number, "size": w.size, "hosts": list(w.hosts)} for w in g.waves],
         "canaries": list(g.canaries),
         "rebootsAnyTime": g.any_time,
-        "nextWindows": [
+        "nextWindows": [_opening_json(w) for w in g.windows],
+        "siteWindows": [
             {
-                "schedule": w.window.schedule,
-                "timeZone": w.window.time_zone,
-                "startsAt": w.starts_at.isoformat(),
-                "endsAt": w.ends_at.isoformat(),
-                "rebootDeadline": w.reboot_deadline.isoformat(),
-                "openNow": w.open_now,
-                "local": f"{_local(w.starts_at, w.window.time_zone).isoformat()}",
+                "source": site.source,
+                "hosts": site.hosts,
+                "rebootsAnyTime": site.any_time,
+                "nextWindows": [_opening_json(w) for w in site.windows],
             }
-            for w in g.windows
+            for site in g.site_windows
         ],
         "freeze": g.freeze,
         "settingsChanged": list(g.settings_changed),
@@ -491,6 +530,18 @@ def _group_json(g: GroupReview) -> dict[str, Any]:
         "blockers": [_blocker_json(b) for b in g.blockers],
         "notes": list(g.notes),
         "liveStatus": g.live_status,
+    }
+
+
+def _opening_json(w: WindowOpening) -> dict[str, Any]:
+    return {
+        "schedule": w.window.schedule,
+        "timeZone": w.window.time_zone,
+        "startsAt": w.starts_at.isoformat(),
+        "endsAt": w.ends_at.isoformat(),
+        "rebootDeadline": w.reboot_deadline.isoformat(),
+        "openNow": w.open_now,
+        "local": f"{_local(w.starts_at, w.window.time_zone).isoformat()}",
     }
 
 

@@ -174,7 +174,7 @@ def _host_plan(scene: _Scene, host: str, obs: HostObservation | None) -> HostPla
     assert obs is not None  # a host that never reported is explained above
     progress = scene.rollout.hosts.get(host) or _NO_PROGRESS
     if progress.updating or obs.booted_commit == facts.target:
-        return _updating(scene, obs, progress)
+        return _updating(scene, host, obs, progress)
     if progress.offered_at is None:
         return _not_offered(scene, host, progress)
     return _offered(scene, host, obs, progress)
@@ -248,7 +248,7 @@ def _failed_before(failed: FailureRecord) -> HostPlan:
     )
 
 
-def _updating(scene: _Scene, obs: HostObservation, progress: HostProgress) -> HostPlan:
+def _updating(scene: _Scene, host: str, obs: HostObservation, progress: HostProgress) -> HostPlan:
     """Allowed to reboot, rebooted, or on the target without being told: not healthy yet."""
     facts = scene.facts
     if not progress.updating:
@@ -260,12 +260,13 @@ def _updating(scene: _Scene, obs: HostObservation, progress: HostProgress) -> Ho
             lambda: "runs the target; waiting for greenboot green",
         )
     if obs.boot_id == progress.boot_id_at_reboot and obs.booted_commit != facts.target:
+        window = facts.window_of(host)
         return scene.shared(
-            ("reboot",),
+            ("reboot", facts.spec.window_set_of.get(host)),
             HostState.UPDATING,
             Action.REBOOT,
             ReasonCode.REBOOT_ALLOWED,
-            lambda: "reboot into the target now; " + facts.window.describe(facts.now),
+            lambda: "reboot into the target now; " + window.describe(facts.now),
         )
     return scene.shared(
         ("rebooted",),
@@ -336,13 +337,14 @@ def _offered(scene: _Scene, host: str, obs: HostObservation, progress: HostProgr
             ReasonCode.FROZEN,
             lambda: f"staged; {freeze.describe()}; staging is still allowed",
         )
-    if not facts.window.allowed:
+    window = facts.window_of(host)
+    if not window.allowed:
         return scene.shared(
-            ("window", state),
+            ("window", state, facts.spec.window_set_of.get(host)),
             state,
             Action.STAGE,
             ReasonCode.WAITING_FOR_WINDOW,
-            lambda: facts.window.describe(facts.now),
+            lambda: window.describe(facts.now),
         )
     key = facts.spec.budget_key[host]
     return scene.shared(

@@ -35,7 +35,7 @@ class PassFacts:
     now: datetime
     target: str  # the desired commit
     silent_since: datetime  # a host that never reported is silent since its rollout began
-    window: RebootWindow  # may a reboot start now, and when that answer changes
+    window: RebootWindow  # may a reboot start now in the group's windows, and until when
     stale_cutoff: datetime  # a host last heard of at or before this is stale
     skip_cutoff: datetime  # ... and at or before this, skipped
     # Failures the group's hosts had in other groups (host -> commit -> record): a failure
@@ -43,6 +43,8 @@ class PassFacts:
     failed_elsewhere: Mapping[str, Mapping[str, FailureRecord]] = field(default_factory=dict)
     # Is every reboot frozen now, and until when.
     freeze: FreezeState = field(default_factory=FreezeState)
+    # The same answer as ``window`` for each of ``spec.window_sets``, in their order.
+    host_windows: tuple[RebootWindow, ...] = ()
 
     @classmethod
     def gather(
@@ -56,6 +58,7 @@ class PassFacts:
     ) -> PassFacts:
         """The facts of a pass at ``now`` over a rollout that began at ``silent_since``."""
         policy = spec.policy
+        margin = policy.reboot_margin
         return cls(
             spec,
             observed,
@@ -63,12 +66,29 @@ class PassFacts:
             now,
             spec.target.commit,
             silent_since,
-            reboot_window(spec.windows, now, policy.reboot_margin),
+            reboot_window(spec.windows, now, margin),
             now - policy.stale_after,
             now - policy.skip_stale_after,
             failed_elsewhere or {},
             freeze_at(spec.freezes, now),
+            tuple(reboot_window(windows, now, margin) for windows in spec.window_sets),
         )
+
+    def window_of(self, host: str) -> RebootWindow:
+        """May ``host`` start a reboot now, in its own windows (its site's or its group's)?"""
+        index = self.spec.window_set_of.get(host)
+        return self.window if index is None else self.host_windows[index]
+
+    def windows_in_use(self) -> tuple[RebootWindow, ...]:
+        """The answers for every window set some host of the group reboots in."""
+        if self.spec.uses_group_windows:
+            return (self.window, *self.host_windows)
+        return self.host_windows
+
+    def windows_change_at(self) -> datetime | None:
+        """When the first of those answers flips: the pass must look again then."""
+        changes = [w.changes_at for w in self.windows_in_use() if w.changes_at is not None]
+        return min(changes) if changes else None
 
     def last_heard(self, obs: HostObservation | None) -> datetime:
         """When the host last reported; one that never did is silent since the rollout began."""

@@ -44,6 +44,17 @@ class GroupSpec:
     held: Mapping[str, str] = field(default_factory=dict)
     #: Periods in which no reboot is granted (the fleet's and the group's own).
     freezes: tuple[Freeze, ...] = ()
+    #: Distinct window sets of hosts whose windows are not the group's ``windows`` (from
+    #: their inventory file or entry), and which set each such host uses (host -> index).
+    #: A host not in ``window_set_of`` uses ``windows``. Sets, not per-host copies, so a
+    #: pass decides each set once however many hosts share it.
+    window_sets: tuple[tuple[MaintenanceWindow, ...], ...] = ()
+    window_set_of: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def uses_group_windows(self) -> bool:
+        """Does any host reboot in the group's own ``windows``?"""
+        return len(self.window_set_of) < len(self.order)
 
     @property
     def soak_time(self) -> timedelta:
@@ -102,6 +113,8 @@ def group_spec(fleet: Fleet, group: str) -> GroupSpec:
         for key, size in bucket_sizes.items()
     }
     threshold = max(1, policy.failure_threshold.resolve(len(order)))
+    windows = tuple(fleet.maintenance_windows(group))
+    window_sets, window_set_of = host_window_sets(fleet, order, windows)
     return GroupSpec(
         name=group,
         target=fleet.target(group),
@@ -114,14 +127,31 @@ def group_spec(fleet: Fleet, group: str) -> GroupSpec:
         budget_labels=labels,
         failure_threshold=threshold,
         policy=policy,
-        windows=tuple(fleet.maintenance_windows(group)),
+        windows=windows,
         paused=model.paused,
         depends_on=tuple(model.depends_on),
         resume_token=model.resume,
         revoked=fleet.revoked,
         held={h: why for h in order if (why := fleet.hosts[h].hold) is not None},
         freezes=tuple(fleet.freezes(group)),
+        window_sets=window_sets,
+        window_set_of=window_set_of,
     )
+
+
+def host_window_sets(
+    fleet: Fleet, order: Sequence[str], group_windows: tuple[MaintenanceWindow, ...]
+) -> tuple[tuple[tuple[MaintenanceWindow, ...], ...], dict[str, int]]:
+    """The distinct window sets of hosts with windows of their own that differ from the
+    group's, and each such host's index into them."""
+    index: dict[tuple[MaintenanceWindow, ...], int] = {}
+    set_of: dict[str, int] = {}
+    for host in order:
+        own = fleet.hosts[host].windows
+        if own is None or own == group_windows:
+            continue
+        set_of[host] = index.setdefault(own, len(index))
+    return tuple(index), set_of
 
 
 def fleet_specs(fleet: Fleet) -> dict[str, GroupSpec]:

@@ -21,6 +21,7 @@ from reconciler.rollout.observed import Greenboot, HostObservation
 from reconciler.rollout.reasons import Reason, ReasonCode
 from reconciler.rollout.spec import BudgetKey, GroupSpec
 from reconciler.rollout.state import HostProgress, Lifecycle, Rollout
+from reconciler.rollout.windows import RebootWindow
 
 
 def sooner(now: datetime, current: datetime | None, when: datetime | None) -> datetime | None:
@@ -439,18 +440,20 @@ def offer_target(facts: PassFacts, ledger: Ledger) -> StepResult:
 def revoke_lapsed_reboots(facts: PassFacts, ledger: Ledger) -> StepResult:
     """A host told to reboot that has not, once reboots are no longer allowed (or the host
     is held), is told no."""
-    window, held, freeze = facts.window, facts.spec.held, facts.freeze
-    lapsed = not (window.allowed and not freeze.frozen and _may_offer(facts, ledger))
-    if not lapsed and not held:
+    held, freeze = facts.spec.held, facts.freeze
+    # Lapsed for every host alike (a freeze, a halt, a pause), or only for the hosts whose
+    # own windows are closed. The group's windows count even when no member uses them: a
+    # host that left the group mid-update is judged by them.
+    all_lapsed = freeze.frozen or not _may_offer(facts, ledger)
+    some_closed = not all(w.allowed for w in (facts.window, *facts.host_windows))
+    if not all_lapsed and not some_closed and not held:
         return _NOTHING
-    if freeze.frozen:
-        why = freeze.describe()
-    elif not window.allowed:
-        why = window.describe(facts.now)
-    else:
-        why = (facts.blocked(ledger.state) or Reason(ReasonCode.HALTED, "halted")).message
     for host, progress in list(ledger.rollout.hosts.items()):
-        if not progress.updating or not (lapsed or host in held):
+        if not progress.updating:
+            continue
+        window = facts.window_of(host)
+        lapsed = all_lapsed or not window.allowed
+        if not (lapsed or host in held):
             continue
         obs = facts.observed.get(host)
         if (
@@ -461,10 +464,22 @@ def revoke_lapsed_reboots(facts: PassFacts, ledger: Ledger) -> StepResult:
             reason = (
                 Reason(ReasonCode.HELD, f"{host} is held in the inventory: {held[host]}")
                 if host in held
-                else Reason(ReasonCode.REBOOT_REVOKED, f"{host} did not reboot in time; {why}")
+                else Reason(
+                    ReasonCode.REBOOT_REVOKED,
+                    f"{host} did not reboot in time; {_lapse_reason(facts, ledger, window)}",
+                )
             )
             ledger.decide(DecisionKind.REBOOT_REVOKED, reason, host=host)
     return _NOTHING
+
+
+def _lapse_reason(facts: PassFacts, ledger: Ledger, window: RebootWindow) -> str:
+    """Why a host's reboot permission lapsed: a freeze, its window closing, or a block."""
+    if facts.freeze.frozen:
+        return facts.freeze.describe()
+    if not window.allowed:
+        return window.describe(facts.now)
+    return (facts.blocked(ledger.state) or Reason(ReasonCode.HALTED, "halted")).message
 
 
 def _unavailable_by_bucket(facts: PassFacts, ledger: Ledger) -> dict[BudgetKey, int]:
@@ -499,9 +514,11 @@ def _unavailable_by_bucket(facts: PassFacts, ledger: Ledger) -> dict[BudgetKey, 
 def grant_reboots(facts: PassFacts, ledger: Ledger) -> StepResult:
     """Staged hosts may reboot inside a window and outside a freeze, as far as the reboot
     budget allows."""
-    window, spec, now = facts.window, facts.spec, facts.now
-    wake = sooner(now, sooner(now, None, window.changes_at), facts.freeze.changes_at)
-    if facts.freeze.frozen or not (window.allowed and _may_offer(facts, ledger)):
+    spec, now = facts.spec, facts.now
+    wake = sooner(now, sooner(now, None, facts.windows_change_at()), facts.freeze.changes_at)
+    if facts.freeze.frozen or not _may_offer(facts, ledger):
+        return StepResult(wake)
+    if not any(w.allowed for w in facts.windows_in_use()):
         return StepResult(wake)
     unavailable = _unavailable_by_bucket(facts, ledger)
     rollout = ledger.rollout
@@ -515,6 +532,9 @@ def grant_reboots(facts: PassFacts, ledger: Ledger) -> StepResult:
             or progress.failed_at
             or host in spec.held
         ):
+            continue
+        window = facts.window_of(host)
+        if not window.allowed:
             continue
         obs = facts.observed.get(host)
         if obs is None or obs.staged_commit != facts.target or obs.booted_commit == facts.target:
