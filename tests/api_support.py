@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from reconciler.clock import Clock
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.serve.api.app import create_app
+from reconciler.serve.api.fleetlock import FleetLockSettings
 from reconciler.serve.api.identity import AgentAuth
 from reconciler.serve.metrics import OperationalMetrics
 from reconciler.serve.server import BackgroundServer, Listen
@@ -38,12 +39,17 @@ def running_api(
     keyfile: str | None = None,
     client_ca: str | None = None,
     agent_auth: AgentAuth = AgentAuth.TOKEN,
+    fleetlock: FleetLockSettings | None = None,
 ) -> Iterator[RunningApi]:
     store, reports = Store(db), SqliteReportStore(db)
     registry = CollectorRegistry()
     service = FleetService(fleet, store, reports, clock, OperationalMetrics(registry))
     app = create_app(
-        service, registry, operator_token_sha256=token_hash(OPERATOR_TOKEN), agent_auth=agent_auth
+        service,
+        registry,
+        operator_token_sha256=token_hash(OPERATOR_TOKEN),
+        agent_auth=agent_auth,
+        fleetlock=fleetlock,
     )
     scheme = "https" if certfile else "http"
     listen = Listen("127.0.0.1", 0, certfile, keyfile, client_ca=client_ca)

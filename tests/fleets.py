@@ -28,11 +28,12 @@ def build_fleet(
     held: Mapping[str, str] | None = None,
     freezes: list[Mapping[str, Any]] | None = None,
     host_windows: Mapping[str, list[Mapping[str, Any]]] | None = None,
+    lock_ids: Mapping[str, str] | None = None,
 ) -> Fleet:
     """``groups``: name -> Group fields (stream defaults to `main`); ``hosts``: name -> labels;
     ``held``: hosts held out of rollouts -> why; ``freezes``: the fleet's freezes;
     ``host_windows``: hosts with maintenance windows of their own (as from their inventory
-    file or entry) -> the windows."""
+    file or entry) -> the windows; ``lock_ids``: hosts -> their `fleetLockId`."""
     streams = streams or {"main": NEW}
     config = FleetConfig.model_validate(
         {
@@ -68,6 +69,7 @@ def build_fleet(
             "hosts.yaml",
             (held or {}).get(name),
             _windows((host_windows or {}).get(name)),
+            (lock_ids or {}).get(name),
         )
         for name, labels in hosts.items()
     )

@@ -293,6 +293,21 @@ CASES = [
         field="hosts[1].tokenSha256",
     ),
     Broken(
+        "shared FleetLock id",
+        "hosts/lab.yaml",
+        None,
+        "apiVersion: ostree-fleet/v1alpha1\nkind: HostInventory\nlabels: {site: lab}\n"
+        "hosts:\n"
+        + HOST_ENTRY.format(name="lab-x1", token=TOKEN_A)
+        + "    fleetLockId: e0f3745b108f471cbd4883c6fbed8cdd\n"
+        + HOST_ENTRY.format(name="lab-x2", token="b" * 64)
+        + "    fleetLockId: e0f3745b108f471cbd4883c6fbed8cdd\n",
+        10,
+        "repo.shared-fleetlock-id",
+        "same FleetLock id as `lab-x1`",
+        field="hosts[1].fleetLockId",
+    ),
+    Broken(
         "canary outside the group",
         "groups/callservers-dub.yaml",
         "dub-call-07]",

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from reconciler import logs
+from reconciler.durations import parse_duration
 from reconciler.errors import ReconcilerError
 from reconciler.git.auth import GitCredentials
 from reconciler.git.signatures import SignatureTrust
 from reconciler.git.writer import CommitSigner, GitIdentity
+from reconciler.serve.api.fleetlock import FleetLockSettings
 from reconciler.serve.api.identity import AgentAuth
 from reconciler.serve.daemon import ServeConfig, open_daemon
 from reconciler.serve.server import Listen, plain_http_refusal, reserve_open_files
@@ -40,6 +42,12 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "client-ca": ("PEM file of the fleet CA whose client certificates agents may present", None),
     "agent-auth": ("how agents prove who they are: token, certificate or both", "token"),
     "metrics-token-sha256": ("sha256 of a token /metrics requires (unset: /metrics is open)", None),
+    "fleetlock-secret-sha256": (
+        "sha256 of the secret FleetLock clients put in their base URL "
+        "(serves /fleetlock/<secret>/v1/...; implies --fleetlock)",
+        None,
+    ),
+    "fleetlock-stale-after": ("a FleetLock lock held longer than this is reported stale", "1h"),
     "poll-interval": ("seconds between polls of the remote", "30"),
     "log-format": ("text or json", "text"),
     "webhook-secret-file": ("file holding the webhook secret (enables POST /v1/webhook)", None),
@@ -63,6 +71,11 @@ FLAGS: dict[str, tuple[str, Any]] = {
     "no-watch": ("do not watch a local repository's refs; poll only", False),
     "no-push-notes": ("keep rollout notes in the mirror only (no write access)", False),
     "no-promote": ("never make promotion commits, even when streams declare promotion", False),
+    "fleetlock": (
+        "serve the FleetLock protocol (POST /v1/pre-reboot, /v1/steady-state) for hosts "
+        "with a fleetLockId",
+        False,
+    ),
     "insecure-http": ("serve plain HTTP on a non-loopback address (behind a TLS proxy)", False),
     "require-signed-history": (
         "with signatures required, verify every commit since the applied revision, "
@@ -115,6 +128,13 @@ def _number(values: dict[str, Any], name: str, kind: type[_N]) -> _N:
         raise ValueError(f"--{name} must be {whole}, not {values[name]!r}") from None
 
 
+def _fleetlock(values: dict[str, Any]) -> FleetLockSettings | None:
+    secret_sha256 = values["fleetlock-secret-sha256"]
+    if secret_sha256 is None and not _truthy(values["fleetlock"]):
+        return None
+    return FleetLockSettings(secret_sha256)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         values = settings_from(args)
@@ -138,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
             client_ca=values["client-ca"],
         )
         agent_auth = AgentAuth(values["agent-auth"])
+        fleetlock_stale_after = parse_duration(str(values["fleetlock-stale-after"]))
         if agent_auth is not AgentAuth.TOKEN and listen.client_ca is None:
             raise ValueError(f"--agent-auth {agent_auth} needs --client-ca, the fleet CA")
     except ValueError as exc:
@@ -205,6 +226,8 @@ def run(args: argparse.Namespace) -> int:
         git_timeout=float(values["git-timeout"]),
         push_notes=not _truthy(values["no-push-notes"]),
         promote=not _truthy(values["no-promote"]),
+        fleetlock=_fleetlock(values),
+        fleetlock_stale_after=fleetlock_stale_after,
     )
     try:
         daemon = open_daemon(config)

@@ -88,12 +88,15 @@ def run(args: argparse.Namespace) -> int:
             table.add_column(column)
         for host in (h for h in hosts if h["group"] == group["name"]):
             state = host["state"] or "-"
+            why = (host["reason"] or {}).get("message", "-")
+            if host.get("lockGrantedAt"):
+                why += f" [holds the FleetLock reboot lock since {host['lockGrantedAt']}]"
             table.add_row(
                 host["name"],
                 f"[{STATE_STYLES.get(state, 'white')}]{state}[/]",
                 host["action"] or "-",
                 (host["bootedCommit"] or "-")[:12],
-                (host["reason"] or {}).get("message", "-"),
+                why,
             )
         console.print(table)
     return 0

@@ -185,6 +185,7 @@ def _inventory(report: _Reporter, docs: list[LoadedDocument]) -> dict[str, _Inve
     """Hosts by name with merged labels; reports duplicate names and shared token hashes."""
     hosts: dict[str, _InventoryEntry] = {}
     token_owner: dict[str, tuple[str, str]] = {}
+    lock_owner: dict[str, tuple[str, str]] = {}
     for doc in docs:
         inventory = _model(doc, HostInventory)
         for index, host in enumerate(inventory.hosts):
@@ -208,13 +209,28 @@ def _inventory(report: _Reporter, docs: list[LoadedDocument]) -> dict[str, _Inve
                 )
                 continue
             token_owner[host.token_sha256] = (host.name, report.where(doc, ("hosts", index)))
+            lock_id = host.fleet_lock_id
+            if lock_id is not None and lock_id in lock_owner:
+                other, where = lock_owner[lock_id]
+                report.at(
+                    doc,
+                    ("hosts", index, "fleetLockId"),
+                    f"host `{host.name}` has the same FleetLock id as `{other}` ({where})",
+                    "repo.shared-fleetlock-id",
+                    hint="a FleetLock id names one host: the lock it takes is that host's",
+                )
+                lock_id = None
+            if lock_id is not None:
+                lock_owner[lock_id] = (host.name, report.where(doc, ("hosts", index)))
             labels = {**inventory.labels, **host.labels}
             hold = host.hold.reason if host.hold is not None else None
             own = host.maintenance_windows
             if own is None:
                 own = inventory.maintenance_windows
             windows = tuple(own) if own is not None else None
-            merged = InventoryHost(host.name, labels, host.token_sha256, doc.file, hold, windows)
+            merged = InventoryHost(
+                host.name, labels, host.token_sha256, doc.file, hold, windows, lock_id
+            )
             hosts[host.name] = _InventoryEntry(merged, doc, index)
     return hosts
 

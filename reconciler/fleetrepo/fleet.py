@@ -29,6 +29,7 @@ class InventoryHost:
     hold: str | None = None  # why the host is held out of rollouts, if it is
     #: Its own windows (its entry's, else its file's); None: its group's.
     windows: tuple[MaintenanceWindow, ...] | None = None
+    fleet_lock_id: str | None = None  # what its FleetLock client sends as its id
 
 
 @dataclass(frozen=True)

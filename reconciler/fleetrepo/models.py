@@ -506,6 +506,11 @@ class Group(Document):
 # hosts/<site>.yaml
 
 
+#: What a FleetLock client may send as its id: Zincati sends 32 lowercase hex digits, a
+#: reboot script often /etc/machine-id; kept to characters no log or URL needs to escape.
+FleetLockId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+
+
 class Hold(Spec):
     """Keeps one host out of rollouts until the hold is removed."""
 
@@ -530,6 +535,13 @@ class Host(Spec):
         description="Hold the host out of rollouts: it is offered no target, told to drop a "
         "staged one, not counted against the reboot budget and does not hold its wave back. "
         "Remove the hold to bring it back through the normal budget and windows.",
+    )
+    fleet_lock_id: FleetLockId | None = Field(
+        default=None,
+        description="The id this host's FleetLock client sends as `client_params.id` (for "
+        "Zincati, its app-specific node UUID, not /etc/machine-id; the server logs the id of "
+        "every client it does not know). Only a host with one may take a FleetLock reboot "
+        "lock, granted by the same rules and budget as the agent's reboots.",
     )
     maintenance_windows: list[MaintenanceWindow] | None = Field(
         default=None,

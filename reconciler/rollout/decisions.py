@@ -21,6 +21,7 @@ from reconciler.rollout.state import (
     Halt,
     HostProgress,
     Lifecycle,
+    RebootLock,
     Rollout,
 )
 
@@ -41,6 +42,8 @@ class DecisionKind(StrEnum):
     HOST_DRIFTED = "host_drifted"
     HOST_ON_TARGET = "host_on_target"
     SUPERSEDED_HOST_FINISHED = "superseded_host_finished"
+    LOCK_GRANTED = "lock_granted"  # a FleetLock client may reboot its host
+    LOCK_RELEASED = "lock_released"  # ... and its host is back, or said so
 
 
 class RolloutResult(StrEnum):
@@ -132,6 +135,9 @@ def apply_decision(state: GroupState, d: Decision) -> None:
             resume_token=d.resume_token,
         )
         return
+    if kind in (DecisionKind.LOCK_GRANTED, DecisionKind.LOCK_RELEASED):
+        _apply_lock_decision(state, d)
+        return
     rollout = _rollout(state)
     if kind is DecisionKind.ROLLOUT_SUPERSEDED:
         for host, progress in rollout.hosts.items():
@@ -165,6 +171,15 @@ def apply_decision(state: GroupState, d: Decision) -> None:
         state.finishing.pop(d.host, None)
     else:
         _apply_host_decision(state, rollout, d)
+
+
+def _apply_lock_decision(state: GroupState, d: Decision) -> None:
+    """FleetLock locks live beside the rollout: a new rollout does not free them."""
+    assert d.host is not None
+    if d.kind is DecisionKind.LOCK_GRANTED:
+        state.locks[d.host] = RebootLock(d.at, d.boot_id)
+    else:
+        state.locks.pop(d.host, None)
 
 
 def _apply_host_decision(state: GroupState, rollout: Rollout, d: Decision) -> None:

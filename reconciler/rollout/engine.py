@@ -16,7 +16,7 @@ from typing import Generic, Protocol, TypeVar
 from reconciler.clock import Clock
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.rollout.decisions import Decision
-from reconciler.rollout.observed import HostObservation
+from reconciler.rollout.observed import HostObservation, LockRequests
 from reconciler.rollout.planner import GroupPlan, plan_group
 from reconciler.rollout.spec import GroupSpec, dependency_order, fleet_specs
 from reconciler.rollout.state import FailureRecord, GroupState
@@ -66,8 +66,14 @@ class Engine(Generic[StoreT_co]):
     def completed_commits(self, groups: tuple[str, ...]) -> dict[str, Mapping[str, datetime]]:
         return {g: self.state(g).completed_commits for g in groups}
 
-    def reconcile_group(self, group: str, observed: Mapping[str, HostObservation]) -> GroupPlan:
-        """Plan ``group`` now; persist the decisions before anyone acts on the plan."""
+    def reconcile_group(
+        self,
+        group: str,
+        observed: Mapping[str, HostObservation],
+        locks: LockRequests | None = None,
+    ) -> GroupPlan:
+        """Plan ``group`` now (with what FleetLock clients ask, ``locks``); persist the
+        decisions before anyone acts on the plan."""
         spec = self.specs[group]
         plan = plan_group(
             spec,
@@ -76,6 +82,7 @@ class Engine(Generic[StoreT_co]):
             self.completed_commits(spec.depends_on),
             self.clock.now(),
             self.failures_elsewhere(group),
+            locks,
         )
         if plan.decisions:
             named = {d.host for d in plan.decisions if d.host is not None}

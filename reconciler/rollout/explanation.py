@@ -121,6 +121,9 @@ def host_plans(facts: PassFacts, state: GroupState) -> dict[str, HostPlan]:
         if host in held:
             plans[host] = _held(scene, obs, held[host])
             continue
+        if obs is None and host in facts.spec.lock_clients:
+            plans[host] = _lock_client(scene, host)
+            continue
         plan = _without_unwanted_staging(scene, host, obs, _host_plan(scene, host, obs))
         plans[host] = _revoked_build(facts, obs, plan)
     return plans
@@ -146,6 +149,27 @@ def _held(scene: _Scene, obs: HostObservation | None, why: str) -> HostPlan:
         Action.NONE,
         ReasonCode.HELD,
         lambda: f"held in the inventory: {why}; not offered any target until the hold is removed",
+    )
+
+
+def _lock_client(scene: _Scene, host: str) -> HostPlan:
+    """A host that reboots through FleetLock and runs no agent: all we know is its lock."""
+    lock = scene.state.locks.get(host)
+    if lock is not None:
+        return HostPlan(
+            HostState.UPDATING,
+            Action.NONE,
+            Reason(
+                ReasonCode.LOCK_GRANTED,
+                f"holds the FleetLock reboot lock since {lock.granted_at:%Y-%m-%d %H:%M}Z",
+            ),
+        )
+    return scene.shared(
+        ("fleetlock",),
+        HostState.PENDING,
+        Action.NONE,
+        ReasonCode.NO_REPORT,
+        lambda: "reboots through FleetLock and holds no reboot lock; no agent reports for it",
     )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from reconciler.rollout.freezes import FreezeState, freeze_at
-from reconciler.rollout.observed import HostObservation
+from reconciler.rollout.observed import HostObservation, LockRequests
 from reconciler.rollout.reasons import Reason, ReasonCode
 from reconciler.rollout.spec import GroupSpec
 from reconciler.rollout.state import FailureRecord, GroupState, Lifecycle, Rollout
@@ -45,6 +45,8 @@ class PassFacts:
     freeze: FreezeState = field(default_factory=FreezeState)
     # The same answer as ``window`` for each of ``spec.window_sets``, in their order.
     host_windows: tuple[RebootWindow, ...] = ()
+    # What FleetLock clients ask of this pass.
+    locks: LockRequests = field(default_factory=LockRequests)
 
     @classmethod
     def gather(
@@ -55,6 +57,7 @@ class PassFacts:
         now: datetime,
         silent_since: datetime,
         failed_elsewhere: Mapping[str, Mapping[str, FailureRecord]] | None = None,
+        locks: LockRequests | None = None,
     ) -> PassFacts:
         """The facts of a pass at ``now`` over a rollout that began at ``silent_since``."""
         policy = spec.policy
@@ -72,6 +75,7 @@ class PassFacts:
             failed_elsewhere or {},
             freeze_at(spec.freezes, now),
             tuple(reboot_window(windows, now, margin) for windows in spec.window_sets),
+            locks or LockRequests(),
         )
 
     def window_of(self, host: str) -> RebootWindow:
@@ -113,9 +117,13 @@ class PassFacts:
         return self.failure_on_target(state, host) is not None
 
     def settled(self, state: GroupState, host: str) -> bool:
-        """Finished for wave purposes: succeeded, failed on the target, held, or skipped as
-        stale."""
+        """Finished for wave purposes: succeeded, failed on the target, held, skipped as
+        stale, or a FleetLock client without an agent."""
         if host in self.spec.held:
+            return True
+        if host in self.spec.lock_clients and host not in self.observed:
+            # It reboots through FleetLock for updates of its own and no agent reports
+            # for it: there is nothing to wait for.
             return True
         progress = current_rollout(state).hosts.get(host)
         if progress is not None and (progress.succeeded_at or progress.failed_at):

@@ -39,3 +39,13 @@ class HostObservation:
     staged_commit: str | None = None
     booted_version: str | None = None
     apply_error: ApplyError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LockRequests:
+    """What FleetLock clients ask of a pass: hosts that want to reboot now (`pre-reboot`)
+    and hosts that are back and give their lock up (`steady-state`). Like a report, a
+    request is an observation: the planner decides whether it is granted."""
+
+    acquire: frozenset[str] = frozenset()
+    release: frozenset[str] = frozenset()

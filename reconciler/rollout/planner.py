@@ -13,7 +13,7 @@ explanation of where they left the group (:mod:`.explanation`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from reconciler.rollout.decisions import Decision
@@ -28,7 +28,9 @@ from reconciler.rollout.explanation import (
 )
 from reconciler.rollout.facts import PassFacts
 from reconciler.rollout.ledger import Ledger
-from reconciler.rollout.observed import HostObservation
+from reconciler.rollout.locks import grant_locks, lock_answers, release_locks
+from reconciler.rollout.observed import HostObservation, LockRequests
+from reconciler.rollout.reasons import Reason
 from reconciler.rollout.spec import GroupSpec
 from reconciler.rollout.state import FailureRecord, GroupState
 from reconciler.rollout.steps import (
@@ -70,6 +72,9 @@ class GroupPlan:
     hosts: Mapping[str, HostPlan]
     status: GroupStatus
     requeue_at: datetime | None  # look again then at the latest, even if nothing happens
+    # For each host whose FleetLock client asked for a lock in this pass: why it holds one,
+    # or why not (the code is `lock_granted` only for a holder).
+    locks: Mapping[str, Reason] = field(default_factory=dict)
 
     def requeue_after(self, now: datetime) -> timedelta | None:
         return None if self.requeue_at is None else max(timedelta(0), self.requeue_at - now)
@@ -81,12 +86,14 @@ STEPS: tuple[Step, ...] = (
     settle_superseded_hosts,
     watch_silence,
     assess_hosts,
+    release_locks,
     halt_if_revoked,
     halt_on_failures,
     advance_waves,
     offer_target,
     revoke_lapsed_reboots,
     grant_reboots,
+    grant_locks,
     complete_if_done,
 )
 
@@ -98,17 +105,19 @@ def plan_group(
     completed_elsewhere: Mapping[str, Mapping[str, datetime]],
     now: datetime,
     failed_elsewhere: Mapping[str, Mapping[str, FailureRecord]] | None = None,
+    locks: LockRequests | None = None,
 ) -> GroupPlan:
     """Decide what ``spec``'s group does at ``now``.
 
     ``completed_elsewhere`` maps each group in ``spec.depends_on`` to the commits it has
     completed; ``failed_elsewhere``, each of the group's hosts to the commits it failed on
-    in other groups (a failure follows the host). ``state`` is not modified.
+    in other groups (a failure follows the host); ``locks``, what FleetLock clients ask.
+    ``state`` is not modified.
     """
     ledger = Ledger(state.copy(), now)
     rollout = ensure_rollout(spec, ledger)
     facts = PassFacts.gather(
-        spec, observed, completed_elsewhere, now, rollout.started_at, failed_elsewhere
+        spec, observed, completed_elsewhere, now, rollout.started_at, failed_elsewhere, locks
     )
     result = StepResult()
     for step in STEPS:
@@ -121,4 +130,5 @@ def plan_group(
         hosts,
         group_status(facts, ledger.state, hosts, result.soak_until),
         result.wake_at,
+        lock_answers(facts, ledger) if facts.locks.acquire else {},
     )

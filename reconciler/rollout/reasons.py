@@ -44,6 +44,10 @@ class ReasonCode(StrEnum):
     NO_REPORT = "no_report"
     SKIPPED_STALE = "skipped_stale"
     SUPERSEDED_HOST_FINISHED = "superseded_host_finished"
+    # FleetLock: a client asked for a reboot lock, holds one, or gave it back
+    LOCK_REQUESTED = "lock_requested"
+    LOCK_GRANTED = "lock_granted"
+    LOCK_RELEASED = "lock_released"
     # failures
     GREENBOOT_RED = "greenboot_red"
     FELL_BACK = "fell_back"

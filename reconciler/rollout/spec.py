@@ -50,6 +50,8 @@ class GroupSpec:
     #: pass decides each set once however many hosts share it.
     window_sets: tuple[tuple[MaintenanceWindow, ...], ...] = ()
     window_set_of: Mapping[str, int] = field(default_factory=dict)
+    #: Hosts with a FleetLock id in the inventory: they may take a reboot lock.
+    lock_clients: frozenset[str] = frozenset()
 
     @property
     def uses_group_windows(self) -> bool:
@@ -136,6 +138,7 @@ def group_spec(fleet: Fleet, group: str) -> GroupSpec:
         freezes=tuple(fleet.freezes(group)),
         window_sets=window_sets,
         window_set_of=window_set_of,
+        lock_clients=frozenset(h for h in order if fleet.hosts[h].fleet_lock_id is not None),
     )
 
 

@@ -3,7 +3,7 @@
 Everything else (who runs what, who is healthy) is observed afresh on every pass. This state
 is only what cannot be observed: which rollout is current and why, which waves opened and
 when they finished, which hosts were offered the target or allowed to reboot (and with which
-boot id), and which host failed on which commit.
+boot id), which host failed on which commit, and which host holds a FleetLock reboot lock.
 """
 
 from __future__ import annotations
@@ -110,6 +110,17 @@ class FailureRecord:
     rollout: int
 
 
+@dataclass(frozen=True, slots=True)
+class RebootLock:
+    """A FleetLock reboot lock a host holds: a reboot permission its own client acts on.
+
+    It lives beside the rollout, not in it: such a client reboots for its own update, so the
+    lock outlives a new rollout and counts against the budget until it is released."""
+
+    granted_at: datetime
+    boot_id: str | None = None  # the boot our agent last reported then, if it reports
+
+
 @dataclass(slots=True)
 class GroupState:
     """Everything durable about one group."""
@@ -120,6 +131,9 @@ class GroupState:
     # host -> commit -> why it failed there; such a host is never offered that commit again
     failed: dict[str, dict[str, FailureRecord]] = field(default_factory=dict)
     completed_commits: dict[str, datetime] = field(default_factory=dict)
+    # host -> the FleetLock reboot lock it holds (durable: a restart must not free a slot
+    # whose host may be rebooting)
+    locks: dict[str, RebootLock] = field(default_factory=dict)
 
     def copy(self) -> GroupState:
         """A working copy the planner may change without touching this one."""
@@ -129,6 +143,7 @@ class GroupState:
             dict(self.finishing),
             {h: dict(c) for h, c in self.failed.items()},
             dict(self.completed_commits),
+            dict(self.locks),
         )
 
     @property

@@ -482,8 +482,9 @@ def _lapse_reason(facts: PassFacts, ledger: Ledger, window: RebootWindow) -> str
     return (facts.blocked(ledger.state) or Reason(ReasonCode.HALTED, "halted")).message
 
 
-def _unavailable_by_bucket(facts: PassFacts, ledger: Ledger) -> dict[BudgetKey, int]:
-    """Hosts that count against the reboot budget: updating, stale or still finishing.
+def unavailable_by_bucket(facts: PassFacts, ledger: Ledger) -> dict[BudgetKey, int]:
+    """Hosts that count against the reboot budget: updating, holding a FleetLock reboot
+    lock, stale or still finishing; each once, whichever way it reboots.
 
     A host that has never reported is not stale for the budget: it was never allowed to
     reboot, so it cannot be down because of us, and counting it would let one server that was
@@ -492,6 +493,11 @@ def _unavailable_by_bucket(facts: PassFacts, ledger: Ledger) -> dict[BudgetKey, 
     counts: dict[BudgetKey, int] = {}
     rollout, state, spec = ledger.rollout, ledger.state, facts.spec
     for host in spec.order:
+        if host in state.locks:
+            # A lock is a reboot its client may be doing now, held or not.
+            key = spec.budget_key[host]
+            counts[key] = counts.get(key, 0) + 1
+            continue
         if host in spec.held:
             continue  # out of the rollout: held hosts do not use the budget
         progress = rollout.hosts.get(host)
@@ -520,7 +526,7 @@ def grant_reboots(facts: PassFacts, ledger: Ledger) -> StepResult:
         return StepResult(wake)
     if not any(w.allowed for w in facts.windows_in_use()):
         return StepResult(wake)
-    unavailable = _unavailable_by_bucket(facts, ledger)
+    unavailable = unavailable_by_bucket(facts, ledger)
     rollout = ledger.rollout
     for host in spec.order:
         progress = rollout.hosts.get(host)

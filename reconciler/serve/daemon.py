@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import uvicorn
@@ -40,11 +40,12 @@ from reconciler.git.signatures import SignatureTrust
 from reconciler.git.source import FleetMirror, RevisionVerdict, set_network_timeouts
 from reconciler.git.writer import CommitSigner, GitIdentity
 from reconciler.serve.api.app import Webhook, create_app
+from reconciler.serve.api.fleetlock import FleetLockSettings
 from reconciler.serve.api.identity import AgentAuth
 from reconciler.serve.metrics import OperationalMetrics
 from reconciler.serve.revisions import RevisionFollower
 from reconciler.serve.server import BackgroundServer, Listen, make_server
-from reconciler.serve.service import FleetService
+from reconciler.serve.service import DEFAULT_LOCK_STALE_AFTER, FleetService
 from reconciler.serve.timers import Timers
 from reconciler.serve.writeback import (
     InWorker,
@@ -94,6 +95,10 @@ class ServeConfig:
     credentials: GitCredentials = field(default_factory=GitCredentials)
     #: Longest wait for the fleet repo's remote to connect or answer, in seconds.
     git_timeout: float = 60.0
+    #: Serve the FleetLock protocol (None: off); with a secret hash, only under its path.
+    fleetlock: FleetLockSettings | None = None
+    #: A FleetLock reboot lock held longer than this is reported stale.
+    fleetlock_stale_after: timedelta = DEFAULT_LOCK_STALE_AFTER
 
 
 class _RefsChanged(FileSystemEventHandler):
@@ -178,7 +183,14 @@ def open_daemon(config: ServeConfig, clock: Clock | None = None) -> Daemon:
                 "was refused (see the log); fix it and start again"
             )
         registry = CollectorRegistry()
-        service = FleetService(fleet, store, reports, clock, OperationalMetrics(registry))
+        service = FleetService(
+            fleet,
+            store,
+            reports,
+            clock,
+            OperationalMetrics(registry),
+            lock_stale_after=config.fleetlock_stale_after,
+        )
         writeback = WriteBack(
             mirror,
             service,
@@ -219,6 +231,7 @@ class Daemon:
             webhook,
             config.metrics_token_sha256,
             config.agent_auth,
+            config.fleetlock,
         )
         self.timers: Timers | None = None  # while running
         self._dirty: asyncio.Event | None = None

@@ -10,7 +10,8 @@ Names and meanings: docs/metrics.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -106,6 +107,24 @@ class FleetView(Protocol):
 
     def promotion_checks(self) -> list[PromotionCheck]: ...
 
+    def held_locks(self) -> Sequence[HeldLockView]: ...
+
+
+class HeldLockView(Protocol):
+    """A FleetLock reboot lock, as the metrics need it."""
+
+    @property
+    def group(self) -> str: ...
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def granted_at(self) -> datetime: ...
+
+    @property
+    def stale(self) -> bool: ...
+
 
 class FleetCollector(Collector):
     """Computes the fleet-state metrics from a view of the fleet at scrape time."""
@@ -176,9 +195,30 @@ class FleetCollector(Collector):
         for host, observed in sorted(service.observed.items()):
             reported.add_metric([host], observed.received_at.timestamp())
         yield from (drift, since, hosts, wave, waves, state, reported)
+        yield from self._locks()
         yield from self._from_event_log()
         yield from self._revision()
         yield from self._promotions()
+
+    def _locks(self) -> Iterator[GaugeMetricFamily]:
+        granted = GaugeMetricFamily(
+            "fleet_fleetlock_lock_granted_timestamp_seconds",
+            "When the host's FleetLock client was granted the reboot lock it holds (Unix time).",
+            labels=["group", "host"],
+        )
+        stale = GaugeMetricFamily(
+            "fleet_fleetlock_stale_locks",
+            "FleetLock reboot locks of the group held longer than --fleetlock-stale-after.",
+            labels=["group"],
+        )
+        counts = dict.fromkeys(sorted(self.service.fleet.groups), 0)
+        for lock in self.service.held_locks():
+            granted.add_metric([lock.group, lock.host], lock.granted_at.timestamp())
+            if lock.stale:
+                counts[lock.group] = counts.get(lock.group, 0) + 1
+        for group, count in counts.items():
+            stale.add_metric([group], float(count))
+        yield from (granted, stale)
 
     def _promotions(self) -> Iterator[GaugeMetricFamily]:
         state = GaugeMetricFamily(

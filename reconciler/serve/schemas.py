@@ -109,6 +109,9 @@ class HostOut(Wire):
     state: str | None
     action: str | None
     reason: ReasonOut | None
+    lock_granted_at: datetime | None = Field(
+        default=None, description="Since when the host holds a FleetLock reboot lock, if it does."
+    )
 
 
 class GroupOut(Wire):
@@ -150,3 +153,13 @@ class PromotionOut(Wire):
     soaked_seconds: float
     due_at: datetime | None = Field(description="When a soaking promotion becomes due.")
     source_revision: str | None
+
+
+class LockOut(Wire):
+    """A FleetLock reboot lock: who holds it, since when, and whether it is stale."""
+
+    group: str
+    host: str
+    granted_at: datetime
+    age_seconds: float
+    stale: bool = Field(description="Held longer than `--fleetlock-stale-after`.")

@@ -28,9 +28,9 @@ from reconciler.errors import Unavailable
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.promotion.check import PromotionCheck, check_promotion
 from reconciler.rollout.engine import Engine
-from reconciler.rollout.observed import ApplyError, Greenboot, HostObservation
+from reconciler.rollout.observed import ApplyError, Greenboot, HostObservation, LockRequests
 from reconciler.rollout.planner import Action, GroupPlan
-from reconciler.rollout.reasons import ReasonCode
+from reconciler.rollout.reasons import Reason, ReasonCode
 from reconciler.serve.metrics import OperationalMetrics
 from reconciler.serve.schemas import AgentReport, Assignment, ReasonOut, TargetOut
 from reconciler.state.reports import ReportStore
@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 #: How soon an agent with work to do reports again, and the longest it stays silent.
 BUSY_REPORT_SECONDS = 15
 IDLE_REPORT_SECONDS = 60
+
+#: A FleetLock reboot lock held longer than this is reported stale (metric and alert).
+DEFAULT_LOCK_STALE_AFTER = timedelta(hours=1)
 
 #: A group whose pass failed is tried again after this long, doubling up to the longest.
 FIRST_RETRY = timedelta(seconds=1)
@@ -61,6 +64,24 @@ class ReconcileFailure:
     error: Exception
     attempts: int
     retry_at: datetime
+
+
+@dataclass(frozen=True)
+class LockAnswer:
+    """What a FleetLock client is told: whether its host holds the reboot lock, and why."""
+
+    granted: bool
+    reason: Reason
+
+
+@dataclass(frozen=True)
+class HeldLock:
+    """A FleetLock reboot lock as operators see it."""
+
+    group: str
+    host: str
+    granted_at: datetime
+    stale: bool  # held longer than the service's ``lock_stale_after``
 
 
 def observation_from_report(host: str, at: datetime, report: AgentReport) -> HostObservation:
@@ -113,8 +134,13 @@ class FleetService:
         reports: ReportStore,
         clock: Clock,
         metrics: OperationalMetrics,
+        lock_stale_after: timedelta = DEFAULT_LOCK_STALE_AFTER,
     ) -> None:
         self.clock, self.reports, self.store, self.metrics = clock, reports, store, metrics
+        self.lock_stale_after = lock_stale_after
+        # What FleetLock clients ask of their group's next pass (host -> acquire?); set and
+        # consumed within one call of :meth:`pre_reboot` or :meth:`steady_state`.
+        self._lock_asks: dict[str, bool] = {}
         self.engine = Engine(store, clock)
         self.observed = _restored_observations(reports, store)
         self.plans: dict[str, GroupPlan] = {}
@@ -134,6 +160,9 @@ class FleetService:
         # Hosts removed from the inventory are forgotten (their reports stay in the store).
         self.observed = {h: o for h, o in self.observed.items() if h in fleet.hosts}
         self._hosts_by_token = {h.token_sha256: h.name for h in fleet.hosts.values()}
+        self._hosts_by_lock_id = {
+            h.fleet_lock_id: h.name for h in fleet.hosts.values() if h.fleet_lock_id is not None
+        }
         self.engine.use_fleet(fleet)
         self.plans.clear()
         self.failures.clear()
@@ -149,6 +178,47 @@ class FleetService:
         if host is None or not hmac.compare_digest(digest, self.fleet.hosts[host].token_sha256):
             return None
         return host
+
+    def host_for_lock_id(self, lock_id: str) -> str | None:
+        """The host whose FleetLock client sends this id (`fleetLockId` in the inventory)."""
+        return self._hosts_by_lock_id.get(lock_id)
+
+    def pre_reboot(self, host: str) -> LockAnswer:
+        """A FleetLock client asks to reboot ``host``: a pass of its group decides, by the
+        same rules and budget as the agent's reboots. Idempotent: a holder is told yes."""
+        group = self.fleet.group_of(host)
+        if group is None:
+            return LockAnswer(False, Reason(ReasonCode.NOT_A_MEMBER, f"{host} is in no group"))
+        if host in self.engine.state(group).locks and group not in self.failures:
+            return LockAnswer(True, Reason(ReasonCode.LOCK_GRANTED, f"{host} holds the lock"))
+        plan = self._reconcile_asking(group, host, acquire=True)
+        granted = host in plan.state.locks
+        reason = plan.locks.get(host) or Reason(ReasonCode.LOCK_REQUESTED, "not granted")
+        return LockAnswer(granted, reason)
+
+    def steady_state(self, host: str) -> LockAnswer:
+        """A FleetLock client says ``host`` is back: its lock, if it holds one, is released.
+        Idempotent: a host without a lock is told yes at once."""
+        group = self.fleet.group_of(host)
+        if group is not None and host in self.engine.state(group).locks:
+            self._reconcile_asking(group, host, acquire=False)
+        return LockAnswer(True, Reason(ReasonCode.LOCK_RELEASED, f"{host} holds no lock"))
+
+    def _reconcile_asking(self, group: str, host: str, *, acquire: bool) -> GroupPlan:
+        self._lock_asks[host] = acquire
+        try:
+            return self.reconcile(group)
+        finally:
+            self._lock_asks.pop(host, None)
+
+    def held_locks(self) -> list[HeldLock]:
+        """Every FleetLock reboot lock held now, by group and host (a read)."""
+        now = self.clock.now()
+        return [
+            HeldLock(group, host, lock.granted_at, now - lock.granted_at >= self.lock_stale_after)
+            for group, state in sorted(self.engine.states().items())
+            for host, lock in sorted(state.locks.items())
+        ]
 
     def ingest(self, host: str, report: AgentReport, raw: str | None = None) -> Assignment:
         """Store a report (``raw``, its validated JSON text, when at hand), re-plan the host's
@@ -173,7 +243,7 @@ class FleetService:
         """
         started = time.perf_counter()
         try:
-            plan = self.engine.reconcile_group(group, self.observed)
+            plan = self.engine.reconcile_group(group, self.observed, self._asks_of(group))
         except Exception as exc:
             self._failed(group, exc)
             raise
@@ -198,6 +268,16 @@ class FleetService:
             self._notify(group, plan)
         self._requeue(group, plan.requeue_at)
         return plan
+
+    def _asks_of(self, group: str) -> LockRequests | None:
+        """What FleetLock clients of ``group`` ask of its pass now, if anything."""
+        if not self._lock_asks:
+            return None
+        mine = {h: a for h, a in self._lock_asks.items() if self.fleet.group_of(h) == group}
+        return LockRequests(
+            frozenset(h for h, a in mine.items() if a),
+            frozenset(h for h, a in mine.items() if not a),
+        )
 
     def reconcile_all(self) -> None:
         """Plan every group, dependencies first so a completion unblocks its dependents in the

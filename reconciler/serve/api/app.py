@@ -1,5 +1,6 @@
 """The HTTP API, every route of it: `POST /v1/report` for agents, read-only status for
-operators, `/metrics`, `/healthz` and `/readyz`, and the forge webhook (:mod:`.webhooks`).
+operators, `/metrics`, `/healthz` and `/readyz`, the forge webhook (:mod:`.webhooks`) and
+the FleetLock protocol (:mod:`.fleetlock`).
 
 Views only read the service's current plans; only a report may make the service plan.
 """
@@ -24,6 +25,7 @@ from reconciler.clock import Clock, wait_for_event
 from reconciler.rollout.freezes import freeze_at
 from reconciler.rollout.state import Lifecycle
 from reconciler.serve.api import problems
+from reconciler.serve.api.fleetlock import FleetLockSettings, add_fleetlock_routes
 from reconciler.serve.api.identity import AgentAuth, agent_host
 from reconciler.serve.api.limits import ReportBodyLimits
 from reconciler.serve.api.webhooks import add_webhook_route
@@ -33,6 +35,7 @@ from reconciler.serve.schemas import (
     Assignment,
     GroupOut,
     HostOut,
+    LockOut,
     PromotionOut,
     ReasonOut,
     TargetOut,
@@ -61,6 +64,7 @@ def create_app(
     webhook: Webhook | None = None,
     metrics_token_sha256: str | None = None,
     agent_auth: AgentAuth = AgentAuth.TOKEN,
+    fleetlock: FleetLockSettings | None = None,
 ) -> FastAPI:
     """The API over ``service``, exporting ``registry`` (with the fleet-state metrics added)
     on `/metrics`. Operators authenticate with a token whose sha256 is given; so does a
@@ -134,6 +138,8 @@ def create_app(
 
     if webhook is not None:
         add_webhook_route(app, webhook.secret, webhook.on_accepted, service.metrics, webhook.branch)
+    if fleetlock is not None:
+        add_fleetlock_routes(app, service, fleetlock)
     _add_health(app, service, operator_token_sha256)
     return app
 
@@ -177,6 +183,7 @@ def _host_out(service: FleetService, name: str) -> HostOut:
     observed = service.observed.get(name)
     current = service.current_plan(group) if group else None
     plan = current.hosts.get(name) if current else None
+    lock = service.engine.state(group).locks.get(name) if group else None
     return HostOut(
         name=name,
         group=group,
@@ -188,6 +195,7 @@ def _host_out(service: FleetService, name: str) -> HostOut:
         state=plan.state.value if plan else None,
         action=plan.action.value if plan else None,
         reason=ReasonOut(code=plan.reason.code, message=plan.reason.message) if plan else None,
+        lock_granted_at=lock.granted_at if lock else None,
     )
 
 
@@ -245,6 +253,21 @@ def _add_operator_views(
         """Every group with its rollout status."""
         views = (_group_out(service, name) for name in service.fleet.groups)
         return [view for view in views if view is not None]
+
+    @app.get("/v1/locks", response_model=list[LockOut], dependencies=[Depends(operator)])
+    async def locks() -> list[LockOut]:
+        """Every FleetLock reboot lock held now: by whom, since when, and whether stale."""
+        now = service.clock.now()
+        return [
+            LockOut(
+                group=held.group,
+                host=held.host,
+                granted_at=held.granted_at,
+                age_seconds=max(0.0, (now - held.granted_at).total_seconds()),
+                stale=held.stale,
+            )
+            for held in service.held_locks()
+        ]
 
     @app.get("/v1/promotions", response_model=list[PromotionOut], dependencies=[Depends(operator)])
     async def promotions() -> list[PromotionOut]:
