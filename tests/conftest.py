@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,14 @@ def commit_fleet() -> Callable[[Path, str], str]:
         return git(directory, "rev-parse", "HEAD")
 
     return commit
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """`reconciler serve` configures the root logger for the process; a test that runs it
+    in-process must not leave a handler on a stream pytest closes afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
