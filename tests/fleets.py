@@ -15,6 +15,16 @@ NEW = "0" * 63 + "2"
 NEWER = "0" * 63 + "3"
 
 
+#: A freeze in force all day on 2026-11-25 (UTC), the day tests.engine_harness.START falls on.
+HOLIDAY_FREEZE = {
+    "name": "xmas",
+    "start": "2026-11-25",
+    "end": "2026-11-26",
+    "timeZone": "UTC",
+    "reason": "holiday change freeze",
+}
+
+
 def commit(n: int) -> str:
     return f"{n:064x}"
 

@@ -18,7 +18,7 @@ from reconciler.clock import ManualClock
 from reconciler.errors import StoreUnavailable
 from tests.api_support import OPERATOR_TOKEN, RunningApi, running_api
 from tests.engine_harness import START
-from tests.fleets import NEW, OLD, build_fleet
+from tests.fleets import HOLIDAY_FREEZE, NEW, OLD, build_fleet
 
 HOSTS = {"c1": {}, "c2": {}, "c3": {}}
 GROUPS = {
@@ -174,13 +174,7 @@ def test_operator_endpoints_need_the_operator_token(api: RunningApi) -> None:
 
 
 def test_groups_show_the_freeze_in_force(tmp_path: Path) -> None:
-    freeze = {
-        "name": "xmas",
-        "start": "2026-11-25",
-        "end": "2026-11-26",
-        "timeZone": "UTC",
-        "reason": "holiday change freeze",
-    }
+    freeze = HOLIDAY_FREEZE  # 2026-11-25, the day START falls on
     fleet = build_fleet(GROUPS, HOSTS, freezes=[freeze])
     with running_api(fleet, tmp_path / "state.sqlite", ManualClock(START)) as running:
         post(running, report("c1"))

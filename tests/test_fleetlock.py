@@ -22,7 +22,7 @@ from reconciler.serve.api.fleetlock import FleetLockSettings
 from reconciler.serve.service import token_hash
 from tests.api_support import OPERATOR_TOKEN, RunningApi, running_api
 from tests.engine_harness import START
-from tests.fleets import NEW, OLD, build_fleet
+from tests.fleets import HOLIDAY_FREEZE, NEW, OLD, build_fleet
 
 # Zincati's id: the app-specific machine UUID as 32 lowercase hex digits.
 IDS = {name: uuid.uuid4().hex for name in ("z1", "z2", "z3", "a2")}
@@ -184,13 +184,7 @@ def test_no_slot_outside_the_hosts_window(tmp_path: Path) -> None:
 
 
 def test_no_slot_during_a_freeze(tmp_path: Path) -> None:
-    freeze = {
-        "name": "xmas",
-        "start": "2026-11-25",
-        "end": "2026-11-26",
-        "timeZone": "UTC",
-        "reason": "holiday change freeze",
-    }
+    freeze = HOLIDAY_FREEZE  # 2026-11-25, the day START falls on
     clock = ManualClock(START)
     with serve(tmp_path, clock, freezes=[freeze]) as api:
         assert refusal(client(api, "z1").pre_reboot())["value"].startswith("frozen:")

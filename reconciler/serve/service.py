@@ -138,9 +138,6 @@ class FleetService:
     ) -> None:
         self.clock, self.reports, self.store, self.metrics = clock, reports, store, metrics
         self.lock_stale_after = lock_stale_after
-        # What FleetLock clients ask of their group's next pass (host -> acquire?); set and
-        # consumed within one call of :meth:`pre_reboot` or :meth:`steady_state`.
-        self._lock_asks: dict[str, bool] = {}
         self.engine = Engine(store, clock)
         self.observed = _restored_observations(reports, store)
         self.plans: dict[str, GroupPlan] = {}
@@ -191,7 +188,7 @@ class FleetService:
             return LockAnswer(False, Reason(ReasonCode.NOT_A_MEMBER, f"{host} is in no group"))
         if host in self.engine.state(group).locks and group not in self.failures:
             return LockAnswer(True, Reason(ReasonCode.LOCK_GRANTED, f"{host} holds the lock"))
-        plan = self._reconcile_asking(group, host, acquire=True)
+        plan = self.reconcile(group, LockRequests(acquire=frozenset({host})))
         granted = host in plan.state.locks
         reason = plan.locks.get(host) or Reason(ReasonCode.LOCK_REQUESTED, "not granted")
         return LockAnswer(granted, reason)
@@ -201,15 +198,8 @@ class FleetService:
         Idempotent: a host without a lock is told yes at once."""
         group = self.fleet.group_of(host)
         if group is not None and host in self.engine.state(group).locks:
-            self._reconcile_asking(group, host, acquire=False)
+            self.reconcile(group, LockRequests(release=frozenset({host})))
         return LockAnswer(True, Reason(ReasonCode.LOCK_RELEASED, f"{host} holds no lock"))
-
-    def _reconcile_asking(self, group: str, host: str, *, acquire: bool) -> GroupPlan:
-        self._lock_asks[host] = acquire
-        try:
-            return self.reconcile(group)
-        finally:
-            self._lock_asks.pop(host, None)
 
     def held_locks(self) -> list[HeldLock]:
         """Every FleetLock reboot lock held now, by group and host (a read)."""
@@ -233,8 +223,9 @@ class FleetService:
 
     # -- the one writer ---------------------------------------------------------------------
 
-    def reconcile(self, group: str) -> GroupPlan:
-        """Plan ``group`` now and persist its decisions: the only path that does.
+    def reconcile(self, group: str, locks: LockRequests | None = None) -> GroupPlan:
+        """Plan ``group`` now and persist its decisions: the only path that does. ``locks``
+        is what FleetLock clients of the group ask of this pass, if anything.
 
         Timed, logged and counted here. A failure is remembered, counted and logged, a retry
         is requested with backoff (through :attr:`requeue_listeners`), and the error is raised
@@ -243,7 +234,7 @@ class FleetService:
         """
         started = time.perf_counter()
         try:
-            plan = self.engine.reconcile_group(group, self.observed, self._asks_of(group))
+            plan = self.engine.reconcile_group(group, self.observed, locks)
         except Exception as exc:
             self._failed(group, exc)
             raise
@@ -268,16 +259,6 @@ class FleetService:
             self._notify(group, plan)
         self._requeue(group, plan.requeue_at)
         return plan
-
-    def _asks_of(self, group: str) -> LockRequests | None:
-        """What FleetLock clients of ``group`` ask of its pass now, if anything."""
-        if not self._lock_asks:
-            return None
-        mine = {h: a for h, a in self._lock_asks.items() if self.fleet.group_of(h) == group}
-        return LockRequests(
-            frozenset(h for h, a in mine.items() if a),
-            frozenset(h for h, a in mine.items() if not a),
-        )
 
     def reconcile_all(self) -> None:
         """Plan every group, dependencies first so a completion unblocks its dependents in the
