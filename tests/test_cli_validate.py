@@ -112,3 +112,31 @@ def test_subdir_also_applies_to_a_working_directory(capsys: pytest.CaptureFixtur
     root = EXAMPLE_FLEET.parent.parent  # fleet-repo-schema/
     assert main(["validate", str(root), "--subdir", "examples/callos"]) == 0
     assert "fleet `callos` is valid" in capsys.readouterr().out
+
+
+def test_the_new_engineers_mistakes_each_print_one_located_error_with_a_hint(
+    fleet_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The report that asked for teaching errors: a misspelt key, an abbreviation for a time
+    # zone and a mis-indented line, each in its own file.
+    nyc = fleet_dir / "groups" / "callservers-nyc.yaml"
+    nyc.write_text(nyc.read_text().replace("stream: production", "steam: production"))
+    sin = fleet_dir / "groups" / "callservers-sin.yaml"
+    sin.write_text(sin.read_text().replace("timeZone: Asia/Singapore", "timeZone: SGT"))
+    lab = fleet_dir / "groups" / "staging-lab.yaml"
+    lab.write_text(lab.read_text().replace("  soakTime: 30m", "   soakTime: 30m"))
+    assert main(["validate", str(fleet_dir)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:-1] == [
+        f"{fleet_dir}/groups/callservers-nyc.yaml:9:1: steam: unknown field `steam`",
+        "    hint: did you mean `stream`?",
+        f"{fleet_dir}/groups/callservers-sin.yaml:14:5: maintenanceWindows[0].timeZone: "
+        "`SGT` is an abbreviation, not an IANA time zone: a window in it would not follow "
+        "the place's summer time, or could mean several places; write `Asia/Singapore`; "
+        "or `UTC` if the window should ignore summer time",
+        f"{fleet_dir}/groups/staging-lab.yaml:12:4: YAML syntax error: while parsing a block "
+        "mapping did not find expected key",
+        "    hint: a line is indented differently from the lines it belongs with (e.g. a `-` "
+        "item or a key one space off); align it with its siblings",
+    ]
+    assert "INVALID: 3 error(s)" in lines[-1]

@@ -1,4 +1,6 @@
-"""Rules that span files: names, references, membership, cycles. Builds the :class:`Fleet`.
+"""Rules that span files: names, references, cycles, windows. Builds the :class:`Fleet`.
+
+Who belongs to which group is checked in :mod:`membership`.
 
 Each rule reports at the place an operator has to edit: the reference that does not resolve,
 the second definition of a name, the group that selects a host a second time.
@@ -6,25 +8,23 @@ the second definition of a name, the group that selects a host a second time.
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-from reconciler.fleetrepo.fleet import Fleet, Inventory, InventoryHost
-from reconciler.fleetrepo.models import Document, FleetConfig, Group, HostInventory, Stream
+from reconciler.fleetrepo.fleet import Fleet
+from reconciler.fleetrepo.membership import (
+    InventoryEntry,
+    Unresolved,
+    build_inventory,
+    check_membership,
+)
+from reconciler.fleetrepo.models import FleetConfig, Group, HostInventory, Stream
+from reconciler.fleetrepo.reporter import LoadedDocument, Reporter, model_of
 from reconciler.fleetrepo.sources import ROOT_FILE
-from reconciler.fleetrepo.yamldoc import DataPath, YamlDocument
-from reconciler.problems import Problem, Severity, format_field_path
-
-
-@dataclass(frozen=True)
-class LoadedDocument:
-    """A file that parsed and matched its model, with the positions of its YAML."""
-
-    file: str
-    yaml: YamlDocument
-    model: Document
+from reconciler.fleetrepo.suggestions import did_you_mean
+from reconciler.fleetrepo.yamldoc import DataPath
+from reconciler.problems import Problem, Severity
 
 
 @dataclass
@@ -38,6 +38,8 @@ class DeclaredNames:
     streams: set[str] = field(default_factory=set)
     groups: set[str] = field(default_factory=set)
     hosts: set[str] = field(default_factory=set)
+    #: False once an inventory file could not be read: any host name may be in it.
+    all_hosts_known: bool = True
 
     def add(self, kind: str, data: Any) -> None:
         """Record the names found in the raw data of a file of ``kind``."""
@@ -52,42 +54,20 @@ class DeclaredNames:
                 if isinstance(h, dict) and isinstance(h.get("name"), str)
             )
 
+    def add_unreadable(self, kind: str, path: str) -> None:
+        """Record a file that is not YAML at all: what it probably declares, by its name.
 
-class _Reporter:
-    def __init__(self) -> None:
-        self.problems: list[Problem] = []
-
-    def at(
-        self,
-        doc: LoadedDocument,
-        path: DataPath,
-        message: str,
-        code: str,
-        hint: str | None = None,
-        severity: Severity = Severity.ERROR,
-    ) -> None:
-        position = doc.yaml.position_of(path)
-        self.problems.append(
-            Problem(
-                doc.file,
-                position.line,
-                position.column,
-                format_field_path(path),
-                message,
-                code,
-                severity,
-                hint,
-            )
-        )
-
-    def where(self, doc: LoadedDocument, path: DataPath) -> str:
-        position = doc.yaml.position_of(path)
-        return f"{doc.file}:{position.line}"
-
-
-def _did_you_mean(name: str, known: Iterable[str]) -> str | None:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f"did you mean `{close[0]}`?" if close else None
+        `streams/production.yaml` with a syntax error most likely defines `production`;
+        taking that as declared keeps every group that follows it from reporting an
+        "unknown stream" that is only an echo of the syntax error.
+        """
+        stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        if kind == "Stream":
+            self.streams.add(stem)
+        elif kind == "Group":
+            self.groups.add(stem)
+        elif kind == "HostInventory":
+            self.all_hosts_known = False
 
 
 def build_fleet(
@@ -102,17 +82,25 @@ def build_fleet(
     (a host in no group, a missing fleet.yaml) are skipped to avoid reporting echoes of
     the errors already found.
     """
-    report = _Reporter()
+    report = Reporter()
     fleet_docs = [d for d in documents if isinstance(d.model, FleetConfig)]
     stream_docs = _unique(report, [d for d in documents if isinstance(d.model, Stream)], "stream")
     group_docs = _unique(report, [d for d in documents if isinstance(d.model, Group)], "group")
-    hosts = _inventory(report, [d for d in documents if isinstance(d.model, HostInventory)])
+    hosts, refused = build_inventory(
+        report, [d for d in documents if isinstance(d.model, HostInventory)]
+    )
+    # Hosts declared somewhere but not in the inventory built here (their file or entry is
+    # invalid): whether they belong to a group is unknown, so no rule may conclude it.
+    unresolved = Unresolved(
+        hosts=frozenset(declared.hosts - hosts.keys()) | refused,
+        all_hosts_known=declared.all_hosts_known,
+    )
 
-    streams = {name: _model(doc, Stream) for name, doc in stream_docs.items()}
-    groups = {name: _model(doc, Group) for name, doc in group_docs.items()}
+    streams = {name: model_of(doc, Stream) for name, doc in stream_docs.items()}
+    groups = {name: model_of(doc, Group) for name, doc in group_docs.items()}
     _check_streams(report, stream_docs, streams, declared)
     _check_group_references(report, group_docs, groups, declared)
-    members = _check_membership(report, group_docs, groups, hosts, some_files_invalid)
+    members = check_membership(report, group_docs, groups, hosts, unresolved, some_files_invalid)
     _check_dependency_cycles(report, group_docs, groups)
 
     if not fleet_docs:
@@ -130,7 +118,7 @@ def build_fleet(
         return None, report.problems
     if any(p.is_error for p in report.problems) or some_files_invalid:
         return None, report.problems
-    config = _model(fleet_docs[0], FleetConfig)
+    config = model_of(fleet_docs[0], FleetConfig)
     _check_revocations(report, fleet_docs[0], config, stream_docs, streams, group_docs, groups)
     _check_window_time_zones(report, group_docs, groups, members, hosts, config)
     if any(p.is_error for p in report.problems):
@@ -145,15 +133,7 @@ def build_fleet(
     ), report.problems
 
 
-M = TypeVar("M", bound=Document)
-
-
-def _model(doc: LoadedDocument, kind: type[M]) -> M:
-    assert isinstance(doc.model, kind)
-    return doc.model
-
-
-def _unique(report: _Reporter, docs: list[LoadedDocument], what: str) -> dict[str, LoadedDocument]:
+def _unique(report: Reporter, docs: list[LoadedDocument], what: str) -> dict[str, LoadedDocument]:
     by_name: dict[str, LoadedDocument] = {}
     for doc in docs:
         assert isinstance(doc.model, Stream | Group)
@@ -170,73 +150,8 @@ def _unique(report: _Reporter, docs: list[LoadedDocument], what: str) -> dict[st
     return by_name
 
 
-@dataclass(frozen=True)
-class _InventoryEntry:
-    host: InventoryHost
-    doc: LoadedDocument
-    index: int  # position in the file's `hosts` list
-
-    @property
-    def name_path(self) -> DataPath:
-        return ("hosts", self.index, "name")
-
-
-def _inventory(report: _Reporter, docs: list[LoadedDocument]) -> dict[str, _InventoryEntry]:
-    """Hosts by name with merged labels; reports duplicate names and shared token hashes."""
-    hosts: dict[str, _InventoryEntry] = {}
-    token_owner: dict[str, tuple[str, str]] = {}
-    lock_owner: dict[str, tuple[str, str]] = {}
-    for doc in docs:
-        inventory = _model(doc, HostInventory)
-        for index, host in enumerate(inventory.hosts):
-            if host.name in hosts:
-                earlier = hosts[host.name].doc
-                report.at(
-                    doc,
-                    ("hosts", index, "name"),
-                    f"host `{host.name}` is already listed in {earlier.file}",
-                    "repo.duplicate-host",
-                )
-                continue
-            if host.token_sha256 in token_owner:
-                other, where = token_owner[host.token_sha256]
-                report.at(
-                    doc,
-                    ("hosts", index, "tokenSha256"),
-                    f"host `{host.name}` has the same token hash as `{other}` ({where})",
-                    "repo.shared-token",
-                    hint="every host needs its own token, or one host could report as another",
-                )
-                continue
-            token_owner[host.token_sha256] = (host.name, report.where(doc, ("hosts", index)))
-            lock_id = host.fleet_lock_id
-            if lock_id is not None and lock_id in lock_owner:
-                other, where = lock_owner[lock_id]
-                report.at(
-                    doc,
-                    ("hosts", index, "fleetLockId"),
-                    f"host `{host.name}` has the same FleetLock id as `{other}` ({where})",
-                    "repo.shared-fleetlock-id",
-                    hint="a FleetLock id names one host: the lock it takes is that host's",
-                )
-                lock_id = None
-            if lock_id is not None:
-                lock_owner[lock_id] = (host.name, report.where(doc, ("hosts", index)))
-            labels = {**inventory.labels, **host.labels}
-            hold = host.hold.reason if host.hold is not None else None
-            own = host.maintenance_windows
-            if own is None:
-                own = inventory.maintenance_windows
-            windows = tuple(own) if own is not None else None
-            merged = InventoryHost(
-                host.name, labels, host.token_sha256, doc.file, hold, windows, lock_id
-            )
-            hosts[host.name] = _InventoryEntry(merged, doc, index)
-    return hosts
-
-
 def _check_streams(
-    report: _Reporter,
+    report: Reporter,
     docs: Mapping[str, LoadedDocument],
     streams: Mapping[str, Stream],
     declared: DeclaredNames,
@@ -256,7 +171,7 @@ def _check_streams(
                 path,
                 f"promotion from unknown stream `{source}`",
                 "ref.unknown-stream",
-                _did_you_mean(source, declared.streams),
+                did_you_mean(source, declared.streams),
             )
     for cycle in _cycles(
         {n: [s.promotion.from_stream] if s.promotion else [] for n, s in streams.items()}
@@ -270,7 +185,7 @@ def _check_streams(
 
 
 def _check_revocations(
-    report: _Reporter,
+    report: Reporter,
     fleet_doc: LoadedDocument,
     config: FleetConfig,
     stream_docs: Mapping[str, LoadedDocument],
@@ -312,7 +227,7 @@ def _check_revocations(
 
 
 def _check_group_references(
-    report: _Reporter,
+    report: Reporter,
     docs: Mapping[str, LoadedDocument],
     groups: Mapping[str, Group],
     declared: DeclaredNames,
@@ -325,7 +240,7 @@ def _check_group_references(
                 ("stream",),
                 f"unknown stream `{group.stream}`",
                 "ref.unknown-stream",
-                _did_you_mean(group.stream, declared.streams),
+                did_you_mean(group.stream, declared.streams),
             )
         for index, dependency in enumerate(group.depends_on):
             if dependency == name:
@@ -341,79 +256,17 @@ def _check_group_references(
                     ("dependsOn", index),
                     f"unknown group `{dependency}`",
                     "ref.unknown-group",
-                    _did_you_mean(dependency, declared.groups),
+                    did_you_mean(dependency, declared.groups),
                 )
         for index, host in enumerate(group.hosts):
-            if host not in declared.hosts:
+            if host not in declared.hosts and declared.all_hosts_known:
                 report.at(
                     doc,
                     ("hosts", index),
                     f"host `{host}` is not in the inventory",
                     "ref.unknown-host",
-                    _did_you_mean(host, declared.hosts) or "add it to a file under hosts/",
+                    did_you_mean(host, declared.hosts) or "add it to a file under hosts/",
                 )
-
-
-def _check_membership(
-    report: _Reporter,
-    docs: Mapping[str, LoadedDocument],
-    groups: Mapping[str, Group],
-    hosts: Mapping[str, _InventoryEntry],
-    some_files_invalid: bool,
-) -> dict[str, tuple[str, ...]]:
-    inventory = Inventory(entry.host for entry in hosts.values())
-    owner: dict[str, str] = {}
-    members: dict[str, tuple[str, ...]] = {}
-    for name in sorted(groups):
-        group, doc = groups[name], docs[name]
-        selected = inventory.members(group)
-        kept = []
-        for host in selected:
-            if host in owner:
-                path: DataPath = (
-                    ("hosts", group.hosts.index(host)) if host in group.hosts else ("selector",)
-                )
-                report.at(
-                    doc,
-                    path,
-                    f"host `{host}` is already in group `{owner[host]}` "
-                    f"({report.where(docs[owner[host]], ('name',))})",
-                    "membership.host-in-two-groups",
-                    "a host belongs to exactly one group; narrow the selector or remove the name",
-                )
-            else:
-                owner[host] = name
-                kept.append(host)
-        members[name] = tuple(kept)
-        selector = group.selector
-        if selector is not None and not some_files_invalid and not inventory.matching(selector):
-            report.at(
-                doc,
-                ("selector",),
-                "selector matches no host of the inventory",
-                "membership.empty-selector",
-                severity=Severity.WARNING,
-            )
-        for index, canary in enumerate(group.canaries):
-            if canary not in kept:
-                report.at(
-                    doc,
-                    ("canaries", index),
-                    f"canary `{canary}` is not a host of this group",
-                    "membership.canary-not-member",
-                )
-        _check_waves_against_size(report, doc, group, len(kept))
-    if not some_files_invalid:
-        for entry in hosts.values():
-            if entry.host.name not in owner:
-                report.at(
-                    entry.doc,
-                    entry.name_path,
-                    f"host `{entry.host.name}` is in no group; it will never be updated",
-                    "membership.host-in-no-group",
-                    severity=Severity.WARNING,
-                )
-    return members
 
 
 #: The inventory label that says which time zone a host is in.
@@ -421,11 +274,11 @@ TIME_ZONE_LABEL = "timezone"
 
 
 def _check_window_time_zones(
-    report: _Reporter,
+    report: Reporter,
     docs: Mapping[str, LoadedDocument],
     groups: Mapping[str, Group],
     members: Mapping[str, tuple[str, ...]],
-    hosts: Mapping[str, _InventoryEntry],
+    hosts: Mapping[str, InventoryEntry],
     config: FleetConfig,
 ) -> None:
     """Warn when a group's hosts are labelled with several time zones but all reboot in the
@@ -461,26 +314,8 @@ def _check_window_time_zones(
         )
 
 
-def _check_waves_against_size(
-    report: _Reporter, doc: LoadedDocument, group: Group, size: int
-) -> None:
-    """Waves mixing counts and percents can only be compared once the group size is known."""
-    waves = group.rollout.waves if "waves" in group.rollout.model_fields_set else []
-    for index in range(1, len(waves)):
-        before, wave = waves[index - 1], waves[index]
-        if before.is_percent != wave.is_percent and wave.resolve(size) < before.resolve(size):
-            report.at(
-                doc,
-                ("rollout", "waves", index),
-                f"waves must grow: wave {index + 1} ({wave} = {wave.resolve(size)} "
-                f"hosts) is smaller than wave {index} ({before} = "
-                f"{before.resolve(size)} hosts) for this group of {size}",
-                "schema.waves-shrink",
-            )
-
-
 def _check_dependency_cycles(
-    report: _Reporter, docs: Mapping[str, LoadedDocument], groups: Mapping[str, Group]
+    report: Reporter, docs: Mapping[str, LoadedDocument], groups: Mapping[str, Group]
 ) -> None:
     graph = {
         name: [d for d in group.depends_on if d in groups and d != name]

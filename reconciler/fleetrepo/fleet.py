@@ -10,12 +10,12 @@ from reconciler.fleetrepo.models import (
     FleetConfig,
     Freeze,
     Group,
-    LabelSelector,
     MaintenanceWindow,
     RolloutPolicy,
-    Spec,
     Stream,
 )
+from reconciler.fleetrepo.selectors import LabelIndex, LabelSelector
+from reconciler.fleetrepo.spec import Spec
 
 
 @dataclass(frozen=True)
@@ -65,15 +65,11 @@ class Inventory:
     def __init__(self, hosts: Iterable[InventoryHost]) -> None:
         self.hosts = list(hosts)
         self._order = {host.name: index for index, host in enumerate(self.hosts)}
-        self._by_label: dict[tuple[str, str], set[str]] = {}
-        for host in self.hosts:
-            for pair in host.labels.items():
-                self._by_label.setdefault(pair, set()).add(host.name)
+        self._labels = LabelIndex((host.name, host.labels) for host in self.hosts)
 
     def matching(self, selector: LabelSelector) -> set[str]:
-        """Names of the hosts that carry every label of the selector."""
-        sets = [self._by_label.get(pair, set()) for pair in selector.match_labels.items()]
-        return set.intersection(*sets) if sets else set()
+        """Names of the hosts that meet every condition of the selector."""
+        return self._labels.matching(selector)
 
     def members(self, group: Group) -> list[str]:
         """Hosts of ``group``: those it names plus those its selector matches, in inventory order.

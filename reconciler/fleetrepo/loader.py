@@ -8,15 +8,15 @@ file, line, column and field. A caller that needs a fleet or nothing uses
 
 from __future__ import annotations
 
-import difflib
+import typing
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from reconciler.errors import FleetRepoInvalid
-from reconciler.fleetrepo.consistency import DeclaredNames, LoadedDocument, build_fleet
+from reconciler.fleetrepo.consistency import DeclaredNames, build_fleet
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.models import (
     API_VERSION,
@@ -24,7 +24,9 @@ from reconciler.fleetrepo.models import (
     PATTERN_MEANINGS,
     known_field_names,
 )
+from reconciler.fleetrepo.reporter import LoadedDocument
 from reconciler.fleetrepo.sources import ROOT_FILE, FleetSource, SourceFile
+from reconciler.fleetrepo.suggestions import closest
 from reconciler.fleetrepo.yamldoc import DataPath, YamlDocument, parse_yaml
 from reconciler.problems import Problem, format_field_path
 
@@ -145,6 +147,7 @@ def _load_file(
         )
     document, problems = parse_yaml(file.path, file.read())
     if document is None:
+        declared.add_unreadable(file.expected_kind, file.path)
         return None, problems
     header_problems = _check_header(file, document)
     if header_problems:
@@ -155,7 +158,7 @@ def _load_file(
         model = model_type.model_validate(document.data)
     except ValidationError as exc:
         errors = exc.errors()[:room]  # the rest would only be dropped; don't build them
-        return None, problems + [_schema_problem(document, error) for error in errors]
+        return None, problems + _schema_problems(document, model_type, errors)
     if problems:
         return None, problems
     return LoadedDocument(file.path, document, model), []
@@ -205,7 +208,89 @@ def _check_header(file: SourceFile, document: YamlDocument) -> list[Problem]:
     return problems
 
 
-def _schema_problem(document: YamlDocument, error: ErrorDetails) -> Problem:
+def _schema_problems(
+    document: YamlDocument, model_type: type[BaseModel], errors: list[ErrorDetails]
+) -> list[Problem]:
+    """One problem per pydantic error, except a missing field that a misspelt key explains.
+
+    `comit:` makes pydantic report both "unknown field `comit`" and "field `commit` is
+    missing"; only the first is shown, at the typo's own line, with the field it stands for.
+    """
+    missing = {_parent_and_key(document, e) for e in errors if e["type"] == "missing"}
+    problems = []
+    for error in errors:
+        parent, key = _parent_and_key(document, error)
+        if error["type"] == "missing" and _typo_of(document, errors, parent, key):
+            continue
+        hint = None
+        if error["type"] == "extra_forbidden":
+            missing_here = [k for p, k in missing if p == parent]
+            hint = _unknown_key_hint(key, missing_here, _fields_at(model_type, parent))
+        problems.append(_schema_problem(document, error, hint))
+    return problems
+
+
+def _parent_and_key(document: YamlDocument, error: ErrorDetails) -> tuple[DataPath, str]:
+    """Where in the data a missing or unknown key belongs, and the key."""
+    loc = tuple(error["loc"])
+    return _data_path(document.data, loc[:-1]), str(loc[-1]) if loc else ""
+
+
+def _typo_of(
+    document: YamlDocument, errors: list[ErrorDetails], parent: DataPath, missing_key: str
+) -> bool:
+    """Whether an unknown key beside ``missing_key`` is a misspelling of it."""
+    for error in errors:
+        if error["type"] != "extra_forbidden":
+            continue
+        where, key = _parent_and_key(document, error)
+        if where == parent and closest(key, [missing_key], cutoff=0.7) is not None:
+            return True
+    return False
+
+
+def _unknown_key_hint(key: str, missing_here: list[str], fields: set[str] | None) -> str | None:
+    """Did you mean: a required field missing beside it first, then the fields allowed there."""
+    meant = closest(key, missing_here, cutoff=0.7)
+    if meant is not None:
+        return f"did you mean `{meant}`? (`{meant}` is required and missing)"
+    meant = closest(key, fields if fields is not None else known_field_names(), cutoff=0.7)
+    return f"did you mean `{meant}`?" if meant is not None else None
+
+
+def _fields_at(model_type: type[BaseModel], path: DataPath) -> set[str] | None:
+    """Keys the model allows at ``path`` of the data, or None when the path leaves the models."""
+    node: Any = model_type
+    for part in path:
+        if isinstance(part, int):
+            continue  # an item of a list: the list's own annotation already led to it
+        model = _model_in(node)
+        if model is None:
+            return None
+        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
+        if field is None:
+            return None
+        node = field.annotation
+    model = _model_in(node)
+    if model is None:
+        return None
+    return {field.alias or name for name, field in model.model_fields.items()}
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model inside an annotation such as ``list[Host] | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        model = _model_in(argument)
+        if model is not None:
+            return model
+    return None
+
+
+def _schema_problem(
+    document: YamlDocument, error: ErrorDetails, hint: str | None = None
+) -> Problem:
     loc = tuple(error["loc"])
     if error["type"] == "value_error_at":
         loc = (*loc, *error.get("ctx", {}).get("at", ()))
@@ -213,7 +298,8 @@ def _schema_problem(document: YamlDocument, error: ErrorDetails) -> Problem:
     missing_key = error["type"] == "missing"
     position = document.position_of(path)
     field_path = format_field_path((*path, loc[-1]) if missing_key else path)
-    message, hint = _describe(error, loc)
+    message, described_hint = _describe(error, loc)
+    hint = hint if hint is not None else described_hint
     return Problem(
         document.file,
         position.line,
@@ -246,9 +332,7 @@ def _describe(error: ErrorDetails, loc: tuple[Any, ...]) -> tuple[str, str | Non
     kind, value = error["type"], error.get("input")
     ctx: dict[str, Any] = dict(error.get("ctx", {}))
     if kind == "extra_forbidden":
-        key = str(loc[-1])
-        close = difflib.get_close_matches(key, known_field_names(), n=1, cutoff=0.7)
-        return f"unknown field `{key}`", (f"did you mean `{close[0]}`?" if close else None)
+        return f"unknown field `{loc[-1]}`", None  # the hint depends on the siblings
     if kind == "missing":
         return f"required field `{loc[-1]}` is missing", None
     if kind == "value_error":

@@ -6,34 +6,42 @@ generated from these models (``make schema``); field descriptions here are the d
 
 from __future__ import annotations
 
-import difflib
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo
 
 from cronsim import CronSim, CronSimError
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     StringConstraints,
+    ValidationError,
     WithJsonSchema,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from reconciler.agent import rules as ostree_rules
 from reconciler.durations import Duration
 from reconciler.fleetrepo.quantities import CountOrPercent, CountOrPercentField
+from reconciler.fleetrepo.selectors import (
+    LABEL_KEY_PATTERN,
+    LabelKey,
+    Labels,
+    LabelSelector,
+    LabelSelectorRequirement,
+)
+from reconciler.fleetrepo.spec import Spec, with_model_error
+from reconciler.fleetrepo.spec import located as _located
+from reconciler.fleetrepo.suggestions import closest
+from reconciler.fleetrepo.timezones import check_time_zone
 
 API_VERSION = "ostree-fleet/v1alpha1"
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 HOST_NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
-LABEL_KEY_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$"
 HEX64_PATTERN = r"^[0-9a-f]{64}$"
 
 #: What each pattern means, so a mismatch reads as a sentence rather than a regex.
@@ -55,8 +63,6 @@ HostName = Annotated[
     StringConstraints(pattern=HOST_NAME_PATTERN),
     Field(description="The host's name as ops know it (usually its FQDN or short hostname)."),
 ]
-LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY_PATTERN)]
-Labels = dict[LabelKey, str]
 # Commits, remotes and refs follow the agent's own rules, so that a revision this schema
 # accepts is one every host will apply (the agent refuses anything else).
 Commit = Annotated[
@@ -76,16 +82,6 @@ Sha256Hex = Annotated[
 ]
 
 
-def _check_time_zone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        close = difflib.get_close_matches(name, available_timezones(), n=1)
-        suggestion = f"; did you mean `{close[0]}`?" if close else ""
-        raise ValueError(f"unknown IANA time zone `{name}`{suggestion}") from None
-    return name
-
-
 def _check_cron(expression: str) -> str:
     try:
         CronSim(expression, datetime(2000, 1, 1))
@@ -96,9 +92,14 @@ def _check_cron(expression: str) -> str:
 
 TimeZoneName = Annotated[
     str,
-    AfterValidator(_check_time_zone),
+    AfterValidator(check_time_zone),
     Field(
-        description="An IANA time zone name such as `Europe/Dublin`.",
+        description="An IANA time zone name `Area/Location` such as `Europe/Dublin`, so that "
+        "windows follow the place's summer time; or `UTC` (also `Etc/UTC`). Abbreviations "
+        "(`EST`, `CET`, `IST`, `SGT`…), POSIX-style names (`EST5EDT`), fixed offsets "
+        "(`Etc/GMT+5`) and legacy aliases (`US/Eastern`, `Singapore`) are refused: `EST` is "
+        "a fixed UTC-5 that ignores summer time and `IST` is three places. The error names "
+        "the zones meant (`EST` → `America/New_York` or `America/Toronto`).",
         json_schema_extra={"examples": ["Europe/Dublin", "America/New_York"]},
     ),
 ]
@@ -146,18 +147,6 @@ CronExpression = Annotated[
         json_schema_extra={"examples": ["0 2 * * *", "30 1 * * 6,0"]},
     ),
 ]
-
-
-class Spec(BaseModel):
-    """Base of every model: camelCase in YAML, unknown fields are errors, values immutable."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        validate_by_name=True,
-        validate_by_alias=True,
-        extra="forbid",
-        frozen=True,
-    )
 
 
 class Document(Spec):
@@ -307,15 +296,6 @@ class Freeze(Spec):
         return self.end.replace(tzinfo=ZoneInfo(self.time_zone))
 
 
-def _located(path: tuple[str | int, ...], message: str) -> PydanticCustomError:
-    """An error about a sub-field of the model being validated.
-
-    Pydantic places a model validator's error on the model itself; the loader reads
-    ``ctx["at"]`` to point the operator at the exact field instead.
-    """
-    return PydanticCustomError("value_error_at", message, {"at": path})
-
-
 # ---------------------------------------------------------------------------------------------
 # fleet.yaml
 
@@ -415,12 +395,6 @@ class Stream(Document):
 # groups/<name>.yaml
 
 
-class LabelSelector(Spec):
-    """Selects inventory hosts whose labels include every pair given."""
-
-    match_labels: Labels = Field(min_length=1)
-
-
 class Pin(Spec):
     """Hold a group on a fixed commit (e.g. a kernel that out-of-tree drivers are built for)."""
 
@@ -487,19 +461,48 @@ class Group(Document):
         "fleet's `freezes`; staging goes on.",
     )
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _stream_xor_pin(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            has_stream, has_pin = data.get("stream") is not None, data.get("pin") is not None
-            if has_stream == has_pin:
-                raise _located(
-                    ("pin",) if has_pin else (),
-                    "set exactly one of `stream` (follow a stream) or `pin` (hold a fixed commit)",
-                )
-            if not data.get("hosts") and data.get("selector") is None:
-                raise _located((), "a group needs `hosts`, a `selector`, or both")
-        return data
+    def _stream_xor_pin(cls, data: Any, handler: ModelWrapValidatorHandler[Group]) -> Group:
+        shape = _group_shape_error(cls, data)
+        try:
+            group = handler(data)
+        except ValidationError as exc:
+            if shape is None:
+                raise
+            raise with_model_error(cls.__name__, exc, shape, data) from None
+        if shape is not None:
+            raise shape
+        return group
+
+
+def _group_shape_error(model: type[Spec], data: Any) -> PydanticCustomError | None:
+    """What is wrong with which of `stream`, `pin`, `hosts` and `selector` a group has.
+
+    A misspelt key (`steam:`) explains a missing one: it is reported as an unknown field with
+    a did-you-mean at its own line, so the missing key is not reported as well.
+    """
+    if not isinstance(data, dict):
+        return None
+    meant = _misspelt_keys(data, model, ("stream", "pin", "hosts", "selector"))
+    has_stream, has_pin = data.get("stream") is not None, data.get("pin") is not None
+    if has_stream and has_pin:
+        return _located(("pin",), _STREAM_XOR_PIN)
+    if not has_stream and not has_pin and not {"stream", "pin"} & meant:
+        return _located((), _STREAM_XOR_PIN)
+    if not data.get("hosts") and data.get("selector") is None and not {"hosts", "selector"} & meant:
+        return _located((), "a group needs `hosts`, a `selector`, or both")
+    return None
+
+
+_STREAM_XOR_PIN = "set exactly one of `stream` (follow a stream) or `pin` (hold a fixed commit)"
+
+
+def _misspelt_keys(data: dict[Any, Any], model: type[Spec], wanted: tuple[str, ...]) -> set[str]:
+    """Which of ``wanted`` the unknown keys of ``data`` look like misspellings of."""
+    known = {field.alias or name for name, field in model.model_fields.items()}
+    meant = (closest(str(key), wanted, cutoff=0.7) for key in data if key not in known)
+    return {name for name in meant if name is not None}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -582,6 +585,7 @@ ALL_MODELS: tuple[type[Spec], ...] = (
     MaintenanceWindow,
     Promotion,
     LabelSelector,
+    LabelSelectorRequirement,
     Pin,
     Host,
     Hold,

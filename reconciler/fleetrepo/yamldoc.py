@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from reconciler.fleetrepo import syntax_hints
 from reconciler.problems import Problem, format_field_path
 
 try:  # libyaml's composer is several times faster on 5,000-host inventories
@@ -187,12 +188,11 @@ def parse_yaml(file: str, content: bytes) -> tuple[YamlDocument | None, list[Pro
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        mark, hint = syntax_hints.explain(exc)
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         detail = " ".join(str(part) for part in (exc.context, exc.problem) if part)
-        return None, [
-            Problem(file, line, column, "", f"YAML syntax error: {detail}", "yaml.syntax")
-        ]
+        message = f"YAML syntax error: {detail}"
+        return None, [Problem(file, line, column, "", message, "yaml.syntax", hint=hint)]
     except yaml.YAMLError as exc:  # e.g. a reader error on a control character
         return None, [Problem(file, 1, 1, "", f"YAML error: {exc}", "yaml.syntax")]
     if root is None:
