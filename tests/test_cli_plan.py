@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,7 +21,8 @@ from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.sources import DirectorySource
 from tests.api_support import OPERATOR_TOKEN, running_api
 from tests.conftest import EXAMPLE_FLEET, git
-from tests.test_review import PRODUCTION, edit, pause, promote
+from tests.test_review import PRODUCTION, STAGING, edit, pause, promote
+from tests.test_review_fleetwide import loosen_promotion
 
 AT = "2026-11-25T12:00+00:00"
 Commit = Callable[[Path, str], str]
@@ -187,8 +189,11 @@ def test_against_a_running_reconciler_a_halt_blocks_until_resumed(
             "BLOCKED (depends_on_pending): waits for callservers-dub to complete 9.20261117.0 "
             "(it is halted); callservers-dub is blocked"
         ) in out
-        # every host but dub-call-01, which already booted the target
-        assert "6 group(s) change; 32 host(s) change commit; 4 blocked" in out
+        # dub-call-01 booted the target; no other host has reported what it runs
+        assert (
+            "6 group(s) change; 0 host(s) change commit (32 more have reported no booted "
+            "commit); 4 blocked"
+        ) in out
         edit(repo, "groups/callservers-dub.yaml", "canaries:", "resume: OPS-2291\ncanaries:")
         code, out = plan(capsys, str(repo), *against, "--format", "json")
         dub = next(g for g in json.loads(out)["groups"] if g["name"] == "callservers-dub")
@@ -203,6 +208,84 @@ def test_against_a_running_reconciler_a_halt_blocks_until_resumed(
 
         assert main(["plan", str(repo), "--against", api.url, "--token", "wrong"]) == 2
         assert "answered 401" in capsys.readouterr().err
+
+
+def _with_tokens_named_after_hosts(root: Path) -> None:
+    """Give every host the token that is its own name (the example holds only hashes)."""
+    for inventory in (root / "hosts").glob("*.yaml"):
+        inventory.write_text(
+            re.sub(
+                r"- name: (\S+)(.*?)tokenSha256: [0-9a-f]{64}",
+                lambda m: (
+                    f"- name: {m[1]}{m[2]}tokenSha256: " + hashlib.sha256(m[1].encode()).hexdigest()
+                ),
+                inventory.read_text(),
+                flags=re.DOTALL,
+            )
+        )
+
+
+def _report_booted(url: str, host: str, commit: str) -> None:
+    answer = httpx.post(
+        f"{url}/v1/report",
+        headers={"Authorization": f"Bearer {host}"},
+        json={
+            "agentVersion": "0.1.0",
+            "bootId": "b1",
+            "greenboot": "green",
+            "booted": {"checksum": commit, "baseChecksum": commit},
+        },
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def test_against_a_running_reconciler_only_hosts_seen_on_another_commit_change_commit(
+    repo: Path, commit_fleet: Commit, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The issue: "39 hosts change commit" when 4 would. Production runs the staging build
+    everywhere but on four New York hosts; Frankfurt, Singapore and the lab have not
+    reported yet, so nobody knows what they run: they are not counted as changing."""
+    _with_tokens_named_after_hosts(repo)
+    promote(repo)
+    commit_fleet(repo, "production runs the staging build")
+    live_fleet = load_fleet(DirectorySource(repo)).fleet
+    assert live_fleet is not None
+    clock = ManualClock(datetime(2026, 11, 25, 12, tzinfo=UTC))
+    behind = {"nyc-call-01", "nyc-call-02", "nyc-call-03", "nyc-call-04"}
+    with running_api(live_fleet, tmp_path / "state.sqlite", clock) as api:
+        for host in live_fleet.members["callservers-dub"] + live_fleet.members["callservers-nyc"]:
+            _report_booted(api.url, host, PRODUCTION if host in behind else STAGING)
+        loosen_promotion(repo)  # the pull request touches no group
+        against = ["--against", api.url, "--token", OPERATOR_TOKEN]
+        code, out = plan(capsys, str(repo), *against)
+        assert code == 0
+        assert "4 host(s) change commit (15 more have reported no booted commit)" in out
+        assert "  hosts: 8 (4 already on the target)\n" in out
+        assert "  production: soakTime: 2d → 1s; minHealthyHosts: 3 → 1;" in out
+        code, raw = plan(capsys, str(repo), *against, "--format", "json")
+    changing = {
+        g["name"]: (g["hostsChangingCommit"], g["hostsUnreported"])
+        for g in json.loads(raw)["groups"]
+    }
+    assert changing == {
+        "callservers-fra": (0, 4),
+        "callservers-fra-dsp": (0, 2),
+        "callservers-nyc": (4, 0),
+        "callservers-sin": (0, 6),
+        "staging-lab": (0, 3),
+    }
+
+
+def test_a_promotion_policy_change_warns_and_exits_0(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    loosen_promotion(repo)
+    for output in ("text", "markdown", "json"):
+        code, out = plan(capsys, str(repo), "--format", output)
+        assert code == 0  # warnings do not block
+        assert "1 promotion policy change(s); 2 risk warning(s); 6 unchanged" in out
+        assert "promotion_one_healthy_host" in out
+        assert "o group changes" not in out
 
 
 def test_a_fleet_directory_new_in_the_change_has_every_group_new(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -114,7 +114,29 @@ def test_applied_revision_survives_a_restart(tmp_path: Path) -> None:
     store.close()
     store = Store(tmp_path / "s.sqlite")
     assert store.last_applied_revision() == "a" * 40
-    assert store.last_verdict() == RevisionRecord("b" * 40, False, "invalid", "1 error(s)")
+    assert store.last_verdict() == RevisionRecord("b" * 40, False, "invalid", "1 error(s)", now)
+
+
+def test_the_revision_in_force_keeps_the_time_it_was_first_applied(tmp_path: Path) -> None:
+    """A refusal and the branch going back to the applied commit (recorded again) do not make
+    the revision in force look newer; a different revision applied later does."""
+    store = Store(tmp_path / "s.sqlite")
+    t0 = datetime(2026, 11, 25, tzinfo=UTC)
+    store.record_revision("a" * 40, t0, True, "applied", "applied aaaa")
+    store.record_revision("b" * 40, t0 + timedelta(hours=1), False, "invalid", "1 error(s)")
+    store.record_revision("a" * 40, t0 + timedelta(hours=2), True, "unchanged", "back")
+    in_force = store.revision_in_force()
+    assert in_force is not None
+    assert (in_force.revision, in_force.seen_at) == ("a" * 40, t0)
+    refused = store.last_refusal()
+    assert refused is not None
+    assert refused.revision == "b" * 40
+    assert refused.seen_at == t0 + timedelta(hours=1)
+    store.record_revision("c" * 40, t0 + timedelta(hours=3), True, "applied", "applied cccc")
+    store.record_revision("a" * 40, t0 + timedelta(hours=4), True, "applied", "reverted to a")
+    in_force = store.revision_in_force()
+    assert in_force is not None
+    assert in_force.seen_at == t0 + timedelta(hours=4)
 
 
 @pytest.mark.needs_tool("ostree")

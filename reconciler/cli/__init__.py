@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 
 from reconciler import __version__
 from reconciler.cli import history, plan, schema, serve, status, validate
+from reconciler.cli.exits import ExitCode
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,9 +28,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `reconciler` console script; returns the exit code."""
+    """Entry point of the `reconciler` console script; returns the exit code (docs/cli.md)."""
     args = build_parser().parse_args(argv)
-    code: int = args.run(args)
+    try:
+        code: int = args.run(args)
+    except KeyboardInterrupt:
+        return 130  # what a shell reports for SIGINT
+    except Exception:
+        # Python would exit 1, which scripts read as "the fleet repo is invalid": blame the
+        # tool instead, with the traceback to report.
+        traceback.print_exc()
+        print(f"reconciler {args.verb}: failed (a bug; the traceback is above)", file=sys.stderr)
+        return ExitCode.FAILED
     return code
 
 

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from reconciler.cli.exits import ExitCode
 from reconciler.errors import StoreUnavailable
 from reconciler.state.history import audit_trail
 
@@ -39,7 +40,7 @@ def register(verbs: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if not (args.state_dir / "state.sqlite").exists():
         print(f"reconciler history: no state database in {args.state_dir}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     since = args.since
     if since is not None and since.tzinfo is None:
         since = since.astimezone()
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         trail = audit_trail(args.state_dir, args.group, args.host, since)
     except StoreUnavailable as exc:
         print(f"reconciler history: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     if args.json:
         json.dump(
             [
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             indent=2,
         )
         sys.stdout.write("\n")
-        return 0
+        return ExitCode.OK
     last_revision = None
     for entry in trail:
         event = entry.event
@@ -85,4 +86,4 @@ def run(args: argparse.Namespace) -> int:
                 print(f"\n{(event.revision or 'no revision')[:12]}")
         host = f" {event.host}" if event.host else ""
         print(f"  {event.at:%Y-%m-%d %H:%M:%S}  {event.group}{host}  {event.kind}: {event.message}")
-    return 0
+    return ExitCode.OK

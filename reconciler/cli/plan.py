@@ -21,6 +21,7 @@ from typing import Any
 import pygit2
 
 from reconciler.cli.arguments import add_fleet_location
+from reconciler.cli.exits import ExitCode
 from reconciler.errors import FleetSourceUnavailable, GitRevisionNotFound, ReconcilerError
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet
@@ -31,7 +32,6 @@ from reconciler.review.live import fetch_live_state
 from reconciler.review.model import ChangeReview
 from reconciler.review.render import render_json, render_markdown, render_text
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_BLOCKED, EXIT_FAILED = 0, 1, 2, 3, 4
 RENDERERS = {"text": render_text, "markdown": render_markdown, "json": render_json}
 
 
@@ -77,12 +77,12 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
     except ReconcilerError as exc:
         print(f"reconciler plan: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except Exception:
         # Python would exit 1, which CI reads as "the revision is invalid": blame the tool.
         traceback.print_exc()
         print("reconciler plan: failed (a bug; the traceback is above)", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -115,8 +115,8 @@ def _run(args: argparse.Namespace) -> int:
         )
     sys.stdout.write(RENDERERS[args.format](review))
     if not review.valid:
-        return EXIT_INVALID
-    return EXIT_BLOCKED if review.blocked else EXIT_OK
+        return ExitCode.INVALID
+    return ExitCode.ATTENTION if review.blocked else ExitCode.OK
 
 
 def _now(at: datetime | None) -> datetime:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reconciler.cli.exits import ExitCode
 from reconciler.fleetrepo.reference import SCHEMA_FILES, json_schema, render_reference_into
 
 
@@ -35,13 +36,13 @@ def run(args: argparse.Namespace) -> int:
         wanted[args.reference] = render_reference_into(args.reference.read_text())
     except (OSError, ValueError) as exc:
         print(f"reconciler schema: cannot update {args.reference}: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     stale = [path for path, text in wanted.items() if not path.exists() or path.read_text() != text]
     if args.check:
         for path in stale:
             print(f"out of date: {path} (run `make schema`)", file=sys.stderr)
-        return 1 if stale else 0
+        return ExitCode.INVALID if stale else ExitCode.OK
     for path in stale:
         path.write_text(wanted[path])
         print(f"wrote {path}")
-    return 0
+    return ExitCode.OK

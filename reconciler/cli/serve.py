@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from reconciler import logs
+from reconciler.cli.exits import ExitCode
 from reconciler.durations import parse_duration
 from reconciler.errors import ReconcilerError
 from reconciler.git.auth import GitCredentials
@@ -19,7 +20,7 @@ from reconciler.git.signatures import SignatureTrust
 from reconciler.git.writer import CommitSigner, GitIdentity
 from reconciler.serve.api.fleetlock import FleetLockSettings
 from reconciler.serve.api.identity import AgentAuth
-from reconciler.serve.daemon import ServeConfig, open_daemon
+from reconciler.serve.daemon import NoValidRevision, ServeConfig, open_daemon
 from reconciler.serve.server import Listen, plain_http_refusal, reserve_open_files
 
 SETTINGS: dict[str, tuple[str, Any]] = {
@@ -140,10 +141,10 @@ def run(args: argparse.Namespace) -> int:
         values = settings_from(args)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         print(f"reconciler serve: cannot read {args.config}: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     if not values["repo"]:
         print("reconciler serve: --repo (or RECONCILER_REPO) is required", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     logs.configure(json_lines=values["log-format"] == "json")
     os.umask(0o077)  # state, mirror and logs written here are the reconciler's alone
     try:
@@ -163,20 +164,20 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--agent-auth {agent_auth} needs --client-ca, the fleet CA")
     except ValueError as exc:
         print(f"reconciler serve: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     refusal = plain_http_refusal(listen, _truthy(values["insecure-http"])) or reserve_open_files(
         listen
     )
     if refusal is not None:
         print(f"reconciler serve: {refusal}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     secret = None
     if values["webhook-secret-file"]:
         try:
             secret = Path(values["webhook-secret-file"]).read_text().strip()
         except OSError as exc:
             print(f"reconciler serve: cannot read the webhook secret: {exc}", file=sys.stderr)
-            return 2
+            return ExitCode.USAGE
         logs.register_secret(secret)
         if not secret:
             print(
@@ -184,16 +185,16 @@ def run(args: argparse.Namespace) -> int:
                 "let anyone trigger the daemon",
                 file=sys.stderr,
             )
-            return 2
+            return ExitCode.USAGE
     if values["signing-ssh-key"] and values["signing-gpg-key"]:
         print("reconciler serve: give one signing key, SSH or OpenPGP, not both", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     if values["signing-ssh-key"] and not Path(values["signing-ssh-key"]).is_file():
         print(
             f"reconciler serve: signing key {values['signing-ssh-key']} does not exist",
             file=sys.stderr,
         )
-        return 2
+        return ExitCode.USAGE
     config = ServeConfig(
         repo=str(values["repo"]),
         state_dir=Path(values["state-dir"]),
@@ -233,6 +234,8 @@ def run(args: argparse.Namespace) -> int:
         daemon = open_daemon(config)
     except ReconcilerError as exc:
         print(f"reconciler serve: {logs.redact(str(exc))}", file=sys.stderr)
-        return 1
+        # No revision to serve is the fleet repo's fault; anything else (the remote cannot
+        # be fetched, the state cannot be opened) is the setup's.
+        return ExitCode.INVALID if isinstance(exc, NoValidRevision) else ExitCode.USAGE
     asyncio.run(daemon.run())
-    return 0
+    return ExitCode.OK

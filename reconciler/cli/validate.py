@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from reconciler.cli.arguments import add_fleet_location
+from reconciler.cli.exits import ExitCode
 from reconciler.errors import FleetSourceUnavailable
 from reconciler.fleetrepo.loader import LoadResult, load_fleet
 from reconciler.fleetrepo.sources import DirectorySource, FleetSource, GitRevisionSource
 from reconciler.problems import Problem
-
-EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 
 def register(verbs: Any) -> None:
@@ -50,14 +49,14 @@ def run(args: argparse.Namespace) -> int:
         result = load_fleet(source)
     except FleetSourceUnavailable as exc:
         print(f"reconciler validate: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     # Paths are shown as the user can open them: under PATH for a directory, and relative to
     # the repository (plus --subdir) for a revision, which is what CI annotations expect.
     prefix = Path(args.subdir) if args.rev else args.path / args.subdir
     {"text": _print_text, "json": _print_json, "github": _print_github}[args.format](
         result, prefix, sys.stdout
     )
-    return EXIT_INVALID if result.errors else EXIT_VALID
+    return ExitCode.INVALID if result.errors else ExitCode.OK
 
 
 def _shown(problem: Problem, prefix: Path) -> str:

@@ -12,7 +12,7 @@ import contextlib
 import fcntl
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -224,13 +224,10 @@ def consider_revision(
                 return RevisionVerdict(candidate, VerdictCode.UNSIGNED, refusal)
     result = load_fleet(GitRevisionSource(mirror.path, candidate, subdirectory))
     if result.fleet is None:
-        errors = result.errors
-        first = errors[0]
         return RevisionVerdict(
             candidate,
             VerdictCode.INVALID,
-            f"{len(errors)} error(s); first: {first.location()}: "
-            f"{first.field + ': ' if first.field else ''}{first.message}",
+            _invalid_message(result.errors),
             problems=result.problems,
         )
     missing = _missing_commits(result.fleet, applied_fleet, commit_checker)
@@ -258,3 +255,23 @@ def _missing_commits(fleet: Fleet, applied: Fleet | None, exists: CommitChecker)
                 f"{check.subject}: cannot check commit {check.commit[:12]}: {check.detail}"
             )
     return problems
+
+
+#: Errors of a refused revision kept in its verdict, after the summary line (the store and
+#: `reconciler status` show them; `reconciler validate` gives all of them).
+ERRORS_RECORDED = 10
+
+
+def _invalid_message(errors: Sequence[Problem]) -> str:
+    """A summary line naming the first error, then one line per error (at most
+    :data:`ERRORS_RECORDED`): logs take the first line, `status` shows the rest."""
+    described = [
+        f"{p.location()}: {p.field + ': ' if p.field else ''}{p.message}"
+        for p in errors[:ERRORS_RECORDED]
+    ]
+    more = len(errors) - len(described)
+    return "\n".join(
+        [f"{len(errors)} error(s); first: {described[0]}"]
+        + [f"  {line}" for line in described]
+        + ([f"  ... and {more} more (`reconciler validate --rev` lists them)"] if more else [])
+    )

@@ -17,7 +17,7 @@ change moves to the commit first).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,7 +25,6 @@ from reconciler.durations import format_minutes
 from reconciler.fleetrepo.fleet import Fleet, Target
 from reconciler.fleetrepo.models import MaintenanceWindow
 from reconciler.ostree.commits import (
-    CheckResult,
     CommitCheck,
     CommitChecker,
     commit_checks,
@@ -33,8 +32,20 @@ from reconciler.ostree.commits import (
     stream_subject,
 )
 from reconciler.problems import Problem
-from reconciler.promotion.check import review_branch
-from reconciler.review.live import LiveGroup, LiveState
+from reconciler.review.blockers import (
+    TROUBLE,
+    check_blocker,
+    commit_blockers,
+    dependency_blockers,
+    halt_blockers,
+)
+from reconciler.review.fleetwide import (
+    default_changes,
+    promotion_changes,
+    promotion_notes,
+    stream_changes,
+)
+from reconciler.review.live import LiveState
 from reconciler.review.model import (
     Blocker,
     BlockerCode,
@@ -48,6 +59,7 @@ from reconciler.review.model import (
     Wave,
     WindowOpening,
 )
+from reconciler.review.risks import risk_warnings
 from reconciler.rollout.freezes import freeze_at
 from reconciler.rollout.spec import GroupSpec, dependency_order, group_spec
 from reconciler.rollout.windows import reboot_window
@@ -91,7 +103,7 @@ def review_change(
     Without ``commit_checker`` no OSTree repository is asked (checks say `skipped`).
     """
     checks = commit_checks(proposed, base, commit_checker)
-    trouble = {c.subject: c for c in checks if c.result in _TROUBLE}
+    trouble = {c.subject: c for c in checks if c.result in TROUBLE}
     before = _Before(base, live, _versions(proposed, base, live))
     reviews: dict[str, GroupReview] = {}
     unchanged: list[UnchangedGroup] = []
@@ -103,6 +115,9 @@ def review_change(
         else:
             reviews[name] = review
     known = set(base.groups if base else ()) | set(live.groups if live else ())
+    promotions = promotion_changes(proposed, base)
+    # Without a base every stream is new, so every promotion is the change's.
+    promoting = proposed.streams if base is None else [p.stream for p in promotions]
     return ChangeReview(
         now=now,
         fleet=proposed.config.name,
@@ -115,38 +130,13 @@ def review_change(
         unchanged=tuple(sorted(unchanged, key=lambda u: u.name)),
         removed=tuple(sorted(known - set(proposed.groups))),
         checks=checks,
-        revision_blockers=tuple(_check_blocker(c) for c in checks if c.result in _TROUBLE),
-        notes=(*notes, *_promotion_notes(proposed, base)),
+        revision_blockers=tuple(check_blocker(c) for c in checks if c.result in TROUBLE),
+        notes=(*notes, *promotion_notes(proposed, base)),
+        streams=stream_changes(proposed, base),
+        promotions=promotions,
+        defaults=default_changes(proposed, base),
+        risks=risk_warnings(proposed, reviews, promoting),
     )
-
-
-def _promotion_notes(proposed: Fleet, base: Fleet | None) -> list[str]:
-    """Streams that follow a stream this change moves: the reconciler will promote the new
-    commit to them by itself once it has proven itself, which a reviewer should know."""
-    notes = []
-    for name, stream in sorted(proposed.streams.items()):
-        policy = stream.promotion
-        if policy is None:
-            continue
-        source = proposed.streams[policy.from_stream]
-        before = base.streams.get(source.name) if base else None
-        if (before is not None and before.commit == source.commit) or (
-            stream.commit == source.commit
-        ):
-            continue
-        where = (
-            f", as a commit on `{review_branch(policy.branch, source.commit)}` for review"
-            if policy.branch
-            else ""
-        )
-        notes.append(
-            f"{name} follows {source.name}: the reconciler will promote "
-            f"{CommitRef(source.commit, source.version).label} to {name} itself{where} once it "
-            "has run "
-            f"{format_minutes(policy.soak_time)} on at least {policy.min_healthy_hosts} "
-            f"healthy host(s) of {source.name} with no failure"
-        )
-    return notes
 
 
 @dataclass(frozen=True)
@@ -227,7 +217,7 @@ def _review_group(
     notes: list[str] = []
     if rolls_out:
         subject = stream_subject(spec.target.stream) if spec.target.stream else pin_subject(name)
-        blockers += _commit_blockers(to, trouble.get(subject))
+        blockers += commit_blockers(to, trouble.get(subject))
         if spec.paused:
             blockers.append(
                 Blocker(
@@ -237,9 +227,9 @@ def _review_group(
                 )
             )
         if live_group is not None and live_group.phase == "halted":
-            _halt(live_group, spec, to, blockers, notes)
+            halt_blockers(live_group, spec, to, blockers, notes)
         if starts_fresh or (live_group is not None and live_group.waves_opened == 0):
-            blockers += _dependency_blockers(proposed, base, live, spec, earlier)
+            blockers += dependency_blockers(proposed, base, live, spec, earlier)
         in_use = [*((spec.windows,) if spec.uses_group_windows else ()), *spec.window_sets]
         if any(
             windows and reboot_window(windows, now, spec.policy.reboot_margin).starts_at is None
@@ -253,6 +243,9 @@ def _review_group(
                 )
             )
     canaries = set(proposed.groups[name].canaries)
+    changing, unreported = _hosts_changing(
+        (commit for _, commit in hosts_before.values()), to, rolls_out, live is not None
+    )
     return GroupReview(
         name=name,
         kind=kind,
@@ -280,12 +273,24 @@ def _review_group(
             else None
         ),
         moved_in=moved_in,
-        hosts_changing=sum(
-            1
-            for _, commit in hosts_before.values()
-            if (commit.commit != to.commit if commit is not None else rolls_out)
-        ),
+        hosts_changing=changing,
+        hosts_unreported=unreported,
     )
+
+
+def _hosts_changing(
+    before: Iterable[CommitRef | None], to: CommitRef, rolls_out: bool, live: bool
+) -> tuple[int, int]:
+    """How many hosts change commit, and with live state how many have reported none.
+
+    With live state only a booted commit the server knows is compared: a host that never
+    reported is counted apart, not as a change (a fresh server, whose groups all still roll
+    out, would otherwise count every host of the fleet). Without it, a host no group of the
+    base held is assumed to need the target when its group rolls out."""
+    commits = list(before)
+    known = sum(1 for commit in commits if commit is not None and commit.commit != to.commit)
+    unknown = sum(1 for commit in commits if commit is None) if rolls_out else 0
+    return (known, unknown) if live else (known + unknown, 0)
 
 
 def _freeze_text(spec: GroupSpec, now: datetime) -> str | None:
@@ -388,109 +393,6 @@ def settings_changed(base: Fleet, proposed: Fleet, name: str) -> tuple[str, ...]
     if base.freezes(name) != proposed.freezes(name):
         changes.append("freezes")
     return tuple(changes)
-
-
-# -- blockers ---------------------------------------------------------------------------------
-
-_TROUBLE = frozenset({CheckResult.MISSING, CheckResult.UNCHECKABLE})
-
-
-def _halt(
-    live_group: LiveGroup, spec: GroupSpec, to: CommitRef, blockers: list[Blocker], notes: list[str]
-) -> None:
-    """A halt holds until Git changes the desired commit or sets a new `resume` value, the
-    same test the planner makes (``resume_if_asked``)."""
-    if live_group.commit != to.commit:
-        notes.append(
-            "starts a new rollout, which ends the halted rollout to "
-            + CommitRef(live_group.commit, live_group.version).label
-        )
-    elif spec.resume_token and spec.resume_token != live_group.halt_resume_token:
-        notes.append(f"resumes the halted rollout (`resume: {spec.resume_token}`)")
-    else:
-        blockers.append(
-            Blocker(
-                BlockerCode.HALTED,
-                f"{live_group.reason}; set a new `resume` value once the cause is understood",
-            )
-        )
-
-
-def _dependency_blockers(
-    proposed: Fleet,
-    base: Fleet | None,
-    live: LiveState | None,
-    spec: GroupSpec,
-    earlier: Mapping[str, GroupReview],
-) -> list[Blocker]:
-    """A group opens its first wave for a commit only once every group it depends on has
-    completed that commit (rule 8). Without live state, a dependency that moves to the commit
-    in this same change is a wait; one that runs another commit blocks."""
-    target, label = spec.target.commit, _ref(spec.target).label
-    blockers = []
-    for dependency in spec.depends_on:
-        theirs = _ref(proposed.target(dependency))
-        why = f"waits for {dependency} to complete {label}"
-        if live is not None:
-            seen = live.groups.get(dependency)
-            if seen is not None and target in seen.completed_commits:
-                continue
-            if seen is not None and seen.commit == target:
-                why += f" (it is {seen.phase})"
-        elif (
-            base is not None
-            and dependency in base.groups
-            and theirs.commit == target == base.target(dependency).commit
-        ):
-            continue  # declared on it before this change; without --against, assumed done
-        dep_review = earlier.get(dependency)
-        if theirs.commit != target:
-            why += f"; {dependency} is set to run {theirs.label}"
-            blockers.append(Blocker(BlockerCode.DEPENDS_ON_PENDING, why))
-        elif dep_review is not None and dep_review.blocked:
-            why += f"; {dependency} is blocked"
-            blockers.append(Blocker(BlockerCode.DEPENDS_ON_PENDING, why))
-        else:
-            if dep_review is not None and dep_review.kind in (ChangeKind.NEW, ChangeKind.COMMIT):
-                why += ", which this change also starts there"
-            blockers.append(Blocker(BlockerCode.DEPENDS_ON_PENDING, why, blocking=False))
-    return blockers
-
-
-def _commit_blockers(to: CommitRef, check: CommitCheck | None) -> list[Blocker]:
-    """The group's share of a failed preflight of its stream or pin (the whole revision is
-    refused for it)."""
-    if check is None:
-        return []
-    if check.result is CheckResult.MISSING:
-        return [
-            Blocker(
-                BlockerCode.COMMIT_MISSING,
-                f"{to.label} ({to.commit[:12]}) is not in its OSTree repository; "
-                "the reconciler refuses the revision",
-            )
-        ]
-    return [
-        Blocker(
-            BlockerCode.COMMIT_UNCHECKABLE,
-            f"cannot check that {to.label} ({to.commit[:12]}) is in its OSTree repository; "
-            "the reconciler refuses the revision",
-        )
-    ]
-
-
-def _check_blocker(check: CommitCheck) -> Blocker:
-    if check.result is CheckResult.MISSING:
-        return Blocker(
-            BlockerCode.COMMIT_MISSING,
-            f"{check.subject}: commit {check.commit[:12]} is not in {', '.join(check.urls)}; "
-            "the reconciler refuses the whole revision",
-        )
-    return Blocker(
-        BlockerCode.COMMIT_UNCHECKABLE,
-        f"{check.subject}: cannot check commit {check.commit[:12]}: {check.detail}; "
-        "the reconciler refuses a revision it cannot check",
-    )
 
 
 # -- small pieces -------------------------------------------------------------------------------

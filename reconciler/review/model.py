@@ -1,5 +1,6 @@
 """What a review of a fleet-repo change says, as data: per group, the commit it moves from
-and to, its waves, canaries and next windows, and what blocks it. Computed by
+and to, its waves, canaries and next windows, and what blocks it; the streams, promotion
+policies and fleet defaults that change; and the risky values it holds. Computed by
 :mod:`reconciler.review.change`, shown by :mod:`reconciler.review.render`."""
 
 from __future__ import annotations
@@ -114,7 +115,11 @@ class GroupReview:
     live_status: str | None = None  # the running rollout's phase and reason, with --against
     hosts_on_target: int | None = None  # hosts already booted on the target, with --against
     moved_in: tuple[HostMove, ...] = ()  # hosts that join the group and change commit
-    hosts_changing: int = 0  # hosts whose commit changes; of unknown commit, if it rolls out
+    #: Hosts whose commit changes. With --against, only hosts whose booted commit is known;
+    #: without, a host no group of the base held counts when the group rolls out.
+    hosts_changing: int = 0
+    #: With --against: hosts of a group that rolls out that have reported no booted commit.
+    hosts_unreported: int = 0
     freeze: str | None = None  # the freeze in force now, else the next one, as a sentence
     #: Per window set, when the group's hosts do not all share its windows; else empty.
     site_windows: tuple[SiteWindows, ...] = ()
@@ -136,6 +141,72 @@ class UnchangedGroup:
 
 
 @dataclass(frozen=True)
+class FieldChange:
+    """One field of the fleet repo that changes, as written in YAML (`soakTime`,
+    `rebootBudget.maxUnavailable`), with its values as text; None where it is not set."""
+
+    field: str
+    before: str | None
+    after: str | None
+
+
+class StreamChangeKind(StrEnum):
+    ADDED = "added"
+    REMOVED = "removed"
+    CHANGED = "changed"
+
+
+@dataclass(frozen=True)
+class StreamChange:
+    """A stream the change adds, removes, or whose commit, version, remote, ref, URL or
+    description changes (its promotion policy is a :class:`PromotionChange`)."""
+
+    name: str
+    kind: StreamChangeKind
+    fields: tuple[FieldChange, ...]  # empty when only the promotion policy changes
+    groups: tuple[str, ...]  # the groups that follow it (in the base, for a removed stream)
+
+
+@dataclass(frozen=True)
+class PromotionChange:
+    """A stream whose automatic promotion is added, removed or changed: every field that
+    changes (`from`, `soakTime`, `minHealthyHosts`, `branch`), old and new."""
+
+    stream: str
+    fields: tuple[FieldChange, ...]
+    groups: tuple[str, ...]  # the groups that follow the stream, which promoted builds reach
+
+
+@dataclass(frozen=True)
+class DefaultChange:
+    """A fleet-wide setting of `fleet.yaml` that changes (`defaults.rollout.soakTime`,
+    `defaults.maintenanceWindows`, `freezes`, `revoked`...), and the groups that take the new
+    value because they do not set their own."""
+
+    change: FieldChange
+    inherited_by: tuple[str, ...]
+
+
+class RiskCode(StrEnum):
+    """A value the fleet repo may hold but that a reviewer should look at twice; a stable
+    interface (JSON output)."""
+
+    SOAK_SHORTER_THAN_HEALTH_TIMEOUT = "soak_shorter_than_health_timeout"
+    PROMOTION_ONE_HEALTHY_HOST = "promotion_one_healthy_host"
+    PROMOTION_SOAK_SHORT = "promotion_soak_short"
+    MAX_UNAVAILABLE_WHOLE_GROUP = "max_unavailable_whole_group"
+
+
+@dataclass(frozen=True)
+class RiskWarning:
+    """A risky value in the proposed revision: it blocks nothing (the exit code stays)."""
+
+    code: RiskCode
+    subject: str  # "group staging-lab", "stream production"
+    message: str
+
+
+@dataclass(frozen=True)
 class ChangeReview:
     """The whole review. ``problems`` are the proposed revision's validation findings; with an
     error among them the revision is invalid and nothing else is filled in."""
@@ -153,6 +224,10 @@ class ChangeReview:
     checks: tuple[CommitCheck, ...] = ()
     revision_blockers: tuple[Blocker, ...] = ()  # the daemon would refuse the whole revision
     notes: tuple[str, ...] = ()
+    streams: tuple[StreamChange, ...] = ()
+    promotions: tuple[PromotionChange, ...] = ()
+    defaults: tuple[DefaultChange, ...] = ()
+    risks: tuple[RiskWarning, ...] = ()
 
     @property
     def valid(self) -> bool:

@@ -232,6 +232,7 @@ class Daemon:
             config.metrics_token_sha256,
             config.agent_auth,
             config.fleetlock,
+            fetch_health=lambda: follower.fetch_health,
         )
         self.timers: Timers | None = None  # while running
         self._dirty: asyncio.Event | None = None

@@ -6,17 +6,45 @@ the verdict. The daemon's start-up and its sync loop both go through :meth:`look
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from reconciler.clock import Clock
+from reconciler.errors import GitRemoteUnavailable
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.sources import GitRevisionSource
 from reconciler.git.signatures import SignatureTrust, check_commit_signature
 from reconciler.git.source import FleetMirror, RevisionVerdict, VerdictCode, consider_revision
+from reconciler.logs import redact
 from reconciler.state.store import Store
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FetchHealth:
+    """How fetching the fleet repo goes, since this process started: an operator's first
+    question when a merged change does not arrive. Replaced whole, never mutated, so a
+    reader on another thread sees one consistent value."""
+
+    last_attempt_at: datetime | None = None
+    last_success_at: datetime | None = None
+    consecutive_failures: int = 0
+    last_error: str | None = None  # credentials redacted
+
+    def succeeded(self, at: datetime) -> FetchHealth:
+        return replace(
+            self, last_attempt_at=at, last_success_at=at, consecutive_failures=0, last_error=None
+        )
+
+    def failed(self, at: datetime, error: Exception) -> FetchHealth:
+        return replace(
+            self,
+            last_attempt_at=at,
+            consecutive_failures=self.consecutive_failures + 1,
+            last_error=redact(str(error)),
+        )
 
 
 class RevisionFollower:
@@ -39,6 +67,7 @@ class RevisionFollower:
         # The last tip refused, and why: a refused tip is judged once, not at every poll
         # (judging an adversarial revision costs real work; its verdict cannot change).
         self._refused: tuple[str, RevisionVerdict] | None = None
+        self.fetch_health = FetchHealth()
 
     def applied_fleet(self) -> Fleet | None:
         """The fleet of the revision in force, read back from the mirror (None if there is
@@ -54,7 +83,7 @@ class RevisionFollower:
         the mirror lock. Touches only the mirror and the network, so it may run in a worker
         thread; :meth:`record` the verdict on the thread that owns the store."""
         with self.mirror.lock:
-            tip = self.mirror.fetch()
+            tip = self._fetch()
             if self._refused is not None and self._refused[0] == tip:
                 return tip, self._refused[1]
             trust = self.signatures
@@ -77,6 +106,15 @@ class RevisionFollower:
             self._refused = (tip, verdict)
         return tip, verdict
 
+    def _fetch(self) -> str:
+        try:
+            tip = self.mirror.fetch()
+        except GitRemoteUnavailable as exc:
+            self.fetch_health = self.fetch_health.failed(self.clock.now(), exc)
+            raise
+        self.fetch_health = self.fetch_health.succeeded(self.clock.now())
+        return tip
+
     def record(self, tip: str, verdict: RevisionVerdict) -> None:
         """Store and log a verdict once (a refusal repeated at every poll is recorded once);
         an accepted tip becomes the revision in force."""
@@ -96,7 +134,7 @@ class RevisionFollower:
             log(
                 "fleet revision %s: %s",
                 verdict.code.value,
-                verdict.message,
+                verdict.message.splitlines()[0],  # the summary; `status` shows the errors
                 extra={"revision": tip, "verdict": verdict.code.value},
             )
         if verdict.accepted:

@@ -104,6 +104,9 @@ class HostOut(Wire):
     labels: dict[str, str]
     last_report_at: datetime | None
     booted_commit: str | None
+    booted_version: str | None = Field(
+        default=None, description="The booted deployment's version, as the host reported it."
+    )
     staged_commit: str | None
     greenboot: str | None
     state: str | None
@@ -163,3 +166,45 @@ class LockOut(Wire):
     granted_at: datetime
     age_seconds: float
     stale: bool = Field(description="Held longer than `--fleetlock-stale-after`.")
+
+
+class VerdictOut(Wire):
+    """The gate's verdict on one fleet-repo revision."""
+
+    revision: str
+    at: datetime = Field(
+        description="When the verdict was reached; for the revision in force, "
+        "when it was first applied."
+    )
+    code: str = Field(description="`applied`, `invalid`, `signature`, `history_rewrite`, ...")
+    message: str
+
+
+class RefusalOut(VerdictOut):
+    """The newest refused revision."""
+
+    pending: bool = Field(
+        description="True while nothing newer was applied: the branch's tip is refused and "
+        "the revision in force is older than what was merged."
+    )
+    errors: list[str] = Field(description="The first lines of the verdict (at most ten).")
+
+
+class FetchOut(Wire):
+    """How fetching the fleet repo goes, since the daemon started."""
+
+    last_attempt_at: datetime | None
+    last_success_at: datetime | None
+    consecutive_failures: int
+    last_error: str | None = Field(description="Credentials are redacted.")
+
+
+class FleetRevisionOut(Wire):
+    """The fleet repo as the daemon follows it: what is in force, what was refused, and
+    whether fetching works."""
+
+    in_force: VerdictOut | None
+    last_refused: RefusalOut | None
+    fetch: FetchOut | None = Field(
+        description="Absent when the API runs without a daemon following a repository."
+    )

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import TypeAdapter
 
@@ -47,6 +47,7 @@ class RevisionRecord:
     accepted: bool
     code: str  # a reconciler.git.source.VerdictCode value
     message: str
+    seen_at: datetime  # when the verdict was reached (for the revision in force: applied)
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,13 @@ class StoredEvent:
 _OBSERVATION = TypeAdapter(HostObservation)
 
 
+_REVISION_COLUMNS = "revision, accepted, code, message, seen_at"
+
+
+def _revision_record(row: Sequence[Any]) -> RevisionRecord:
+    return RevisionRecord(row[0], bool(row[1]), row[2], row[3], datetime.fromisoformat(row[4]))
+
+
 def create_private(path: Path | str) -> None:
     """Create the database file readable by its owner only, if it does not exist yet
     (SQLite gives its -wal and -shm files the same mode)."""
@@ -304,9 +312,34 @@ class Store:
     def last_verdict(self) -> RevisionRecord | None:
         """The verdict on the newest revision considered."""
         row = self._db.execute(
-            "SELECT revision, accepted, code, message FROM fleet_revisions ORDER BY id DESC LIMIT 1"
+            f"SELECT {_REVISION_COLUMNS} FROM fleet_revisions ORDER BY id DESC LIMIT 1"
         ).fetchone()
-        return RevisionRecord(row[0], bool(row[1]), row[2], row[3]) if row else None
+        return _revision_record(row) if row else None
+
+    def revision_in_force(self) -> RevisionRecord | None:
+        """The revision applied last, with ``seen_at`` the time it was first applied: a
+        refusal in between and the branch going back to it do not make it newer."""
+        row = self._db.execute(
+            f"SELECT {_REVISION_COLUMNS}, id FROM fleet_revisions WHERE accepted = 1 "
+            "ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        first = self._db.execute(
+            "SELECT MIN(seen_at) FROM fleet_revisions WHERE accepted = 1 AND revision = ? "
+            "AND id > COALESCE((SELECT MAX(id) FROM fleet_revisions "
+            "WHERE accepted = 1 AND revision != ? AND id < ?), 0)",
+            (row[0], row[0], row[5]),
+        ).fetchone()
+        return _revision_record((*row[:4], first[0]))
+
+    def last_refusal(self) -> RevisionRecord | None:
+        """The newest revision that was refused, whether or not a later one was applied."""
+        row = self._db.execute(
+            f"SELECT {_REVISION_COLUMNS} FROM fleet_revisions WHERE accepted = 0 "
+            "ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return _revision_record(row) if row else None
 
     def lifecycle_events(self) -> list[tuple[str, int, DecisionKind]]:
         """(group, rollout number, kind) of every halt, resume, completion and supersession,

@@ -28,8 +28,10 @@ from reconciler.serve.api import problems
 from reconciler.serve.api.fleetlock import FleetLockSettings, add_fleetlock_routes
 from reconciler.serve.api.identity import AgentAuth, agent_host
 from reconciler.serve.api.limits import ReportBodyLimits
+from reconciler.serve.api.revision import add_revision_route
 from reconciler.serve.api.webhooks import add_webhook_route
 from reconciler.serve.metrics import export_fleet_state
+from reconciler.serve.revisions import FetchHealth
 from reconciler.serve.schemas import (
     AgentReport,
     Assignment,
@@ -65,6 +67,7 @@ def create_app(
     metrics_token_sha256: str | None = None,
     agent_auth: AgentAuth = AgentAuth.TOKEN,
     fleetlock: FleetLockSettings | None = None,
+    fetch_health: Callable[[], FetchHealth] | None = None,
 ) -> FastAPI:
     """The API over ``service``, exporting ``registry`` (with the fleet-state metrics added)
     on `/metrics`. Operators authenticate with a token whose sha256 is given; so does a
@@ -82,7 +85,7 @@ def create_app(
     problems.install(app)
     export_fleet_state(service, registry)
     reports_counter = service.metrics.agent_reports
-    long_polls = LongPolls()
+    long_polls = app.state.long_polls = LongPolls()
     service.plan_listeners.append(long_polls.plan_changed)
 
     async def operator(credentials: Credentials) -> None:
@@ -134,6 +137,7 @@ def create_app(
     _add_report_schemas(app)
 
     _add_operator_views(app, service, operator)
+    add_revision_route(app, service.store, operator, fetch_health)
     _add_metrics(app, registry, metrics_token_sha256)
 
     if webhook is not None:
@@ -190,6 +194,7 @@ def _host_out(service: FleetService, name: str) -> HostOut:
         labels=dict(host.labels),
         last_report_at=observed.received_at if observed else None,
         booted_commit=observed.booted_commit if observed else None,
+        booted_version=observed.booted_version if observed else None,
         staged_commit=observed.staged_commit if observed else None,
         greenboot=observed.greenboot.value if observed else None,
         state=plan.state.value if plan else None,
@@ -337,6 +342,13 @@ _REPORT_OPENAPI = {
 }
 
 
+def let_long_polls_go(app: FastAPI) -> None:
+    """Answer every long-poll ``app`` holds, and hold no new one: its server is stopping."""
+    long_polls: LongPolls | None = getattr(app.state, "long_polls", None)
+    if long_polls is not None:  # an app not made by create_app holds none
+        long_polls.let_go()
+
+
 def _add_report_schemas(app: FastAPI) -> None:
     """Put AgentReport (and the models it uses) into the OpenAPI components."""
     generate = app.openapi
@@ -368,11 +380,23 @@ class _Hold:
 class LongPolls:
     """The long-polls being held: at most one per host, so a host (or whoever has its token)
     holds one connection, not a thousand. A new long-poll ends the host's previous one, which
-    answers at once with the current assignment."""
+    answers at once with the current assignment. When the server stops, every long-poll
+    answers at once (:meth:`let_go`) and none is held any more."""
 
     def __init__(self) -> None:
         self._by_host: dict[str, _Hold] = {}
         self._by_group: dict[str, set[_Hold]] = {}
+        self.stopping = False
+
+    def let_go(self) -> None:
+        """The server is stopping: answer every held long-poll now, and hold no new one.
+
+        A long-poll may be held for minutes; left alone, it would keep the server from
+        stopping until it was cut off (a 500, and a traceback in the log). Answered now, the
+        agent gets its current assignment and reports again to whoever serves next."""
+        self.stopping = True
+        for hold in self._by_host.values():
+            hold.wake.set()
 
     def plan_changed(self, group: str, _: object) -> None:
         """A plan listener: wake every long-poll of ``group``."""
@@ -395,8 +419,8 @@ class LongPolls:
 
     async def wait(self, clock: Clock, hold: _Hold, group: str | None, until: datetime) -> None:
         """Wait until ``group``'s plan changes (never, for no group), ``hold`` is superseded,
-        or the clock reaches ``until``."""
-        if not hold.superseded:
+        the server stops, or the clock reaches ``until``."""
+        if not (hold.superseded or self.stopping):
             hold.wake.clear()  # woken before, by a plan change already acted on
         waiting = self._by_group.setdefault(group, set()) if group is not None else set()
         waiting.add(hold)
@@ -415,12 +439,16 @@ async def _hold_until_changed(
 ) -> Assignment:
     """Long-poll: answer when the host's assignment changes, its plan's next look is due (a
     soak ending, a window opening), ``wait`` seconds have passed (all on the service's clock),
-    or the host long-polls again."""
+    the host long-polls again, or the server stops."""
     clock = service.clock
     deadline = clock.now() + timedelta(seconds=wait)
     known = assignment.assignment_id
     with long_polls.hold(host) as hold:
-        while assignment.assignment_id == known and clock.now() < deadline and not hold.superseded:
+        while (
+            assignment.assignment_id == known
+            and clock.now() < deadline
+            and not (hold.superseded or long_polls.stopping)
+        ):
             group = assignment.group
             if group is None:  # unmanaged: nothing changes until Git does; hold the line
                 await long_polls.wait(clock, hold, None, deadline)
