@@ -16,7 +16,7 @@ from reconciler.clock import ManualClock
 from reconciler.rollout.planner import GroupPhase, HostState
 from tests.api_support import OPERATOR_TOKEN, RunningApi, running_api
 from tests.engine_harness import START
-from tests.fleets import NEW, NEWER, build_fleet
+from tests.fleets import NEW, NEWER, OLD, build_fleet
 from tests.test_api import GROUPS, HOSTS, auth, post, report
 
 
@@ -108,9 +108,60 @@ def test_rejected_reports_are_counted_by_result(api: RunningApi) -> None:
     assert value(found, "fleet_agent_reports_total", result="invalid") == 1
 
 
+def booted_series(api: RunningApi) -> dict[str, dict[str, str]]:
+    """host -> the labels of its `fleet_host_booted_info` series (asserting one per host)."""
+    series = [
+        labels
+        for (name, pairs), v in samples(api).items()
+        if name == "fleet_host_booted_info"
+        for labels in [dict(pairs)]
+        if v == 1
+    ]
+    by_host = {labels["host"]: labels for labels in series}
+    assert len(by_host) == len(series), f"more than one series for a host: {series}"
+    return by_host
+
+
+def booting(commit: str, version: str | None) -> dict[str, object]:
+    body = report(booted=commit)
+    body["booted"]["version"] = version
+    return body
+
+
+def test_booted_info_has_one_series_per_reporting_host(api: RunningApi) -> None:
+    assert booted_series(api) == {}  # nobody has reported yet
+    post(api, booting(OLD, "9.1"), token="c1")
+    post(api, booting(OLD, None), token="c2")  # an image without a version
+    assert booted_series(api) == {
+        "c1": {"group": "g", "host": "c1", "commit": OLD, "version": "9.1"},
+        "c2": {"group": "g", "host": "c2", "commit": OLD, "version": ""},
+    }
+
+
+def test_booted_info_of_a_host_no_group_selects_has_an_empty_group(tmp_path: Path) -> None:
+    fleet = build_fleet(GROUPS, {**HOSTS, "loose": {}})
+    with running_api(fleet, tmp_path / "s.sqlite", ManualClock(START)) as api:
+        post(api, booting(OLD, "9.1"), token="loose")
+        assert booted_series(api) == {
+            "loose": {"group": "", "host": "loose", "commit": OLD, "version": "9.1"}
+        }
+
+
+def test_booted_info_of_a_host_that_boots_another_version_replaces_its_series(
+    api: RunningApi,
+) -> None:
+    post(api, booting(OLD, "9.1"), token="c1")
+    post(api, booting(NEW, "9.2"), token="c1")
+    assert booted_series(api) == {
+        "c1": {"group": "g", "host": "c1", "commit": NEW, "version": "9.2"}
+    }
+    text = httpx.get(api.url + "/metrics").text
+    assert "9.1" not in text  # no stale series of the version it left
+
+
 @pytest.mark.needs_tool("promtool")
 def test_promtool_finds_nothing_to_lint(api: RunningApi) -> None:
-    post(api, report(), token="c1")
+    post(api, booting(OLD, "9.1"), token="c1")  # every family has a sample, the info too
     text = httpx.get(api.url + "/metrics").text
     result = subprocess.run(
         ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False

@@ -3,8 +3,8 @@
 Prometheus runs in the foreground on 127.0.0.1 with a 1 s scrape and evaluation interval and
 temporary storage, loading deploy/prometheus/alerts.yml (with FleetRolloutHalted's `for:`
 shortened, the expression unchanged). Asserted through Prometheus's HTTP API: drift rises and
-clears, the halted-rollout alert fires, and every PromQL expression of the Grafana dashboard
-runs without error.
+clears, a host's booted-version series moves with it (no stale one left), the halted-rollout
+alert fires, and every PromQL expression of the Grafana dashboard runs without error.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import yaml
 from reconciler.clock import SystemClock
 from tests.api_support import RunningApi, running_api
 from tests.conftest import ROOT
-from tests.fleets import NEW, build_fleet
+from tests.fleets import NEW, OLD, build_fleet
 from tests.test_api import GROUPS, HOSTS, post, report
 
 
@@ -113,6 +113,15 @@ def test_drift_rises_and_clears_and_the_halt_alert_fires(
 
     post(api, report(booted=NEW), token="c1")  # the canary is updated and healthy
     wait(lambda: scalar(prom, 'fleet_host_drift{host="c1"}') == 0, "drift never cleared")
+    # Hosts by booted commit: c1's series moved to NEW, and its OLD one went stale at once.
+    by_commit = 'count by (commit) (fleet_host_booted_info{group="g"})'
+    wait(
+        lambda: (
+            {r["metric"]["commit"]: r["value"][1] for r in query(prom, by_commit)}
+            == {OLD: "2", NEW: "1"}
+        ),
+        "the booted-commit series never moved",
+    )
 
     post(api, report(), token="c2")  # wave 2: offered the target
     post(api, report(staged=NEW), token="c2")  # staged: allowed to reboot

@@ -195,10 +195,29 @@ class FleetCollector(Collector):
         for host, observed in sorted(service.observed.items()):
             reported.add_metric([host], observed.received_at.timestamp())
         yield from (drift, since, hosts, wave, waves, state, reported)
+        yield self._booted()
         yield from self._locks()
         yield from self._from_event_log()
         yield from self._revision()
         yield from self._promotions()
+
+    def _booted(self) -> InfoMetricFamily:
+        """What each host runs, by commit and version, for dashboards that group hosts by
+        version. Built afresh at each scrape from the hosts' last reports, so a host that
+        boots another version has its new series only: none is left behind."""
+        booted = InfoMetricFamily(
+            "fleet_host_booted",
+            "The booted deployment the host last reported: base commit and version.",
+            labels=["group", "host", "commit", "version"],
+        )
+        fleet = self.service.fleet
+        for host, observed in sorted(self.service.observed.items()):
+            if host not in fleet.hosts or observed.booted_commit is None:
+                continue  # left the inventory, or reported no booted deployment
+            group = fleet.group_of(host) or ""
+            labels = [group, host, observed.booted_commit, observed.booted_version or ""]
+            booted.add_metric(labels, {})
+        return booted
 
     def _locks(self) -> Iterator[GaugeMetricFamily]:
         granted = GaugeMetricFamily(

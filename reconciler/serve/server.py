@@ -6,6 +6,10 @@ or nothing, is held for ever), no cap on the size of a head under httptools, and
 `limit_concurrency` that counts those idle connections too and then answers 503 to everyone:
 a thousand slow clients would still starve every agent. :class:`BoundedHttpProtocol` adds
 what is missing; :class:`Listen` holds the numbers.
+
+uvicorn also stops by waiting for every request to be answered, long-polls included, and
+for every half-sent request to arrive; :class:`StoppingServer` and the protocol answer or
+close those at once, so SIGTERM ends in well under a second (docs/daemon.md, "Stopping").
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import logging
 import math
 import resource
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Coroutine
@@ -25,6 +30,8 @@ from typing import Any, ClassVar, Literal, Self
 import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from reconciler.serve.api.app import let_long_polls_go
 
 logger = logging.getLogger(__name__)
 
@@ -143,12 +150,29 @@ def make_server(app: FastAPI, listen: Listen) -> uvicorn.Server:
         http=BoundedHttpProtocol.within(ConnectionTable(listen)),
         ws="none",  # no route needs WebSockets; an upgrade would leave the protocol above
         backlog=BACKLOG,
-        # Long-polls may hold a request for minutes; on SIGTERM give them a few seconds, not
-        # their whole wait, so shutdown ends well inside systemd's TimeoutStopSec.
-        timeout_graceful_shutdown=5,
+        # On SIGTERM, long-polls are answered at once (StoppingServer) and connections still
+        # receiving a request are closed (BoundedHttpProtocol.shutdown); what is left is
+        # reports being answered, in milliseconds. This bound is for a bug: stopping ends.
+        timeout_graceful_shutdown=2,
         lifespan="off",
     )
-    return uvicorn.Server(config)
+    return StoppingServer(config, app)
+
+
+class StoppingServer(uvicorn.Server):
+    """uvicorn's server, which answers the app's long-polls as soon as it starts stopping.
+
+    uvicorn stops by waiting for every request being answered to end; a long-poll would end
+    only when its wait does, minutes later, so it would be cut off at the graceful-shutdown
+    timeout instead (a 500 to the agent, a traceback in the log, seconds of delay)."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self.app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        let_long_polls_go(self.app)
+        await super().shutdown(sockets)
 
 
 class ConnectionTable:
@@ -280,6 +304,15 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         # Unless a pipelined request is being answered now, the next one is awaited.
         if not self.transport.is_closing() and self.cycle.response_complete:
             self._await("head")
+
+    def shutdown(self) -> None:
+        """The server is stopping: a connection still receiving its request is closed now
+        rather than waited for (up to the header or body timeout); one being answered ends
+        after its answer, as uvicorn does."""
+        if self._awaiting is not None:
+            self.close()
+        else:
+            super().shutdown()
 
     def close(self) -> None:
         """Close at once, and leave the table now rather than when the loop says it is lost."""
