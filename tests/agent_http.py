@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 ASSIGNMENT = {"host": "h", "action": "none", "assignmentId": "a1", "reportAfterSeconds": 15}
 
@@ -24,6 +25,7 @@ class Server:
     url: str
     requests: list[tuple[str, str, str | None]]  # method, path, Authorization
     finished_sending: list[bool]
+    bodies: list[Any]  # each request's body as JSON (None when it was not JSON)
 
 
 @contextmanager
@@ -31,11 +33,16 @@ def serving(reply: Callable[[], Reply]) -> Iterator[Server]:
     """A real HTTP/1.0 server on 127.0.0.1 answering every request with ``reply()``."""
     requests: list[tuple[str, str, str | None]] = []
     finished: list[bool] = []
+    bodies: list[Any] = []
 
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            self.rfile.read(length)
+            raw = self.rfile.read(length)
+            try:
+                bodies.append(json.loads(raw))
+            except ValueError:
+                bodies.append(None)
             requests.append((self.command, self.path, self.headers.get("Authorization")))
             answer = reply()
             self.send_response(answer.status)
@@ -59,7 +66,7 @@ def serving(reply: Callable[[], Reply]) -> Iterator[Server]:
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
-        yield Server(f"http://127.0.0.1:{server.server_address[1]}", requests, finished)
+        yield Server(f"http://127.0.0.1:{server.server_address[1]}", requests, finished, bodies)
     finally:
         server.shutdown()
         server.server_close()

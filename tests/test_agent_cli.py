@@ -204,3 +204,43 @@ def test_a_server_that_is_not_an_http_url_is_a_usage_error(
 ) -> None:
     assert once_against(server, tmp_path) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--interval", "soon"], "--interval must be a number of seconds"),
+        (["--interval", "0"], "--interval must be a number of seconds, at least 1"),
+        (["--long-poll", "nan"], "--long-poll must be a number"),
+        (["--backend", "zypper"], "unknown backend 'zypper'"),
+        (["--backend", "ostree", "--os", ""], "--os is required with --backend ostree"),
+        (["--reboot-command", "systemctl 'reboot"], "--reboot-command"),
+        (["--pre-reboot-command", "drain 'calls"], "--pre-reboot-command"),
+        (["--pre-reboot-command", "drain", "--pre-reboot-timeout", "0"], "at least 1"),
+    ],
+)
+def test_configuration_errors_exit_2_with_one_line_before_any_report(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "token").write_text("t\n")
+    with serving(Reply) as server:
+        code = main(
+            [
+                *("--once", "--config", "/nonexistent", "--server", server.url),
+                *("--token-file", str(tmp_path / "token"), "--state-dir", str(tmp_path)),
+                *args,
+            ]
+        )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert server.requests == []
+
+
+def test_a_rejected_report_in_once_mode_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with serving(lambda: Reply(403, {}, (b"unknown token",))) as server:
+        assert once_against(server.url, tmp_path) == 1
+    assert "HTTP 403: unknown token" in capsys.readouterr().err

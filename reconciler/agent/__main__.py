@@ -2,14 +2,17 @@
 
 Configuration comes from flags, then a config file (INI, section [agent], same names as the
 long flags with dashes), then defaults. The agent identifies itself by its token only.
-"""
+`reconciler-agent enroll --name HOST` makes that token (enroll.py).
 
-from __future__ import annotations
+Exit codes: 0 done (`--once`: the cycle ran), 1 `--once` got no usable answer from the
+server (unreachable, refused or rejected), 2 a usage or configuration error.
+"""
 
 import argparse
 import configparser
 import logging
 import math
+import os
 import shlex
 import ssl
 import sys
@@ -26,6 +29,8 @@ from reconciler.agent.client import (
     plaintext_warning,
     server_problem,
 )
+from reconciler.agent.drain import DEFERRAL_FILE_NAME, DeferralFile, PreRebootHook
+from reconciler.agent.enroll import run_enroll
 from reconciler.agent.greenboot import MOTD_FILE
 from reconciler.agent.ostree import OstreeBackend
 from reconciler.agent.rpmostree import RpmOstreeBackend
@@ -33,6 +38,7 @@ from reconciler.agent.runner import Runner
 
 log = logging.getLogger("reconciler-agent")
 
+CONFIG_FILE = "/etc/reconciler-agent/agent.conf"
 DEFAULTS: Dict[str, str] = {
     "server": "",
     "token-file": "/etc/reconciler-agent/token",
@@ -42,6 +48,9 @@ DEFAULTS: Dict[str, str] = {
     "interval": "60",
     "long-poll": "0",
     "reboot-command": "systemctl reboot",
+    "pre-reboot-command": "",  # the drain hook (drain.py): must exit 0 before a reboot
+    "pre-reboot-timeout": "600",
+    "state-dir": "/var/lib/reconciler-agent",  # where a deferred reboot is remembered
     "boot-id-file": BOOT_ID_FILE,
     "greenboot-status-file": MOTD_FILE,
     "booted-commit-file": "",
@@ -51,11 +60,19 @@ DEFAULTS: Dict[str, str] = {
 }
 
 
+class ConfigurationError(Exception):
+    """A setting is missing or makes no sense; ``str()`` says which (exit code 2)."""
+
+
 def parse_args(argv: Optional[List[str]]) -> Dict[str, str]:
-    parser = argparse.ArgumentParser(prog="reconciler-agent", description=__doc__)
-    parser.add_argument("--config", default="/etc/reconciler-agent/agent.conf")
+    parser = argparse.ArgumentParser(
+        prog="reconciler-agent",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", default=CONFIG_FILE)
     for name in DEFAULTS:
-        parser.add_argument(f"--{name}", dest=name.replace("-", "_"))
+        parser.add_argument("--" + name, dest=name.replace("-", "_"))
     parser.add_argument("--once", action="store_true", help="one report/apply cycle, then exit")
     parser.add_argument("--version", action="version", version=AGENT_VERSION)
     args = parser.parse_args(argv)
@@ -70,10 +87,31 @@ def parse_args(argv: Optional[List[str]]) -> Dict[str, str]:
     return settings
 
 
+def number(settings: Dict[str, str], name: str, least: float) -> float:
+    """The setting ``name`` as a finite number of at least ``least``."""
+    try:
+        value = float(settings[name])
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < least:
+        raise ConfigurationError(
+            f"--{name} must be a number of seconds, at least {least:g}, not {settings[name]!r}"
+        )
+    return value
+
+
+def command(settings: Dict[str, str], name: str) -> List[str]:
+    """The setting ``name`` split like a shell would (no shell runs it)."""
+    try:
+        return shlex.split(settings[name])
+    except ValueError as exc:  # an unclosed quote
+        raise ConfigurationError(f"--{name} {settings[name]!r}: {exc}") from exc
+
+
 def build_agent(settings: Dict[str, str], runner: Runner) -> Agent:
     if settings["backend"] == "ostree":
         if not settings["os"]:
-            raise SystemExit("reconciler-agent: --os is required with --backend ostree")
+            raise ConfigurationError("--os is required with --backend ostree")
         backend: Any = OstreeBackend(
             runner,
             settings["os"],
@@ -83,20 +121,28 @@ def build_agent(settings: Dict[str, str], runner: Runner) -> Agent:
     elif settings["backend"] == "rpm-ostree":
         backend = RpmOstreeBackend(runner)
     else:
-        raise SystemExit(f"reconciler-agent: unknown backend {settings['backend']!r}")
+        raise ConfigurationError(f"unknown backend {settings['backend']!r}")
+    pre_reboot = None
+    if settings["pre-reboot-command"]:
+        pre_reboot = PreRebootHook(
+            command(settings, "pre-reboot-command"),
+            number(settings, "pre-reboot-timeout", 1),
+        )
     return Agent(
         backend,
-        shlex.split(settings["reboot-command"]),
+        command(settings, "reboot-command"),
         runner,
         boot_id_file=settings["boot-id-file"],
         greenboot_file=settings["greenboot-status-file"],
+        pre_reboot=pre_reboot,
+        deferral_file=DeferralFile(os.path.join(settings["state-dir"], DEFERRAL_FILE_NAME)),
     )
 
 
 def cycle(agent: Agent, client: ReconcilerClient, long_poll: float) -> Dict[str, Any]:
     """Report, apply, and report again at once if anything changed on the host."""
     assignment = client.report(agent.report(), wait=long_poll)
-    before = agent.last_apply
+    before, deferral = agent.last_apply, agent.deferral
     outcome = agent.apply(assignment)
     reason = assignment.get("reason")
     log.info(
@@ -105,14 +151,17 @@ def cycle(agent: Agent, client: ReconcilerClient, long_poll: float) -> Dict[str,
         outcome,
         reason.get("message", "") if isinstance(reason, dict) else "",
     )
-    if agent.last_apply is not before:
+    if agent.last_apply is not before or agent.deferral != deferral:
         assignment = client.report(agent.report())
     return assignment
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments and arguments[0] == "enroll":
+        return run_enroll(arguments[1:], CONFIG_FILE, DEFAULTS["token-file"])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    settings = parse_args(argv)
+    settings = parse_args(arguments)
     if not settings["server"]:
         print(
             "reconciler-agent: --server (or server= in the config file) is required",
@@ -134,8 +183,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not settings["client-cert"]:  # with a certificate, a token is the server's call
             print(f"reconciler-agent: cannot read the token: {exc}", file=sys.stderr)
             return 2
-    runner = Runner()
-    agent = build_agent(settings, runner)
+    try:
+        runner = Runner()
+        agent = build_agent(settings, runner)
+        interval, long_poll = number(settings, "interval", 1), number(settings, "long-poll", 0)
+    except ConfigurationError as exc:
+        print(f"reconciler-agent: {exc}", file=sys.stderr)
+        return 2
     try:
         client = ReconcilerClient(
             settings["server"],
@@ -148,7 +202,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"reconciler-agent: cannot load the TLS files: {exc}", file=sys.stderr)
         return 2
     backoff = Backoff()
-    interval, long_poll = float(settings["interval"]), float(settings["long-poll"])
     while True:
         try:
             assignment = cycle(agent, client, long_poll)

@@ -1,14 +1,12 @@
 """One report/apply cycle: read the host, report it, do what the answer says, safely."""
 
-from __future__ import annotations
-
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
 from reconciler.agent import AGENT_VERSION
 from reconciler.agent.deployments import HostStatus
+from reconciler.agent.drain import DeferralFile, PreRebootHook, RebootDeferral, deferral_after
 from reconciler.agent.greenboot import greenboot_status
 from reconciler.agent.rules import (
     MEANINGS,
@@ -23,8 +21,7 @@ from reconciler.agent.runner import CommandFailed, Runner
 BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
 
 
-@dataclass
-class LastApply:
+class LastApply(NamedTuple):
     action: str
     commit: str
     ok: bool
@@ -47,11 +44,13 @@ class Agent:
     def __init__(
         self,
         backend: Any,
-        reboot_command: list[str],
+        reboot_command: List[str],
         runner: Runner,
         host_name: Optional[str] = None,
         boot_id_file: str = BOOT_ID_FILE,
         greenboot_file: Optional[str] = None,
+        pre_reboot: Optional[PreRebootHook] = None,
+        deferral_file: Optional[DeferralFile] = None,
     ) -> None:
         self.backend, self.runner = backend, runner
         self.reboot_command = reboot_command
@@ -60,6 +59,10 @@ class Agent:
         self.greenboot_file = greenboot_file
         self.last_apply: Optional[LastApply] = None
         self.known_assignment: Optional[str] = None
+        self.pre_reboot = pre_reboot
+        self.deferral_file = deferral_file or DeferralFile(None)
+        #: A reboot the server allowed and the pre-reboot command held back (drain.py).
+        self.deferral: Optional[RebootDeferral] = self.deferral_file.load()
 
     def boot_id(self) -> Optional[str]:
         try:
@@ -84,6 +87,8 @@ class Agent:
             "lastApply": self.last_apply.to_json() if self.last_apply else None,
             "knownAssignment": self.known_assignment,
         }
+        if self.deferral is not None:
+            body["rebootDeferred"] = self.deferral.to_json()
         if self.host_name:
             body["host"] = self.host_name
         return body
@@ -92,13 +97,17 @@ class Agent:
         """Do what ``assignment`` says, if it is still needed; return what was done.
 
         Idempotent: a target already staged is not deployed again. A reboot happens only
-        for an assignment that says `reboot` now and only once the target is staged.
+        for an assignment that says `reboot` now, only once the target is staged, and only
+        when the pre-reboot command (if any) succeeded; otherwise the reboot is deferred.
         """
         known = assignment.get("assignmentId")
         self.known_assignment = known if isinstance(known, str) else None
         action = assignment.get("action")
         target = assignment.get("target")
         target = target if isinstance(target, dict) else {}
+        commit = str(target.get("commit") or "")
+        if self.deferral is not None and (action, commit) != ("reboot", self.deferral.commit):
+            self._defer(None)  # the server no longer asks for the reboot that was held back
         if action not in ("stage", "reboot", "unstage"):
             return "nothing to do"
         if action != "unstage":
@@ -108,7 +117,6 @@ class Agent:
             problem = _invalid_target(target.get("commit"), target.get("remote"), target.get("ref"))
             if problem:
                 return f"not applying: {problem}"
-        commit = str(target.get("commit") or "")
         status = self.backend.status()
         if status.error or status.booted is None:
             return f"not applying: cannot read the host's deployments ({status.error})"
@@ -130,8 +138,28 @@ class Agent:
             if action == "stage" or not self.last_apply or not self.last_apply.ok:
                 return result
         if action == "reboot":
+            held = self._drain(commit)
+            if held:
+                return held
             return self._attempt("reboot", commit, lambda: self.runner.run(self.reboot_command))
         return "target already staged"
+
+    def _drain(self, commit: str) -> Optional[str]:
+        """Run the pre-reboot command; why the reboot is held back, or None to go ahead."""
+        if self.pre_reboot is None:
+            self._defer(None)
+            return None
+        result = self.pre_reboot.run()
+        if result.ok:
+            self._defer(None)
+            return None
+        self._defer(deferral_after(self.deferral, commit, result))
+        return f"reboot deferred: the pre-reboot command did not succeed ({result.message})"
+
+    def _defer(self, deferral: Optional[RebootDeferral]) -> None:
+        if deferral != self.deferral:
+            self.deferral = deferral
+            self.deferral_file.save(deferral)
 
     def _attempt(self, action: str, commit: str, work: Any) -> str:
         at = datetime.now(timezone.utc).isoformat()

@@ -7,8 +7,6 @@ assignment), and an answer larger than `MAX_ANSWER_BYTES` or nested deeper than
 otherwise end the agent with a `RecursionError`).
 """
 
-from __future__ import annotations
-
 import http.client
 import ipaddress
 import json

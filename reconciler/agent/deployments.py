@@ -1,13 +1,9 @@
 """What the agent knows about the host's deployments, in the shape it reports them."""
 
-from __future__ import annotations
-
-from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 
-@dataclass(frozen=True)
-class Deployment:
+class Deployment(NamedTuple):
     """One OSTree deployment. ``base_checksum`` is the commit that came from the remote; it
     differs from ``checksum`` when packages are layered on top."""
 
@@ -27,8 +23,7 @@ class Deployment:
         }
 
 
-@dataclass(frozen=True)
-class HostStatus:
+class HostStatus(NamedTuple):
     """The deployments of interest: booted, the one staged for next boot, and the rollback.
 
     ``error`` is set (and the rest may be empty) when the status could not be read or
@@ -40,10 +35,9 @@ class HostStatus:
     rollback: Optional[Deployment] = None
     transaction: bool = False
     error: Optional[str] = None
-    extra: Dict[str, Any] = field(default_factory=dict)
 
 
-def split_refspec(refspec: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+def split_refspec(refspec: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
     """``"remote:ref"`` -> ``("remote", "ref")``; a bare ref has no remote."""
     if not refspec:
         return None, None

@@ -1,7 +1,5 @@
 """greenboot's verdict on the current boot, from what greenboot leaves on the host."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Optional
 

@@ -5,8 +5,6 @@ that was never booted. Such a sysroot has no booted deployment; `--booted-commit
 names a file holding the checksum to treat as booted, which a simulated reboot writes.
 """
 
-from __future__ import annotations
-
 import re
 import tempfile
 from pathlib import Path

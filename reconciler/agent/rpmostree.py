@@ -4,8 +4,6 @@ Parsing is defensive: rpm-ostree's JSON has changed across releases, and a field
 does not understand must make it report "unknown", never crash.
 """
 
-from __future__ import annotations
-
 import json
 from typing import Any, Dict, List, Optional
 

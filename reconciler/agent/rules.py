@@ -11,10 +11,8 @@ character, `:` or empty part. The patterns are plain strings that Python's `re`,
 Rust engine and JSON Schema (ECMA-262) all read alike: no look-arounds. Match them with
 `fullmatch`, never `match`: Python's `$` also matches before a trailing newline.
 
-This module is part of the agent, so it stays standard library only and Python 3.9.
+This module is part of the agent, so it stays standard library only and Python 3.6.
 """
-
-from __future__ import annotations
 
 import re
 

@@ -1,7 +1,5 @@
 """Running host commands, with failures turned into one exception carrying the error text."""
 
-from __future__ import annotations
-
 import subprocess
 from typing import Optional, Sequence
 
@@ -20,7 +18,8 @@ class Runner:
         try:
             done = subprocess.run(
                 list(argv),
-                capture_output=True,
+                stdout=subprocess.PIPE,  # not capture_output=: Python 3.6 has no such argument
+                stderr=subprocess.PIPE,
                 encoding="utf-8",
                 errors="replace",  # odd bytes in a tool's output must not crash the agent
                 check=False,
