@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,11 +13,39 @@ from reconciler.clock import ManualClock
 from reconciler.demo.simulation import SimulatedHost, Simulation
 from reconciler.rollout.decisions import Decision, DecisionKind
 from reconciler.rollout.engine import Engine
-from reconciler.rollout.planner import GroupPlan
+from reconciler.rollout.observed import HostObservation, RebootDeferral
+from reconciler.rollout.planner import Action, GroupPlan
 from reconciler.state.store import Store
 from tests.fleets import OLD, build_fleet
 
 START = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class BusyHost(SimulatedHost):
+    """A host whose pre-reboot command exits 1 while it has active calls, as the agent
+    does: it holds the reboot back and says so in every report until the command passes
+    or the server no longer asks for the reboot."""
+
+    calls: int = 0
+    deferred_since: datetime | None = None
+
+    def report(self, now: datetime) -> HostObservation:
+        seen = super().report(now)
+        if self.deferred_since is None:
+            return seen
+        deferral = RebootDeferral(self.deferred_since, f"{self.calls} active calls", 1)
+        return dataclasses.replace(seen, reboot_deferred=deferral)
+
+    def obey(
+        self, plan_action: Action, target: str, now: datetime, bad: set[str], unstageable: set[str]
+    ) -> None:
+        draining = plan_action is Action.REBOOT and self.staged == target and self.calls > 0
+        if draining:
+            self.deferred_since = self.deferred_since or now
+            return
+        self.deferred_since = None
+        super().obey(plan_action, target, now, bad, unstageable)
 
 
 class Harness:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from reconciler.rollout.observed import ApplyError, Greenboot, HostObservation
+from reconciler.rollout.observed import ApplyError, Greenboot, HostObservation, RebootDeferral
 from reconciler.rollout.planner import GroupPlan, plan_group
 from reconciler.rollout.reasons import Reason, ReasonCode
 from reconciler.rollout.spec import GroupSpec, group_spec
@@ -85,6 +85,7 @@ def spec(
 OFFERED = HostProgress(offered_at=EARLIER)
 ALLOWED = HostProgress(offered_at=EARLIER, reboot_allowed_at=EARLIER, boot_id_at_reboot="boot-1")
 SUCCEEDED = dataclasses.replace(ALLOWED, succeeded_at=EARLIER)
+DRAINING = dataclasses.replace(ALLOWED, draining_since=NOW - 4 * MIN)  # since the deferral below
 DRIFTED = HostProgress(drifted=True)
 
 
@@ -153,9 +154,10 @@ def running(
     boot_id: str = "boot-1",
     age: timedelta = MIN,
     error: str | None = None,
+    deferred: RebootDeferral | None = None,
 ) -> HostObservation:
     """A report received ``age`` ago from a host that booted ``booted``; ``error`` is a
-    failure to stage ``TARGET``."""
+    failure to stage ``TARGET``; ``deferred``, a reboot its agent holds back to drain it."""
     return HostObservation(
         "",
         NOW - age,
@@ -164,7 +166,18 @@ def running(
         greenboot,
         staged_commit=staged,
         apply_error=ApplyError(TARGET, error) if error else None,
+        reboot_deferred=deferred,
     )
+
+
+def deferral(since: datetime = NOW - 4 * MIN, message: str = "3 active calls") -> RebootDeferral:
+    """The agent's pre-reboot command exited 1 with ``message``, first at ``since``."""
+    return RebootDeferral(since, message, exit_code=1)
+
+
+def draining(age: timedelta = MIN, **deferred: Any) -> HostObservation:
+    """A host allowed to reboot (as :data:`ALLOWED`) that holds the reboot back to drain."""
+    return running(staged=TARGET, age=age, deferred=deferral(**deferred))
 
 
 def reports(

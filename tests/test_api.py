@@ -7,6 +7,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,28 @@ def test_413_for_large_bodies_declared_or_streamed(api: RunningApi) -> None:
         (json.dumps(report(greenboot="purple", bootId=7)), {"greenboot", "bootId"}),
         (json.dumps({"bootId": "b"}), {"agentVersion"}),
         (json.dumps([1, 2]), {"body"}),
+        (
+            json.dumps(report(rebootDeferred={"since": "2026-11-25T12:00:00", "message": "m"})),
+            {"rebootDeferred.since"},  # a time without its zone
+        ),
+        (
+            json.dumps(
+                report(
+                    rebootDeferred={
+                        "since": "2026-11-25T12:00:00Z",
+                        "message": "x" * 257,
+                        "exitCode": "one",
+                        "timedOut": "perhaps",
+                    }
+                )
+            ),
+            {
+                "rebootDeferred.message",
+                "rebootDeferred.exitCode",
+                "rebootDeferred.timedOut",
+            },
+        ),
+        (json.dumps(report(rebootDeferred="busy")), {"rebootDeferred"}),
     ],
 )
 def test_422_names_each_field_at_fault(api: RunningApi, body: str, fields: set[str]) -> None:
@@ -148,6 +171,27 @@ def test_422_names_each_field_at_fault(api: RunningApi, body: str, fields: set[s
     assert answer.headers["content-type"] == "application/problem+json"
     assert {e["field"] for e in problem["errors"]} == fields
     assert api.reports.latest() == {}
+
+
+def test_a_deferred_reboot_shows_the_host_draining(api: RunningApi) -> None:
+    assert post(api, report("c1", staged=NEW)).json()["action"] == "reboot"
+    clock = api.service.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(timedelta(minutes=1))
+    deferral = {
+        "since": "2026-11-25T12:01:00+00:00",
+        "message": "3 active calls",
+        "exitCode": 1,
+        "timedOut": False,
+    }
+    answer = post(api, report("c1", staged=NEW, rebootDeferred=deferral))
+    assert answer.status_code == 200
+    assert (answer.json()["state"], answer.json()["action"]) == ("draining", "reboot")
+    host = httpx.get(f"{api.url}/v1/hosts/c1", headers=auth(OPERATOR_TOKEN)).json()
+    assert host["state"] == "draining"
+    assert host["reason"]["code"] == "draining"
+    assert "3 active calls" in host["reason"]["message"]
+    assert host["rebootDeferred"] == {**deferral, "since": "2026-11-25T12:01:00Z"}
 
 
 def test_422_for_a_bad_wait_parameter(api: RunningApi) -> None:

@@ -2,11 +2,14 @@
 
 The only fake is the reboot: a script that makes the sysroot's default deployment "booted"
 and gives the host a new boot id, as a real reboot would.
+
+The agent runs twice over: as the installed `reconciler-agent`, and as the fleet's hosts get
+it, the zipapp of `make agent-pyz` on the oldest Python here (3.6, CentOS 8's
+platform-python, where pyenv has it), with a drain hook that holds the first reboot back.
 """
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -25,34 +28,39 @@ from reconciler.demo.testbed import (
 )
 from reconciler.fleetrepo.loader import load_fleet_or_raise
 from reconciler.fleetrepo.sources import DirectorySource
+from tests.agent_support import build_agent_pyz, oldest_python, write_one_host_fleet
 from tests.api_support import running_api
 
 TOKEN = "e2e-agent-token"
 AGENT = Path(sys.executable).parent / "reconciler-agent"
 
+#: Busy on its first run (the call is still up), drained on the next.
+DRAIN = """\
+#!/bin/sh
+if [ -e "$0.ran" ]; then echo "no active calls"; exit 0; fi
+touch "$0.ran"; echo "1 active call"; exit 1
+"""
+
 
 def write_fleet(root: Path, target: str) -> None:
-    header = "apiVersion: ostree-fleet/v1alpha1\n"
-    (root / "streams").mkdir(parents=True)
-    (root / "groups").mkdir()
-    (root / "hosts").mkdir()
-    (root / "fleet.yaml").write_text(header + "kind: Fleet\nname: e2e\n")
-    (root / "streams" / "production.yaml").write_text(
-        header + f"kind: Stream\nname: production\nremote: {OS_NAME}\nref: {REF}\n"
-        f"commit: {target}\nversion: '2.0'\n"
-    )
-    (root / "groups" / "call.yaml").write_text(
-        header + "kind: Group\nname: call\nstream: production\nhosts: [call-01]\n"
-        "rollout: {waves: ['100%']}\n"
-    )
-    token_hash = hashlib.sha256(TOKEN.encode()).hexdigest()
-    (root / "hosts" / "site.yaml").write_text(
-        header + f"kind: HostInventory\nhosts:\n  - name: call-01\n    tokenSha256: {token_hash}\n"
-    )
+    write_one_host_fleet(root, target, TOKEN, OS_NAME, REF)
+
+
+def agent_program(packaging: str, tmp_path: Path) -> tuple[list[str], list[str]]:
+    """How to start the agent, and its drain hook's flags (the zipapp's only)."""
+    if packaging == "entry-point":
+        return [str(AGENT)], []
+    drain = tmp_path / "drain.sh"
+    drain.write_text(DRAIN)
+    drain.chmod(0o755)
+    program = [oldest_python(), str(build_agent_pyz(tmp_path))]
+    return program, ["--pre-reboot-command", str(drain), "--pre-reboot-timeout", "30"]
 
 
 @pytest.mark.needs_tool("ostree")
-def test_agent_moves_a_real_sysroot_from_a_to_b(tmp_path: Path) -> None:
+@pytest.mark.parametrize("packaging", ["entry-point", "zipapp"])
+def test_agent_moves_a_real_sysroot_from_a_to_b(tmp_path: Path, packaging: str) -> None:
+    program, hook = agent_program(packaging, tmp_path)
     a, b = make_archive_repo(tmp_path / "repo", ["1.0", "2.0"])
     write_fleet(tmp_path / "fleet", target=b)
     fleet = load_fleet_or_raise(DirectorySource(tmp_path / "fleet"))
@@ -70,7 +78,7 @@ def test_agent_moves_a_real_sysroot_from_a_to_b(tmp_path: Path) -> None:
     ):
         reboot = f"{sys.executable} {tmp_path / 'reboot.py'} {root} {booted_file} {boot_id_file}"
         agent = [
-            str(AGENT),
+            *program,
             "--once",
             "--config",
             "/nonexistent",
@@ -92,6 +100,9 @@ def test_agent_moves_a_real_sysroot_from_a_to_b(tmp_path: Path) -> None:
             str(tmp_path / "motd"),
             "--reboot-command",
             reboot,
+            "--state-dir",
+            str(tmp_path / "state"),
+            *hook,
         ]
 
         def run_agent() -> str:
@@ -108,9 +119,22 @@ def test_agent_moves_a_real_sysroot_from_a_to_b(tmp_path: Path) -> None:
         assert api.service.observed["call-01"].staged_commit == b
         assert api.service.observed["call-01"].booted_commit == a
 
+        if hook:  # the first reboot is held back while a call is up, and reported so
+            log = run_agent()
+            assert "reboot deferred" in log
+            assert "1 active call" in log
+            assert booted_file.read_text().strip() == a
+            assert boot_id_file.read_text().strip() == "boot-1"
+            deferral = (tmp_path / "state" / "reboot-deferral.json").read_text()
+            assert '"exitCode": 1' in deferral
+            # The server heard it in the same cycle: the host drains, in the budget.
+            held_back = api.service.assignment("call-01")
+            assert (held_back.state, held_back.reason.code) == ("draining", "draining")
+            assert "1 active call" in held_back.reason.message
         log = run_agent()  # reports B staged, is told to reboot, "reboots"
         assert "assignment reboot: reboot" in log
         assert booted_file.read_text().strip() == b
+        assert not (tmp_path / "state" / "reboot-deferral.json").exists()
         assert boot_id_file.read_text().strip() != "boot-1"
 
         run_agent()  # reports B booted with a new boot id and greenboot green

@@ -67,6 +67,25 @@ def test_drift_hosts_by_state_and_waves(api: RunningApi) -> None:
     ) not in found
 
 
+def test_a_draining_host_and_a_drain_timeout_are_counted(api: RunningApi) -> None:
+    post(api, report(staged=NEW), token="c1")  # allowed to reboot
+    clock = api.service.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(timedelta(minutes=1))
+    deferral = {"since": clock.now().isoformat(), "message": "3 active calls", "exitCode": 1}
+    post(api, report(staged=NEW, rebootDeferred=deferral), token="c1")
+    found = samples(api)
+    assert value(found, "fleet_group_hosts", group="g", state="draining") == 1
+    assert value(found, "fleet_group_hosts", group="g", state="updating") == 0
+    assert value(found, "fleet_host_failures_total", group="g", reason="drain_timeout") == 0
+    clock.advance(timedelta(hours=1))  # the default drainTimeout
+    post(api, report(staged=NEW, rebootDeferred=deferral), token="c1")
+    found = samples(api)
+    assert value(found, "fleet_host_failures_total", group="g", reason="drain_timeout") == 1
+    assert value(found, "fleet_group_hosts", group="g", state="failed") == 1
+    assert value(found, "fleet_rollout_state", group="g", state="halted") == 0
+
+
 def test_failures_and_finished_rollouts_are_counted_from_the_event_log(api: RunningApi) -> None:
     post(api, report(), token="c1")  # offered the target
     post(api, report(booted=NEW, greenboot="red"), token="c1")  # booted it, checks failed

@@ -19,14 +19,15 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from reconciler.rollout.decisions import DecisionKind
-from reconciler.rollout.observed import Greenboot, HostObservation
-from reconciler.rollout.planner import Action, GroupPhase, HostState
-from reconciler.rollout.reasons import ReasonCode
+from reconciler.rollout.observed import Greenboot, HostObservation, LockRequests
+from reconciler.rollout.planner import Action, GroupPhase, HostState, plan_group
+from reconciler.rollout.reasons import Reason, ReasonCode
 from reconciler.rollout.state import GroupState, HostProgress, Lifecycle
 from tests.engine_harness import START, Harness
 from tests.fleets import NEW, NEWER, OLD
 from tests.planner_builders import (
     ALLOWED,
+    DRAINING,
     DRIFTED,
     EARLIER,
     MIN,
@@ -38,6 +39,8 @@ from tests.planner_builders import (
     SUCCEEDED,
     TARGET,
     Pass,
+    deferral,
+    draining,
     finishing,
     fresh,
     reports,
@@ -397,6 +400,31 @@ HOST_PLANS = [
         (HostState.STAGING, Action.STAGE, R.WAITING_FOR_STAGE),
         f"download and stage the target; do not reboot ({FROZEN_SAYS}",
         id="rule14: staging goes on during a freeze, and says so",
+    ),
+]
+
+
+# Rule 16: a host whose agent holds its allowed reboot back to drain it.
+DRAIN_FAILED = dataclasses.replace(
+    DRAINING,
+    failed_at=EARLIER,
+    failure=Reason(R.DRAIN_TIMEOUT, "h1 did not drain within 1h: 3 active calls"),
+)
+HOST_PLANS += [
+    pytest.param(
+        Pass(G, rollout(G, {"h1": DRAINING}), reports(G, h1=draining())),
+        "h1",
+        (HostState.DRAINING, Action.REBOOT, R.DRAINING),
+        "allowed to reboot; draining since 2026-11-25 11:56Z (pre-reboot command: 3 active "
+        "calls); fails to drain at 2026-11-25 12:56Z",
+        id="rule16: draining, still told to reboot so that its agent tries again",
+    ),
+    pytest.param(
+        Pass(G, rollout(G, {"h1": DRAIN_FAILED}), reports(G, h1=draining())),
+        "h1",
+        (HostState.FAILED, Action.NONE, R.DRAIN_TIMEOUT),
+        "h1 did not drain within 1h: 3 active calls; not allowed to reboot again in this rollout",
+        id="rule16: failed to drain; keeps the target staged",
     ),
 ]
 
@@ -899,6 +927,132 @@ DECISIONS += [
 ]
 
 
+# Rule 16: drains. h1 was allowed to reboot at EARLIER (11:55), from boot-1.
+LONG_DRAIN = dataclasses.replace(
+    ALLOWED, reboot_allowed_at=NOW - 65 * MIN, draining_since=NOW - 60 * MIN
+)
+DECISIONS += [
+    pytest.param(
+        Pass(G, rollout(G, {"h1": ALLOWED}), reports(G, h1=draining())),
+        "h1",
+        [(K.HOST_DRAINING, R.DRAINING)],
+        "h1 holds its reboot back to drain since 2026-11-25 11:56Z: 3 active calls",
+        id="rule16: the first deferral of an allowed reboot starts the drain at its `since`",
+    ),
+    pytest.param(
+        Pass(G, rollout(G, {"h1": ALLOWED}), reports(G, h1=draining(since=NOW - 90 * MIN))),
+        "h1",
+        [(K.HOST_DRAINING, R.DRAINING)],
+        "since 2026-11-25 11:55Z",
+        id="rule16: a `since` before the permission (a lagging clock) counts from the permission",
+    ),
+    pytest.param(
+        Pass(G, rollout(G, {"h1": ALLOWED}), reports(G, h1=draining(since=NOW + 90 * MIN))),
+        "h1",
+        [(K.HOST_DRAINING, R.DRAINING)],
+        "since 2026-11-25 11:59Z",
+        id="rule16: a `since` after the report (a leading clock) counts from the report",
+    ),
+    pytest.param(
+        Pass(G, rollout(G, {"h1": ALLOWED}), reports(G, h1=draining(age=7 * MIN))),
+        "h1",
+        [],
+        "",
+        id="rule16: a deferral reported before this permission was granted is ignored",
+    ),
+    pytest.param(
+        Pass(
+            G,
+            rollout(G, {"h1": ALLOWED}),
+            reports(G, h1=running(staged=OTHER, deferred=deferral())),
+        ),
+        "h1",
+        [],
+        "",
+        id="rule16: a deferral with another commit staged is ignored",
+    ),
+    pytest.param(
+        Pass(G, rollout(G, {"h1": OFFERED}), reports(G, h1=draining())),
+        "h1",
+        [(K.REBOOT_ALLOWED, R.REBOOT_ALLOWED)],
+        "h1 may reboot into the target",
+        id="rule16: a deferral from a host not allowed to reboot is not a drain",
+    ),
+    pytest.param(
+        Pass(G, rollout(G, {"h1": DRAINING}), reports(G, h1=draining())),
+        "h1",
+        [],
+        "",
+        id="rule16: draining within the drain timeout: nothing to decide, not a health timeout",
+    ),
+    pytest.param(
+        Pass(
+            G,
+            rollout(G, {"h1": LONG_DRAIN}),
+            reports(G, h1=draining(since=NOW - 60 * MIN, age=30 * MIN)),
+        ),
+        "h1",
+        [(K.HOST_FAILED, R.DRAIN_TIMEOUT)],
+        "h1 did not drain within 1h: 3 active calls",
+        id="rule16: at the drain timeout the host fails, even without a new report",
+    ),
+    pytest.param(
+        Pass(G, rollout(G, {"h1": LONG_DRAIN}), reports(G, h1=draining())),
+        None,
+        [],
+        "",
+        id="rule16: a drain timeout does not count toward failureThreshold: no halt",
+    ),
+    pytest.param(
+        Pass(G, rollout(G, {"h1": DRAINING}), reports(G, h1=running(staged=TARGET))),
+        "h1",
+        [(K.HOST_DRAINED, R.DRAINED)],
+        "h1 drained after 4m; it reboots now",
+        id="rule16: the deferral goes away: drained",
+    ),
+    pytest.param(
+        Pass(
+            G,
+            rollout(G, {"h1": DRAINING}),
+            reports(G, h1=running(TARGET, greenboot=Greenboot.UNKNOWN, boot_id="boot-2")),
+        ),
+        "h1",
+        [(K.HOST_DRAINED, R.DRAINED)],
+        "h1 drained after 4m",
+        id="rule16: back on the target after draining: drained, health timeout from now",
+    ),
+    pytest.param(
+        Pass(
+            G,
+            rollout(G, {"h1": DRAINING}),
+            reports(G, h1=running(TARGET, boot_id="boot-2")),
+        ),
+        "h1",
+        [(K.HOST_SUCCEEDED, R.IN_SYNC)],
+        f"h1 runs {SHOWN}, greenboot green",
+        id="rule16: back on the target and green after draining: success",
+    ),
+    pytest.param(
+        Pass(
+            G,
+            rollout(G, {"h1": DRAIN_FAILED}),
+            reports(G, h1=running(TARGET, boot_id="boot-2")),
+        ),
+        "h1",
+        [(K.HOST_SUCCEEDED, R.IN_SYNC)],
+        f"h1 runs {SHOWN}, greenboot green",
+        id="rule16: failed to drain, then drained and rebooted by hand: a success",
+    ),
+    pytest.param(
+        Pass(WINDOWED, rollout(WINDOWED, {"h1": DRAINING}), reports(WINDOWED, h1=draining())),
+        "h1",
+        [(K.REBOOT_REVOKED, R.REBOOT_REVOKED)],
+        "h1 did not reboot in time",
+        id="rule16: a drain still going when the window closes loses its permission",
+    ),
+]
+
+
 @pytest.mark.parametrize(("given", "host", "expected", "says"), DECISIONS)
 def test_what_a_pass_decides_and_why(
     given: Pass,
@@ -1157,6 +1311,24 @@ REQUEUES = [
 ]
 
 
+REQUEUES += [
+    pytest.param(
+        Pass(Q, rollout(Q, {"h1": DRAINING}), reports(Q, h1=draining())),
+        NOW - 4 * MIN + 60 * MIN,
+        id="rule16: at the drain deadline, from the drain's start (not the health deadline)",
+    ),
+    pytest.param(
+        Pass(
+            Q,
+            rollout(Q, {"h1": DRAINING}),
+            reports(Q, h1=running(TARGET, greenboot=Greenboot.UNKNOWN, boot_id="boot-2")),
+        ),
+        NOW + 20 * MIN,
+        id="rule16: at the health deadline counted from when the host was seen drained",
+    ),
+]
+
+
 @pytest.mark.parametrize(("given", "expected"), REQUEUES)
 def test_when_to_look_again(given: Pass, expected: datetime) -> None:
     assert given.plan().requeue_at == expected
@@ -1201,6 +1373,58 @@ def test_rule3_budget_split_by_label() -> None:
     allowed = {d.host for d in plan.decisions if d.kind is K.REBOOT_ALLOWED}
     assert len(allowed) == 2
     assert {sites[host] for host in allowed if host} == {"a", "b"}
+
+
+QUIET_G = spec(rollout=QUIET)  # G, where no host turns stale within the day
+DRAIN_END = NOW - 4 * MIN + 60 * MIN  # DRAINING began at 11:56; drainTimeout is 1h
+
+
+def test_rule16_a_draining_host_holds_its_budget_slot_until_its_drain_timeout() -> None:
+    state = rollout(QUIET_G, {"h1": DRAINING, "h2": OFFERED, "h3": OFFERED})
+    observed = reports(QUIET_G, running(staged=TARGET), h1=draining())
+    before = Pass(QUIET_G, state, observed, now=DRAIN_END - timedelta(seconds=1)).plan()
+    assert not [d for d in before.decisions if d.kind is K.REBOOT_ALLOWED]
+    assert before.hosts["h1"].state is HostState.DRAINING
+    assert before.hosts["h2"].reason.code is R.WAITING_FOR_BUDGET
+    assert before.requeue_at == DRAIN_END  # the timeout fires without a report
+    at_timeout = Pass(QUIET_G, state, observed, now=DRAIN_END).plan()
+    assert [(d.kind, d.host) for d in at_timeout.decisions] == [
+        (K.HOST_FAILED, "h1"),
+        (K.REBOOT_ALLOWED, "h2"),  # h1's slot, freed in the same pass
+    ]
+    assert at_timeout.state.failed == {}  # the host's failure, not the build's
+    assert at_timeout.status.phase is GroupPhase.PROGRESSING  # not halted
+    rollout_now = at_timeout.state.rollout
+    assert rollout_now is not None
+    assert rollout_now.last_failure_at is None
+
+
+def test_rule16_a_draining_host_holds_its_slot_against_a_fleetlock_request() -> None:
+    with_lock = dataclasses.replace(QUIET_G, lock_clients=frozenset({"h2"}))
+    state = rollout(with_lock, {"h1": DRAINING})
+    observed = reports(with_lock, h1=draining())
+    plan = plan_group(
+        with_lock, state, observed, {}, NOW, locks=LockRequests(acquire=frozenset({"h2"}))
+    )
+    assert plan.state.locks == {}
+    assert plan.locks["h2"].code is R.WAITING_FOR_BUDGET
+
+
+def test_rule16_a_drain_failure_is_not_offered_again_only_in_this_rollout() -> None:
+    state = rollout(QUIET_G, {"h1": DRAINING})
+    failed = Pass(QUIET_G, state, reports(QUIET_G, h1=draining()), now=DRAIN_END).plan()
+    assert failed.hosts["h1"].action is Action.NONE  # keeps the target staged
+    # A later rollout of the same commit (here after another one) offers it again: unlike
+    # a failure of the build, a drain failure does not follow the host from rollout to
+    # rollout.
+    newer = spec(rollout=QUIET, target=OTHER)
+    observed = reports(newer, h1=running(staged=TARGET))
+    moved_on = Pass(newer, failed.state, observed, now=DRAIN_END).plan()
+    back = Pass(QUIET_G, moved_on.state, observed, now=DRAIN_END).plan()
+    assert [d.kind for d in back.decisions if d.host == "h1"] == [
+        K.HOST_OFFERED,
+        K.REBOOT_ALLOWED,  # it still has the target staged
+    ]
 
 
 def reported_at(observed: dict[str, HostObservation], when: datetime) -> dict[str, HostObservation]:

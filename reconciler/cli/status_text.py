@@ -25,6 +25,7 @@ STATE_STYLES = {
     "rolled_back": "red",
     "stale": "yellow",
     "updating": "cyan",
+    "draining": "bright_cyan",
     "staged": "blue",
     "staging": "blue",
     "unexpected": "magenta",

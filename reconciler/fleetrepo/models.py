@@ -220,6 +220,14 @@ class RolloutPolicy(Spec):
         description="Time a host has, from being allowed to reboot, to report the target "
         "booted and healthy before it counts as failed.",
     )
+    drain_timeout: Duration = Field(
+        default=timedelta(hours=1),
+        description="Time a host's agent may hold back a reboot it was allowed while its "
+        "pre-reboot command (a drain) fails or times out; the host keeps its reboot-budget "
+        "slot meanwhile. After that it is failed with reason `drain_timeout`, its slot "
+        "goes to the next host, and the rollout goes on without it (not counted toward "
+        "`failureThreshold`).",
+    )
     reboot_margin: Duration = Field(
         default=timedelta(minutes=15),
         description="A reboot starts only when at least this much of the maintenance window "

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from reconciler.rollout.reasons import Reason
+from reconciler.rollout.reasons import HOST_SIDE_FAILURE_CODES, Reason
 from reconciler.rollout.state import (
     FailureRecord,
     FinishingHost,
@@ -41,6 +41,8 @@ class DecisionKind(StrEnum):
     HOST_FAILED = "host_failed"
     HOST_DRIFTED = "host_drifted"
     HOST_ON_TARGET = "host_on_target"
+    HOST_DRAINING = "host_draining"  # its agent holds an allowed reboot back to drain it
+    HOST_DRAINED = "host_drained"  # ... and no longer does: it reboots
     SUPERSEDED_HOST_FINISHED = "superseded_host_finished"
     LOCK_GRANTED = "lock_granted"  # a FleetLock client may reboot its host
     LOCK_RELEASED = "lock_released"  # ... and its host is back, or said so
@@ -106,6 +108,7 @@ class Decision:
     wave: int | None = None
     boot_id: str | None = None
     resume_token: str | None = None
+    since: datetime | None = None  # host_draining: when the drain began
 
 
 def _rollout(state: GroupState) -> Rollout:
@@ -192,11 +195,24 @@ def _apply_host_decision(state: GroupState, rollout: Rollout, d: Decision) -> No
     elif kind is DecisionKind.REBOOT_ALLOWED:
         _set_host(rollout, host, reboot_allowed_at=d.at, boot_id_at_reboot=d.boot_id)
     elif kind is DecisionKind.REBOOT_REVOKED:
-        _set_host(rollout, host, reboot_allowed_at=None, boot_id_at_reboot=None)
+        _set_host(
+            rollout,
+            host,
+            reboot_allowed_at=None,
+            boot_id_at_reboot=None,
+            draining_since=None,
+            drained_at=None,
+        )
+    elif kind is DecisionKind.HOST_DRAINING:
+        _set_host(rollout, host, draining_since=d.since or d.at, drained_at=None)
+    elif kind is DecisionKind.HOST_DRAINED:
+        _set_host(rollout, host, draining_since=None, drained_at=d.at)
     elif kind is DecisionKind.HOST_SUCCEEDED:
         _set_host(rollout, host, succeeded_at=d.at, drifted=False)
     elif kind is DecisionKind.HOST_FAILED:
         _set_host(rollout, host, failed_at=d.at, failure=d.reason)
+        if d.reason.code in HOST_SIDE_FAILURE_CODES:
+            return  # the host's failure in this rollout, not the build's (rule 16)
         state.failed.setdefault(host, {})[rollout.target] = FailureRecord(
             d.at, d.reason, rollout.number
         )

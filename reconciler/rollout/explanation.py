@@ -13,9 +13,10 @@ from datetime import datetime
 from enum import StrEnum
 
 from reconciler.durations import format_minutes
+from reconciler.rollout.drains import deferral_of, drain_text
 from reconciler.rollout.facts import PassFacts, current_rollout
 from reconciler.rollout.observed import Greenboot, HostObservation
-from reconciler.rollout.reasons import Reason, ReasonCode
+from reconciler.rollout.reasons import HOST_SIDE_FAILURE_CODES, Reason, ReasonCode
 from reconciler.rollout.spec import BudgetKey, GroupSpec
 from reconciler.rollout.state import FailureRecord, GroupState, HostProgress, Lifecycle, Rollout
 
@@ -37,6 +38,8 @@ class HostState(StrEnum):
     STAGING = "staging"
     STAGED = "staged"
     UPDATING = "updating"
+    # allowed to reboot; its agent holds the reboot back until its pre-reboot command passes
+    DRAINING = "draining"
     FAILED = "failed"
     ROLLED_BACK = "rolled_back"
     STALE = "stale"
@@ -199,6 +202,8 @@ def _host_plan(scene: _Scene, host: str, obs: HostObservation | None) -> HostPla
     progress = scene.rollout.hosts.get(host) or _NO_PROGRESS
     if progress.updating or obs.booted_commit == facts.target:
         return _updating(scene, host, obs, progress)
+    if progress.failure is not None and progress.failure.code in HOST_SIDE_FAILURE_CODES:
+        return _failed_to_drain(progress.failure)
     if progress.offered_at is None:
         return _not_offered(scene, host, progress)
     return _offered(scene, host, obs, progress)
@@ -284,6 +289,14 @@ def _updating(scene: _Scene, host: str, obs: HostObservation, progress: HostProg
             lambda: "runs the target; waiting for greenboot green",
         )
     if obs.boot_id == progress.boot_id_at_reboot and obs.booted_commit != facts.target:
+        deferral = deferral_of(facts, progress, obs)
+        if progress.draining_since is not None and deferral is not None:
+            # Still told to reboot: the agent retries its pre-reboot command until it passes.
+            return HostPlan(
+                HostState.DRAINING,
+                Action.REBOOT,
+                Reason(ReasonCode.DRAINING, drain_text(facts, progress, deferral)),
+            )
         window = facts.window_of(host)
         return scene.shared(
             ("reboot", facts.spec.window_set_of.get(host)),
@@ -298,6 +311,19 @@ def _updating(scene: _Scene, host: str, obs: HostObservation, progress: HostProg
         Action.NONE,
         ReasonCode.WAITING_FOR_HEALTH,
         lambda: "rebooted; waiting for greenboot to report the target healthy",
+    )
+
+
+def _failed_to_drain(failure: Reason) -> HostPlan:
+    """Failed to drain in this rollout: told nothing more, it keeps the target staged (an
+    operator may drain it by hand and reboot it; it then succeeds like any other host)."""
+    return HostPlan(
+        HostState.FAILED,
+        Action.NONE,
+        Reason(
+            ReasonCode.DRAIN_TIMEOUT,
+            f"{failure.message}; not allowed to reboot again in this rollout",
+        ),
     )
 
 
@@ -494,7 +520,7 @@ def _waiting_for_reboots(
     facts: PassFacts, hosts: Mapping[str, HostPlan]
 ) -> tuple[GroupPhase, Reason] | None:
     """Staged hosts wait only for a freeze to end or a window to open, none updating."""
-    if any(p.state is HostState.UPDATING for p in hosts.values()):
+    if any(p.state in (HostState.UPDATING, HostState.DRAINING) for p in hosts.values()):
         return None
     codes = {p.reason.code for p in hosts.values()}
     if ReasonCode.FROZEN in codes:

@@ -37,6 +37,7 @@ class Ledger:
         boot_id: str | None = None,
         resume_token: str | None = None,
         caused_by: str | None = None,
+        since: datetime | None = None,
     ) -> None:
         """Record a decision of the current rollout.
 
@@ -58,6 +59,7 @@ class Ledger:
                 wave=wave,
                 boot_id=boot_id,
                 resume_token=resume_token,
+                since=since,
             )
         )
 

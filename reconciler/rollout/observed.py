@@ -24,6 +24,21 @@ class ApplyError:
 
 
 @dataclass(frozen=True, slots=True)
+class RebootDeferral:
+    """The agent holds back a reboot it was allowed: its pre-reboot command (a drain) failed.
+
+    ``since`` is when it first deferred this reboot, by the host's clock; ``message`` the
+    command's last output line (or why it did not finish); ``exit_code`` None when it timed
+    out or could not start.
+    """
+
+    since: datetime
+    message: str
+    exit_code: int | None = None
+    timed_out: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class HostObservation:
     """The latest report of one host.
 
@@ -39,6 +54,7 @@ class HostObservation:
     staged_commit: str | None = None
     booted_version: str | None = None
     apply_error: ApplyError | None = None
+    reboot_deferred: RebootDeferral | None = None
 
 
 @dataclass(frozen=True, slots=True)

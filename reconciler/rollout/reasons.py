@@ -36,6 +36,9 @@ class ReasonCode(StrEnum):
     REBOOT_REVOKED = "reboot_revoked"
     UNSTAGE = "unstage"
     REBOOTED = "rebooted"
+    # the agent holds back an allowed reboot: its pre-reboot command (a drain) has not passed
+    DRAINING = "draining"
+    DRAINED = "drained"  # ... and then passed: the host reboots
     IN_SYNC = "in_sync"
     UNEXPECTED_DRIFT = "unexpected"
     REVOKED = "revoked"  # the build is withdrawn fleet-wide in fleet.yaml
@@ -53,6 +56,7 @@ class ReasonCode(StrEnum):
     FELL_BACK = "fell_back"
     DEPLOY_ERROR = "deploy_error"
     HEALTH_TIMEOUT = "health_timeout"
+    DRAIN_TIMEOUT = "drain_timeout"  # still draining after `drainTimeout`
     FAILED_BEFORE = "failed_before"
     NOT_A_MEMBER = "not_a_member"
     NO_HOSTS = "no_hosts"
@@ -64,8 +68,15 @@ FAILURE_CODES = frozenset(
         ReasonCode.FELL_BACK,
         ReasonCode.DEPLOY_ERROR,
         ReasonCode.HEALTH_TIMEOUT,
+        ReasonCode.DRAIN_TIMEOUT,
     }
 )
+
+#: Failures of the host, not of the build: the host could not be drained for its reboot, so
+#: it never ran the target. They free the host's budget slot and settle it for its wave, but
+#: do not count toward `failureThreshold`, restart the soak, follow the host, or stop the
+#: commit being offered to it in a later rollout (docs/rollouts.md, rule 16).
+HOST_SIDE_FAILURE_CODES = frozenset({ReasonCode.DRAIN_TIMEOUT})
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,11 @@ class HostProgress:
     failure: Reason | None = None
     drifted: bool = False  # brought back after it left the target on its own
     on_target_since: datetime | None = None  # booted the target without being told to
+    # Allowed to reboot, its agent holds the reboot back until its pre-reboot command (a
+    # drain) passes: since then (the agent's first deferral); the drain timeout counts
+    # from here, and the health timeout does not run meanwhile.
+    draining_since: datetime | None = None
+    drained_at: datetime | None = None  # seen done draining: the health timeout counts from here
 
     @property
     def updating(self) -> bool:

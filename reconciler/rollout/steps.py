@@ -15,10 +15,11 @@ from datetime import datetime
 
 from reconciler.durations import format_minutes
 from reconciler.rollout.decisions import Decision, DecisionKind
+from reconciler.rollout.drains import follow_drain
 from reconciler.rollout.facts import PassFacts
 from reconciler.rollout.ledger import Ledger
 from reconciler.rollout.observed import Greenboot, HostObservation
-from reconciler.rollout.reasons import Reason, ReasonCode
+from reconciler.rollout.reasons import HOST_SIDE_FAILURE_CODES, Reason, ReasonCode
 from reconciler.rollout.spec import BudgetKey, GroupSpec
 from reconciler.rollout.state import HostProgress, Lifecycle, Rollout
 from reconciler.rollout.windows import RebootWindow
@@ -281,10 +282,19 @@ def _assess_on_target(
 def _health_deadline(
     facts: PassFacts, ledger: Ledger, host: str, progress: HostProgress | None
 ) -> datetime | None:
-    """An updating host fails once its health timeout has passed; until then, the deadline."""
+    """An updating host fails once its health timeout has passed; until then, the deadline.
+
+    A host whose agent holds its reboot back to drain it has the drain timeout instead, and
+    its health timeout counts from when it was seen drained (rule 16).
+    """
     if progress is None or not progress.updating:
         return None
-    started = progress.reboot_allowed_at or progress.on_target_since
+    if progress.reboot_allowed_at is not None:
+        drain_deadline = follow_drain(facts, ledger, host, progress)
+        progress = ledger.rollout.hosts[host]
+        if drain_deadline is not None or not progress.updating:
+            return drain_deadline
+    started = progress.drained_at or progress.reboot_allowed_at or progress.on_target_since
     assert started is not None
     timeout = facts.spec.policy.health_timeout
     deadline = started + timeout
@@ -340,7 +350,11 @@ def halt_on_failures(facts: PassFacts, ledger: Ledger) -> StepResult:
     failures = [
         (h, p)
         for h, p in rollout.hosts.items()
-        if p.failed_at is not None and p.failed_at >= since and h in spec.wave_of
+        if p.failed_at is not None
+        and p.failed_at >= since
+        and h in spec.wave_of
+        # A host that could not be drained says nothing about the build (rule 16).
+        and (p.failure is None or p.failure.code not in HOST_SIDE_FAILURE_CODES)
     ]
     if len(failures) < spec.failure_threshold:
         return _NOTHING

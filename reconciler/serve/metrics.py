@@ -266,7 +266,8 @@ class FleetCollector(Collector):
     def _from_event_log(self) -> Iterator[CounterMetricFamily]:
         failures = CounterMetricFamily(
             "fleet_host_failures",
-            "Host failures by reason (greenboot_red, fell_back, deploy_error, health_timeout).",
+            "Host failures by reason (greenboot_red, fell_back, deploy_error, health_timeout, "
+            "drain_timeout).",
             labels=["group", "reason"],
         )
         finished = CounterMetricFamily(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
 from reconciler.agent import rules as ostree_rules
@@ -53,6 +53,23 @@ class LastApply(Wire):
     at: datetime
 
 
+class RebootDeferred(Wire):
+    """The agent holds back a reboot it was allowed: its pre-reboot command (a drain)
+    failed or timed out. Present in every report while it does."""
+
+    since: AwareDatetime = Field(
+        description="When the agent first deferred this reboot (the same across retries)."
+    )
+    message: ShortText = Field(
+        description="The command's last non-empty output line, or why it did not finish."
+    )
+    exit_code: int | None = Field(
+        default=None,
+        description="The command's exit status; null when it timed out or could not start.",
+    )
+    timed_out: bool = False
+
+
 class AgentReport(Wire):
     """What an agent reports. The host is identified by its token; `host` is optional and,
     when given, must match."""
@@ -71,6 +88,7 @@ class AgentReport(Wire):
     known_assignment: ShortText | None = Field(
         default=None, description="`assignmentId` of the last answer, for long-polling."
     )
+    reboot_deferred: RebootDeferred | None = None
 
 
 class TargetOut(Wire):
@@ -114,6 +132,10 @@ class HostOut(Wire):
     reason: ReasonOut | None
     lock_granted_at: datetime | None = Field(
         default=None, description="Since when the host holds a FleetLock reboot lock, if it does."
+    )
+    reboot_deferred: RebootDeferred | None = Field(
+        default=None,
+        description="The reboot its agent holds back to drain the host, as last reported.",
     )
 
 

@@ -28,7 +28,13 @@ from reconciler.errors import Unavailable
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.promotion.check import PromotionCheck, check_promotion
 from reconciler.rollout.engine import Engine
-from reconciler.rollout.observed import ApplyError, Greenboot, HostObservation, LockRequests
+from reconciler.rollout.observed import (
+    ApplyError,
+    Greenboot,
+    HostObservation,
+    LockRequests,
+    RebootDeferral,
+)
 from reconciler.rollout.planner import Action, GroupPlan
 from reconciler.rollout.reasons import Reason, ReasonCode
 from reconciler.serve.metrics import OperationalMetrics
@@ -90,6 +96,7 @@ def observation_from_report(host: str, at: datetime, report: AgentReport) -> Hos
     last = report.last_apply
     if last is not None and not last.ok and last.action == "stage":
         apply_error = ApplyError(last.commit, last.error or "stage failed")
+    deferred = report.reboot_deferred
     return HostObservation(
         host=host,
         received_at=at,
@@ -99,6 +106,11 @@ def observation_from_report(host: str, at: datetime, report: AgentReport) -> Hos
         staged_commit=report.staged.base_checksum if report.staged else None,
         booted_version=report.booted.version if report.booted else None,
         apply_error=apply_error,
+        reboot_deferred=None
+        if deferred is None
+        else RebootDeferral(
+            deferred.since, deferred.message, deferred.exit_code, deferred.timed_out
+        ),
     )
 
 

@@ -40,6 +40,7 @@ from reconciler.serve.schemas import (
     LockOut,
     PromotionOut,
     ReasonOut,
+    RebootDeferred,
     TargetOut,
 )
 from reconciler.serve.service import FleetService, token_hash
@@ -188,6 +189,7 @@ def _host_out(service: FleetService, name: str) -> HostOut:
     current = service.current_plan(group) if group else None
     plan = current.hosts.get(name) if current else None
     lock = service.engine.state(group).locks.get(name) if group else None
+    deferred = observed.reboot_deferred if observed else None
     return HostOut(
         name=name,
         group=group,
@@ -201,6 +203,14 @@ def _host_out(service: FleetService, name: str) -> HostOut:
         action=plan.action.value if plan else None,
         reason=ReasonOut(code=plan.reason.code, message=plan.reason.message) if plan else None,
         lock_granted_at=lock.granted_at if lock else None,
+        reboot_deferred=RebootDeferred(
+            since=deferred.since,
+            message=deferred.message,
+            exit_code=deferred.exit_code,
+            timed_out=deferred.timed_out,
+        )
+        if deferred is not None
+        else None,
     )
 
 
