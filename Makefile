@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo schema bench lock clean
+.PHONY: test lint typecheck pytest demo schema bench lock clean agent-pyz rpm
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is needed (set PYTHON=...)")'
@@ -24,7 +24,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy reconciler
-	$(BIN)/vermin --target=3.9- --violations --eval-annotations --no-tips -q reconciler/agent
+	$(BIN)/vermin --target=3.6- --violations --eval-annotations --no-tips -q reconciler/agent
 
 pytest: $(STAMP)
 	$(BIN)/pytest
@@ -48,5 +48,41 @@ bench: $(STAMP)
 lock: $(STAMP)
 	( head -2 constraints.txt; $(BIN)/pip freeze --exclude-editable ) > constraints.txt.new && mv constraints.txt.new constraints.txt
 
+# The agent as one file for the fleet's own OS: `platform-python reconciler-agent.pyz ...`.
+# Only the standard library and reconciler/agent go in; the interpreter line is a default
+# that the RPM's wrapper and the unit override with the release's own Python.
+AGENT_PYZ := build/reconciler-agent.pyz
+agent-pyz: $(AGENT_PYZ)
+
+$(AGENT_PYZ): reconciler/__init__.py $(wildcard reconciler/agent/*.py)
+	rm -rf build/agent-src && mkdir -p build/agent-src/reconciler/agent
+	cp reconciler/__init__.py build/agent-src/reconciler/
+	cp reconciler/agent/*.py build/agent-src/reconciler/agent/
+	printf 'import sys\nfrom reconciler.agent.__main__ import main\nsys.exit(main())\n' > build/agent-src/__main__.py
+	$(PYTHON) -m zipapp build/agent-src --output $@ --python '/usr/bin/env python3' --compress
+	rm -rf build/agent-src
+
+# The agent's RPM, built once per release (docs/agent-install.md): the EL8 one runs it with
+# /usr/libexec/platform-python, the EL9 one (also for Fedora) with /usr/bin/python3. Into
+# $(RPM_TOPDIR)/RPMS/noarch/. rpmbuild is Debian's `rpm` package here: its RPM database is
+# empty, so the spec's BuildRequires (systemd's RPM macros, which the spec falls back on)
+# cannot be checked, hence --nodeps.
+RPM_TOPDIR    ?= $(CURDIR)/build/rpm
+AGENT_VERSION  = $(shell sed -n 's/^AGENT_VERSION = "\(.*\)"$$/\1/p' reconciler/agent/__init__.py)
+RPM_SOURCES   := deploy/systemd/reconciler-agent.service \
+                 deploy/systemd/reconciler-agent-enroll.service deploy/rpm/agent.conf
+
+rpm: $(AGENT_PYZ) deploy/rpm/reconciler-agent.spec $(RPM_SOURCES)
+	rm -rf $(RPM_TOPDIR) && mkdir -p $(RPM_TOPDIR)/SOURCES
+	cp $(AGENT_PYZ) $(RPM_TOPDIR)/SOURCES/reconciler-agent.pyz
+	cp $(RPM_SOURCES) $(RPM_TOPDIR)/SOURCES/
+	for release in 8 9; do \
+	    rpmbuild -bb --nodeps --quiet --define "_topdir $(RPM_TOPDIR)" \
+	        --define "rhel $$release" --define "dist .el$$release" \
+	        --define "agent_version $(AGENT_VERSION)" \
+	        deploy/rpm/reconciler-agent.spec || exit 1; \
+	done
+	ls $(RPM_TOPDIR)/RPMS/noarch/
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build
