@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/report_ingestion.py
 	$(BIN)/python benchmarks/push_latency.py
 	$(BIN)/python benchmarks/connection_limits.py
+	$(BIN)/python benchmarks/fleet_100k.py
 
 lock: $(STAMP)
 	( head -2 constraints.txt; $(BIN)/pip freeze --exclude-editable ) > constraints.txt.new && mv constraints.txt.new constraints.txt
