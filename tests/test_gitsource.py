@@ -203,3 +203,19 @@ def test_a_new_pin_is_preflighted_against_its_remotes_repository(tmp_path: Path)
     assert verdict.code is VerdictCode.PREFLIGHT_FAILED
     assert "group callservers-fra-dsp (pinned): commit dddddddddddd is not in" in verdict.message
     assert asked == [("https://ostree.callos.example.net/repo", "d" * 64)]
+
+
+def test_the_mirror_names_the_files_two_revisions_differ_in(tmp_path: Path) -> None:
+    origin = Remote(tmp_path)
+    mirror = FleetMirror(str(origin.bare), tmp_path / "state" / "fleet.git")
+    first = mirror.fetch()
+
+    def edit(root: Path) -> None:
+        replace("streams/staging.yaml", "commit: 8e1b", "commit: 9e1b")(root)
+        (root / "hosts" / "lab.yaml").rename(root / "hosts" / "laboratory.yaml")
+
+    origin.commit("one edit, one rename", edit)
+    second = mirror.fetch()
+    changed = {"streams/staging.yaml", "hosts/lab.yaml", "hosts/laboratory.yaml"}
+    assert mirror.changed_files(first, second) == changed
+    assert mirror.changed_files(first, first) == set()

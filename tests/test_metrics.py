@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from reconciler.clock import ManualClock
 from reconciler.rollout.planner import GroupPhase, HostState
+from reconciler.serve.metrics import OperationalMetrics, export_fleet_state, exposition, host_series
+from reconciler.serve.schemas import AgentReport
+from reconciler.serve.service import FleetService
+from reconciler.state.reports import SqliteReportStore
+from reconciler.state.store import Store
 from tests.api_support import OPERATOR_TOKEN, RunningApi, running_api
 from tests.engine_harness import START
 from tests.fleets import NEW, NEWER, OLD, build_fleet
+from tests.serve_process import ServeProcess
 from tests.test_api import GROUPS, HOSTS, auth, post, report
+from tests.test_daemon import OLD_PRODUCTION, agent_report, no_urls
+from tests.test_gitsource import Remote
 
 
 @pytest.fixture
@@ -213,3 +226,156 @@ def test_the_docs_name_every_phase_and_host_state_and_nothing_else() -> None:
 
     assert words("fleet_rollout_state") == {p.value for p in GroupPhase}
     assert words("fleet_group_hosts") == {s.value for s in HostState}
+
+
+# -- per-host series: written directly, cached per group and host -------------------------
+
+
+@pytest.fixture
+def in_process(tmp_path: Path) -> Iterator[tuple[FleetService, CollectorRegistry]]:
+    db = tmp_path / "s.sqlite"
+    reports = SqliteReportStore(db)
+    registry = CollectorRegistry()
+    service = FleetService(
+        build_fleet(GROUPS, {**HOSTS, "loose": {}}),
+        Store(db),
+        reports,
+        ManualClock(START),
+        OperationalMetrics(registry),
+    )
+    export_fleet_state(service, registry)
+    yield service, registry
+    reports.close()
+
+
+def ingest(service: FleetService, host: str, body: dict[str, Any]) -> None:
+    service.ingest(host, AgentReport.model_validate(body))
+
+
+PER_HOST = (
+    "fleet_host_drift",
+    "fleet_host_drift_since_timestamp_seconds",
+    "fleet_host_last_report_timestamp_seconds",
+    "fleet_host_booted_info",
+)
+
+
+def per_host_lines(page: bytes) -> list[str]:
+    return [line for line in page.decode().splitlines() if line.startswith(PER_HOST)]
+
+
+def generic_rendering(service: FleetService) -> list[str]:
+    """The per-host families as prometheus_client writes them from sample objects (how they
+    were built before): the direct writer must produce the very same lines."""
+    drift = GaugeMetricFamily("fleet_host_drift", "", labels=["group", "host"])
+    since = GaugeMetricFamily(
+        "fleet_host_drift_since_timestamp_seconds", "", labels=["group", "host"]
+    )
+    reported = GaugeMetricFamily("fleet_host_last_report_timestamp_seconds", "", labels=["host"])
+    booted = InfoMetricFamily(
+        "fleet_host_booted", "", labels=["group", "host", "commit", "version"]
+    )
+    for group, plan in service.plans.items():
+        rollout = plan.state.rollout
+        for host in plan.hosts:
+            observed = service.observed.get(host)
+            drifted = observed is None or observed.booted_commit != plan.spec.target.commit
+            drift.add_metric([group, host], 1.0 if drifted else 0.0)
+            progress = rollout.hosts.get(host) if rollout is not None else None
+            if drifted and progress is not None and progress.offered_at is not None:
+                since.add_metric([group, host], progress.offered_at.timestamp())
+    for host, observed in service.observed.items():
+        reported.add_metric([host], observed.received_at.timestamp())
+        if observed.booted_commit is not None:
+            group = service.fleet.group_of(host) or ""
+            booted.add_metric(
+                [group, host, observed.booted_commit, observed.booted_version or ""], {}
+            )
+
+    class Families(Collector):
+        def collect(self) -> Iterator[GaugeMetricFamily | InfoMetricFamily]:
+            yield from (drift, since, reported, booted)
+
+    registry = CollectorRegistry()
+    registry.register(Families())
+    return per_host_lines(generate_latest(registry))
+
+
+def test_per_host_series_are_the_lines_prometheus_client_would_write(
+    in_process: tuple[FleetService, CollectorRegistry],
+) -> None:
+    service, registry = in_process
+    odd = booting(OLD, 'nightly "9.1" \\ build')  # a version that needs escaping
+    ingest(service, "c1", odd)
+    ingest(service, "c2", booting(NEW, "9.2"))
+    ingest(service, "loose", booting(OLD, None))
+    page = exposition(registry)
+    assert sorted(per_host_lines(page)) == sorted(generic_rendering(service))
+    # Each family is written once, whole: a family split in two is invalid text format.
+    names = [f.name for f in text_string_to_metric_families(page.decode())]
+    assert len(names) == len(set(names))
+
+
+def test_cached_per_host_series_follow_every_report_and_plan(
+    in_process: tuple[FleetService, CollectorRegistry],
+) -> None:
+    service, registry = in_process
+    clock = service.clock
+    assert isinstance(clock, ManualClock)
+    ingest(service, "c1", booting(OLD, "9.1"))
+    ingest(service, "c2", booting(OLD, "9.1"))
+    exposition(registry)  # the group's and hosts' lines are now kept
+    clock.advance(timedelta(seconds=90))
+    ingest(service, "c2", booting(OLD, "9.1"))  # a heartbeat: the plan stays, the time moves
+    ingest(service, "c3", booting(OLD, "9.1"))  # a host's first report
+    page = exposition(registry)
+    assert sorted(per_host_lines(page)) == sorted(generic_rendering(service))
+    # A host's observation replaced without its group being planned again (a pass that
+    # failed, or one still queued): its booted deployment shows all the same.
+    plan = service.plans["g"]
+    service.observed["c1"] = dataclasses.replace(
+        service.observed["c1"], booted_commit=NEWER, booted_version="9.3"
+    )
+    page = exposition(registry)
+    assert service.plans["g"] is plan
+    assert sorted(per_host_lines(page)) == sorted(generic_rendering(service))
+    assert f'commit="{NEWER}",group="g",host="c1",version="9.3"' in page.decode()
+
+
+def test_without_per_host_series_only_group_series_are_exported(
+    in_process: tuple[FleetService, CollectorRegistry],
+) -> None:
+    service, registry = in_process
+    ingest(service, "c1", booting(OLD, "9.1"))
+    series = host_series(registry)
+    assert series is not None
+    series.enabled = False
+    page = exposition(registry).decode()
+    assert per_host_lines(page.encode()) == []
+    assert not any(f" {name} " in page for name in PER_HOST)  # no HELP or TYPE either
+    assert 'fleet_group_hosts{group="g",state="staging"} 1.0' in page
+    series.enabled = True
+    assert len(per_host_lines(exposition(registry))) == len(generic_rendering(service))
+
+
+def test_serve_without_per_host_series_exports_group_series_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`reconciler serve` itself, told so by the environment (as by the flag or TOML)."""
+    origin = Remote(tmp_path)
+    origin.commit("no example urls", no_urls)
+    monkeypatch.setenv("RECONCILER_NO_METRICS_PER_HOST", "1")
+    server = ServeProcess(origin.bare, tmp_path / "state", tmp_path / "logs")
+    server.start()
+    try:
+        server.wait_ready()
+        token = {"Authorization": "Bearer demo-token-dub-call-01"}
+        answer = httpx.post(
+            server.url + "/v1/report", json=agent_report(OLD_PRODUCTION), headers=token
+        )
+        assert answer.is_success
+        page = httpx.get(server.url + "/metrics").text
+    finally:
+        server.stop()
+    assert "fleet_group_hosts{" in page
+    assert not any(f" {name} " in page for name in PER_HOST)

@@ -69,12 +69,25 @@ def errors(r: Running, group: str) -> float | None:
     return r.registry.get_sample_value("fleet_reconcile_errors_total", {"group": group})
 
 
-def test_a_new_fleet_plans_every_group_dependencies_first(running: Running) -> None:
+def test_a_new_fleet_plans_every_group_it_touches_dependencies_first(running: Running) -> None:
     assert set(running.service.plans) == {"a", "b", "c"}  # the first revision, at start
-    running.service.use_fleet(build_fleet(GROUPS, HOSTS, revision="rev-2"))
+    before = dict(running.service.plans)
+    running.requeues.clear()
+    running.service.use_fleet(
+        build_fleet(GROUPS, HOSTS, streams={"main": "4a" * 32}, revision="rev-2")
+    )
     assert set(running.service.plans) == {"a", "b", "c"}
     order = [group for group, _ in running.requeues]
     assert order.index("a") < order.index("c")
+    assert all(running.service.plans[g] is not before[g] for g in "abc")  # all moved
+
+
+def test_a_revision_that_changes_nothing_a_group_uses_plans_nothing(running: Running) -> None:
+    before = dict(running.service.plans)
+    running.requeues.clear()
+    running.service.use_fleet(build_fleet(GROUPS, HOSTS, revision="rev-2"))
+    assert running.requeues == []
+    assert all(running.service.plans[g] is before[g] for g in "abc")
 
 
 def test_a_failing_group_is_contained_counted_and_retried_with_backoff(

@@ -72,6 +72,10 @@ FLAGS: dict[str, tuple[str, Any]] = {
     "no-watch": ("do not watch a local repository's refs; poll only", False),
     "no-push-notes": ("keep rollout notes in the mirror only (no write access)", False),
     "no-promote": ("never make promotion commits, even when streams declare promotion", False),
+    "no-metrics-per-host": (
+        "export group series only on /metrics, not the four per host (docs/metrics.md)",
+        False,
+    ),
     "fleetlock": (
         "serve the FleetLock protocol (POST /v1/pre-reboot, /v1/steady-state) for hosts "
         "with a fleetLockId",
@@ -229,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
         promote=not _truthy(values["no-promote"]),
         fleetlock=_fleetlock(values),
         fleetlock_stale_after=fleetlock_stale_after,
+        metrics_per_host=not _truthy(values["no-metrics-per-host"]),
     )
     try:
         daemon = open_daemon(config)

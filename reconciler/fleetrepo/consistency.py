@@ -21,6 +21,7 @@ from reconciler.fleetrepo.membership import (
 )
 from reconciler.fleetrepo.models import FleetConfig, Group, HostInventory, Stream
 from reconciler.fleetrepo.reporter import LoadedDocument, Reporter, model_of
+from reconciler.fleetrepo.reuse import StepReuse
 from reconciler.fleetrepo.sources import ROOT_FILE
 from reconciler.fleetrepo.suggestions import did_you_mean
 from reconciler.fleetrepo.yamldoc import DataPath
@@ -75,19 +76,24 @@ def build_fleet(
     declared: DeclaredNames,
     revision: str | None,
     some_files_invalid: bool,
+    reuse: StepReuse | None = None,
 ) -> tuple[Fleet | None, list[Problem]]:
     """Check the rules that span files; return the fleet (None on errors) and the problems.
 
     When ``some_files_invalid``, rules whose answer depends on every file being present
     (a host in no group, a missing fleet.yaml) are skipped to avoid reporting echoes of
-    the errors already found.
+    the errors already found. With ``reuse``, the steps over every host (the inventory,
+    group membership) are not run again while their input documents are the same objects
+    as in the last load: the result is the same either way.
     """
+    reuse = reuse if reuse is not None else StepReuse()
     report = Reporter()
     fleet_docs = [d for d in documents if isinstance(d.model, FleetConfig)]
     stream_docs = _unique(report, [d for d in documents if isinstance(d.model, Stream)], "stream")
     group_docs = _unique(report, [d for d in documents if isinstance(d.model, Group)], "group")
-    hosts, refused = build_inventory(
-        report, [d for d in documents if isinstance(d.model, HostInventory)]
+    inventory_docs = [d for d in documents if isinstance(d.model, HostInventory)]
+    hosts, refused = reuse.run(
+        "inventory", inventory_docs, (), report, lambda r: build_inventory(r, inventory_docs)
     )
     # Hosts declared somewhere but not in the inventory built here (their file or entry is
     # invalid): whether they belong to a group is unknown, so no rule may conclude it.
@@ -100,7 +106,14 @@ def build_fleet(
     groups = {name: model_of(doc, Group) for name, doc in group_docs.items()}
     _check_streams(report, stream_docs, streams, declared)
     _check_group_references(report, group_docs, groups, declared)
-    members = check_membership(report, group_docs, groups, hosts, unresolved, some_files_invalid)
+    group_names = sorted(group_docs)
+    members = reuse.run(
+        "membership",
+        [hosts, *(group_docs[name] for name in group_names)],
+        (group_names, unresolved, some_files_invalid),
+        report,
+        lambda r: check_membership(r, group_docs, groups, hosts, unresolved, some_files_invalid),
+    )
     _check_dependency_cycles(report, group_docs, groups)
 
     if not fleet_docs:

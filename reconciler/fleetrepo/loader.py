@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from reconciler.errors import FleetRepoInvalid
+from reconciler.fleetrepo.blobcache import FileOutcome, ParsedFileCache
 from reconciler.fleetrepo.consistency import DeclaredNames, build_fleet
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.models import (
@@ -71,8 +72,26 @@ class LoadResult:
         return tuple(p for p in self.problems if not p.is_error)
 
 
-def load_fleet(source: FleetSource, budget: ValidationBudget = DEFAULT_BUDGET) -> LoadResult:
-    """Read, parse and validate every fleet file of ``source``, within ``budget``."""
+def load_fleet(
+    source: FleetSource,
+    budget: ValidationBudget = DEFAULT_BUDGET,
+    cache: ParsedFileCache | None = None,
+) -> LoadResult:
+    """Read, parse and validate every fleet file of ``source``, within ``budget``.
+
+    With a ``cache``, a file whose Git blob was parsed before (in a recent load) is not read
+    again: its outcome is taken from the cache. The result is the same either way.
+    """
+    try:
+        return _load_fleet(source, budget, cache)
+    finally:
+        if cache is not None:
+            cache.finish_load()
+
+
+def _load_fleet(
+    source: FleetSource, budget: ValidationBudget, cache: ParsedFileCache | None
+) -> LoadResult:
     problems: list[Problem] = []
     documents: list[LoadedDocument] = []
     files_read = total_bytes = 0
@@ -85,13 +104,18 @@ def load_fleet(source: FleetSource, budget: ValidationBudget = DEFAULT_BUDGET) -
         if exhausted is not None:
             break
         room = budget.max_errors - len(problems)
-        document, file_problems = _load_file(file, declared, room)
-        problems.extend(file_problems[:room])
-        if document is not None:
-            documents.append(document)
+        outcome = _file_outcome(file, room, cache)
+        _add_declared(declared, outcome.declared)
+        problems.extend(outcome.problems[:room])
+        if outcome.document is not None:
+            documents.append(outcome.document)
     if exhausted is None:
         fleet, fleet_problems = build_fleet(
-            documents, declared, revision=source.revision, some_files_invalid=bool(problems)
+            documents,
+            declared,
+            revision=source.revision,
+            some_files_invalid=bool(problems),
+            reuse=cache.steps if cache is not None else None,
         )
         problems.extend(fleet_problems[: budget.max_errors - len(problems)])
     else:
@@ -127,6 +151,28 @@ def load_fleet_or_raise(source: FleetSource) -> Fleet:
     if result.fleet is None:
         raise FleetRepoInvalid(result.problems)
     return result.fleet
+
+
+def _file_outcome(file: SourceFile, room: int, cache: ParsedFileCache | None) -> FileOutcome:
+    """The per-file part of validation, from the cache when the file's blob is in it."""
+    key = (file.blob_id, file.path, file.is_regular) if file.blob_id is not None else None
+    if cache is not None and key is not None:
+        cached = cache.lookup(key, room)
+        if cached is not None:
+            return cached
+    declared = DeclaredNames()
+    document, problems = _load_file(file, declared, room)
+    outcome = FileOutcome(document, tuple(problems), declared, room)
+    if cache is not None and key is not None:
+        cache.store(key, outcome)
+    return outcome
+
+
+def _add_declared(names: DeclaredNames, of_file: DeclaredNames) -> None:
+    names.streams |= of_file.streams
+    names.groups |= of_file.groups
+    names.hosts |= of_file.hosts
+    names.all_hosts_known = names.all_hosts_known and of_file.all_hosts_known
 
 
 def _load_file(

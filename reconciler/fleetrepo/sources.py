@@ -31,6 +31,9 @@ class SourceFile:
     size: int
     read: Callable[[], bytes]
     is_regular: bool = True
+    #: Git's id of the content (None off Git): equal ids, equal bytes, so a cache of what
+    #: the file parsed to may be keyed by it.
+    blob_id: str | None = None
 
     @property
     def expected_kind(self) -> str:
@@ -115,20 +118,24 @@ class GitRevisionSource:
 
     def files(self) -> Iterator[SourceFile]:
         entries = sorted(self._walk(self.tree, PurePosixPath()), key=lambda e: e[0])
-        for path, obj, filemode in entries:
+        for path, blob_id, filemode in entries:
             if not _is_fleet_file(path):
                 continue
-            blob = obj.peel(pygit2.Blob)
+            # The size from the object's header, the content only when read: a file whose
+            # blob the parse cache knows is never inflated (400 inventory blobs of a 100k
+            # fleet cost ~0.15 s to load, their headers ~3 ms).
+            _, size = self.repo.odb.read_header(blob_id)
             yield SourceFile(
                 str(path),
-                blob.size,
-                functools.partial(_blob_bytes, blob),
+                size,
+                functools.partial(_blob_bytes, self.repo, blob_id),
                 is_regular=filemode != pygit2.enums.FileMode.LINK,
+                blob_id=str(blob_id),
             )
 
     def _walk(
         self, tree: pygit2.Tree, prefix: PurePosixPath
-    ) -> Iterator[tuple[PurePosixPath, pygit2.Object, int]]:
+    ) -> Iterator[tuple[PurePosixPath, pygit2.Oid, int]]:
         for entry in tree:
             path = prefix / str(entry.name)
             if entry.type_str == "tree":
@@ -136,8 +143,8 @@ class GitRevisionSource:
                 if top in KIND_DIRECTORIES:
                     yield from self._walk(self.repo[entry.id].peel(pygit2.Tree), path)
             elif entry.type_str == "blob":
-                yield path, self.repo[entry.id], entry.filemode
+                yield path, entry.id, entry.filemode
 
 
-def _blob_bytes(blob: pygit2.Blob) -> bytes:
-    return bytes(blob.data)
+def _blob_bytes(repo: pygit2.Repository, blob_id: pygit2.Oid) -> bytes:
+    return bytes(repo[blob_id].peel(pygit2.Blob).data)

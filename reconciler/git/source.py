@@ -21,6 +21,7 @@ from typing import IO
 import pygit2
 
 from reconciler.errors import GitRemoteUnavailable
+from reconciler.fleetrepo.blobcache import ParsedFileCache
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.sources import GitRevisionSource
@@ -140,6 +141,15 @@ class FleetMirror:
             found.append(str(commit.id))
         return found
 
+    def changed_files(self, old: str, new: str, subdirectory: str = "") -> set[str]:
+        """Paths of the files that differ between two commits (added, removed, modified or
+        renamed: both names), relative to ``subdirectory``; only files under it."""
+        before = self.repo.revparse_single(old).peel(pygit2.Commit).tree
+        diff = before.diff_to_tree(self.repo.revparse_single(new).peel(pygit2.Commit).tree)
+        prefix = f"{subdirectory.strip('/')}/" if subdirectory.strip("/") else ""
+        paths = {p for d in diff.deltas for p in (d.old_file.path, d.new_file.path)}
+        return {p.removeprefix(prefix) for p in paths if p.startswith(prefix)}
+
     def builds_on(self, candidate: str, applied: str) -> bool:
         """True when ``candidate`` is ``applied`` or a descendant of it (no history rewrite)."""
         return candidate == applied or bool(
@@ -187,11 +197,13 @@ def consider_revision(
     subdirectory: str = "",
     verify_signature: Callable[[str], str | None] | None = None,
     every_commit: bool = False,
+    parsed: ParsedFileCache | None = None,
 ) -> RevisionVerdict:
     """Decide whether ``candidate`` replaces the applied revision; never raises on content.
 
     ``verify_signature`` checks the candidate's signature, or with ``every_commit`` that of
-    every commit since the applied revision (merge commits included).
+    every commit since the applied revision (merge commits included). With ``parsed``, only
+    the files whose blobs it does not hold are parsed and validated.
     """
     if candidate == applied:
         return RevisionVerdict(candidate, VerdictCode.UNCHANGED, "already applied")
@@ -222,7 +234,7 @@ def consider_revision(
             refusal = verify_signature(commit)
             if refusal is not None:
                 return RevisionVerdict(candidate, VerdictCode.UNSIGNED, refusal)
-    result = load_fleet(GitRevisionSource(mirror.path, candidate, subdirectory))
+    result = load_fleet(GitRevisionSource(mirror.path, candidate, subdirectory), cache=parsed)
     if result.fleet is None:
         return RevisionVerdict(
             candidate,

@@ -18,7 +18,7 @@ from reconciler.fleetrepo.fleet import Fleet
 from reconciler.rollout.decisions import Decision
 from reconciler.rollout.observed import HostObservation, LockRequests
 from reconciler.rollout.planner import GroupPlan, plan_group
-from reconciler.rollout.spec import GroupSpec, dependency_order, fleet_specs
+from reconciler.rollout.spec import GroupSpec, dependency_order, fleet_specs, group_spec
 from reconciler.rollout.state import FailureRecord, GroupState
 
 
@@ -52,9 +52,23 @@ class Engine(Generic[StoreT_co]):
         self.specs: dict[str, GroupSpec] = {}
         self._states: dict[str, GroupState] = store.load_all()
 
-    def use_fleet(self, fleet: Fleet) -> None:
-        """Make ``fleet`` (a validated revision) the desired state from now on."""
-        self.specs = fleet_specs(fleet)
+    def use_fleet(self, fleet: Fleet, touched: Mapping[str, GroupSpec] | None = None) -> None:
+        """Make ``fleet`` (a validated revision) the desired state from now on.
+
+        ``touched``: the new specs of the only groups whose spec inputs may differ from the
+        fleet in force (:func:`reconciler.rollout.changes.fleet_changes` makes them); the
+        other groups keep their spec, the same but for the revision it names as the cause
+        of later decisions: the one that last changed the group. None: every group's spec
+        is made again.
+        """
+        if touched is None:
+            self.specs = fleet_specs(fleet)
+            return
+        kept = self.specs
+        self.specs = {
+            name: touched.get(name) or kept.get(name) or group_spec(fleet, name)
+            for name in fleet.groups
+        }
 
     def states(self) -> Mapping[str, GroupState]:
         """The durable state of every group that has one (read-only view)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -55,6 +56,15 @@ class HostObservation:
     booted_version: str | None = None
     apply_error: ApplyError | None = None
     reboot_deferred: RebootDeferral | None = None
+
+    def __post_init__(self) -> None:
+        # One is kept per host (100,000 in a large fleet), and most hosts run one of a few
+        # commits and versions: one string each, not one per host. Boot ids are unique. The
+        # host's name is the fleet's own (interned by the Fleet), not a copy per restore.
+        for name in ("host", "booted_commit", "staged_commit", "booted_version"):
+            value = getattr(self, name)
+            if value is not None and type(value) is str:
+                object.__setattr__(self, name, sys.intern(value))
 
 
 @dataclass(frozen=True, slots=True)

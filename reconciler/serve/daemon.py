@@ -35,14 +35,17 @@ from watchdog.observers.api import BaseObserver
 
 from reconciler.clock import Clock, SystemClock
 from reconciler.errors import GitRemoteUnavailable, ReconcilerError
+from reconciler.fleetrepo.blobcache import ParsedFileCache
+from reconciler.fleetrepo.fleet import Fleet
 from reconciler.git.auth import GitCredentials, credentials_from_url
 from reconciler.git.signatures import SignatureTrust
 from reconciler.git.source import FleetMirror, RevisionVerdict, set_network_timeouts
 from reconciler.git.writer import CommitSigner, GitIdentity
+from reconciler.rollout.changes import FleetChanges, fleet_changes
 from reconciler.serve.api.app import Webhook, create_app
 from reconciler.serve.api.fleetlock import FleetLockSettings
 from reconciler.serve.api.identity import AgentAuth
-from reconciler.serve.metrics import OperationalMetrics
+from reconciler.serve.metrics import OperationalMetrics, host_series
 from reconciler.serve.revisions import RevisionFollower
 from reconciler.serve.server import BackgroundServer, Listen, make_server
 from reconciler.serve.service import DEFAULT_LOCK_STALE_AFTER, FleetService
@@ -60,6 +63,8 @@ from reconciler.state.store import Store
 logger = logging.getLogger(__name__)
 
 PROMOTION_TIMER = "promotion-due"
+#: Where what each fleet file parsed to is kept between runs (see fleetrepo/blobcache.py).
+PARSED_FLEET_DIRECTORY = "parsed-fleet"
 
 
 class NoValidRevision(ReconcilerError):
@@ -99,6 +104,8 @@ class ServeConfig:
     fleetlock: FleetLockSettings | None = None
     #: A FleetLock reboot lock held longer than this is reported stale.
     fleetlock_stale_after: timedelta = DEFAULT_LOCK_STALE_AFTER
+    #: Export the per-host series on /metrics (docs/metrics.md); off: group series only.
+    metrics_per_host: bool = True
 
 
 class _RefsChanged(FileSystemEventHandler):
@@ -163,6 +170,7 @@ def open_daemon(config: ServeConfig, clock: Clock | None = None) -> Daemon:
             config.signatures,
             config.allow_history_rewrite,
             config.subdirectory,
+            ParsedFileCache(config.state_dir / PARSED_FLEET_DIRECTORY),
         )
         fleet = follower.applied_fleet()
         try:
@@ -234,6 +242,9 @@ class Daemon:
             config.fleetlock,
             fetch_health=lambda: follower.fetch_health,
         )
+        per_host = host_series(registry)
+        if per_host is not None:
+            per_host.enabled = config.metrics_per_host
         self.timers: Timers | None = None  # while running
         self._dirty: asyncio.Event | None = None
         self._writeback_due: asyncio.Event | None = None
@@ -247,19 +258,29 @@ class Daemon:
     # -- following the repo -----------------------------------------------------------------
 
     async def sync_pass(self, in_worker: InWorker = in_place) -> RevisionVerdict:
-        """One look at the repo: fetch and judge the tip with ``in_worker`` (they touch only
-        the mirror and the network), then record the verdict and take the fleet in here."""
+        """One look at the repo: fetch and judge the tip, and compare its fleet with the one
+        in force, with ``in_worker`` (they touch only the mirror, the network and immutable
+        fleets); then record the verdict and take the fleet in here. Only the groups the
+        revision touches are planned: the change's canaries at once, the others one at a
+        time, each after the reports waiting on this loop."""
+        current = self.service.fleet
         try:
-            looked: tuple[str, RevisionVerdict] = await in_worker(
-                self.follower.look, self.service.fleet
+            looked: tuple[str, RevisionVerdict, FleetChanges | None] = await in_worker(
+                _look_and_compare, self.follower, current
             )
         except GitRemoteUnavailable:
             self.service.metrics.git_fetch_errors.inc()
             raise
-        tip, verdict = looked
+        tip, verdict, changes = looked
         self.follower.record(tip, verdict)
         if verdict.accepted and verdict.fleet is not None:
-            self.service.use_fleet(verdict.fleet)
+            if self.service.fleet is not current:  # compared against another fleet
+                changes = None
+            later = self.service.use_fleet(verdict.fleet, changes, first_only=True)
+            for group in later:
+                await asyncio.sleep(0)  # agents' reports first: this is the event loop
+                if self.service.current_plan(group) is None:  # no report planned it since
+                    self.service.look_again(group)
         return verdict
 
     def sync(self) -> RevisionVerdict:
@@ -407,6 +428,22 @@ class Daemon:
         observer.schedule(handler, str(refs.parent), recursive=False)  # packed-refs
         observer.start()
         return observer
+
+
+def _look_and_compare(
+    follower: RevisionFollower, current: Fleet
+) -> tuple[str, RevisionVerdict, FleetChanges | None]:
+    """Fetch and judge the tip, and what its fleet changes against ``current`` (the costly
+    part of taking a revision in, done off the event loop)."""
+    applied = follower.applied
+    tip, verdict = follower.look(current)
+    if not verdict.accepted or verdict.fleet is None:
+        return tip, verdict, None
+    changed_files = None  # unknown unless ``current`` is the applied revision's fleet
+    if applied is not None and current.revision == applied:
+        with follower.mirror.lock:
+            changed_files = follower.mirror.changed_files(applied, tip, follower.subdirectory)
+    return tip, verdict, fleet_changes(current, verdict.fleet, changed_files)
 
 
 class DaemonThread(BackgroundServer):

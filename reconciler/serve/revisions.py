@@ -11,6 +11,7 @@ from datetime import datetime
 
 from reconciler.clock import Clock
 from reconciler.errors import GitRemoteUnavailable
+from reconciler.fleetrepo.blobcache import ParsedFileCache
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.sources import GitRevisionSource
@@ -58,6 +59,7 @@ class RevisionFollower:
         signatures: SignatureTrust,
         allow_history_rewrite: bool = False,
         subdirectory: str = "",
+        parsed: ParsedFileCache | None = None,
     ) -> None:
         self.mirror, self.store, self.clock = mirror, store, clock
         self.signatures = signatures
@@ -68,6 +70,9 @@ class RevisionFollower:
         # (judging an adversarial revision costs real work; its verdict cannot change).
         self._refused: tuple[str, RevisionVerdict] | None = None
         self.fetch_health = FetchHealth()
+        # What each fleet file's blob parsed to: a revision costs the files it changed
+        # (kept on disk by the daemon, so a restart does not parse the fleet again).
+        self.parsed = parsed if parsed is not None else ParsedFileCache()
 
     def applied_fleet(self) -> Fleet | None:
         """The fleet of the revision in force, read back from the mirror (None if there is
@@ -76,7 +81,7 @@ class RevisionFollower:
             return None
         with self.mirror.lock:  # every use of the mirror holds it
             source = GitRevisionSource(self.mirror.path, self.applied, self.subdirectory)
-            return load_fleet(source).fleet
+            return load_fleet(source, cache=self.parsed).fleet
 
     def look(self, current: Fleet | None) -> tuple[str, RevisionVerdict]:
         """Fetch and judge the tip against ``current``, the fleet in force, under one hold of
@@ -100,6 +105,7 @@ class RevisionFollower:
                 allow_history_rewrite=self.allow_history_rewrite,
                 subdirectory=self.subdirectory,
                 every_commit=trust.every_commit,
+                parsed=self.parsed,
             )
         if not verdict.accepted and verdict.code is not VerdictCode.PREFLIGHT_FAILED:
             # A preflight failure may be the OSTree repository being down: ask again.

@@ -5,6 +5,15 @@ start), re-plans a host's group only when something that matters changed (a new 
 boot, greenboot verdict or apply result) or the group's plan asked to be looked at again, and
 answers from the cached plan otherwise: a heartbeat costs a dictionary lookup, not a pass.
 
+The API's reports (:meth:`FleetService.report`) ask for those passes through a work queue
+(:mod:`reconciler.serve.workqueue`): a report that changed something waits for a pass of its
+group that starts after its observation was recorded, and every report that arrives before
+that pass starts shares it, so a burst of reports into one group costs a pass or a few. The
+answers are cached per group plan as the JSON bytes sent, one per kind of answer (hosts with
+equal plans share it, their names spliced in), kept while a new plan of the group would say
+the same. :meth:`FleetService.ingest` plans at once instead, for callers without an event
+loop (tools, tests).
+
 :meth:`FleetService.reconcile` is the one path that plans a group and persists its decisions,
 whatever asked for it (a report, a timer, a resync, a new fleet revision): it is timed,
 logged and counted there, and a failure stays with its group, which is retried with backoff.
@@ -15,8 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import hmac
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -27,7 +38,9 @@ from reconciler.clock import Clock
 from reconciler.errors import Unavailable
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.promotion.check import PromotionCheck, check_promotion
+from reconciler.rollout.changes import FleetChanges, fleet_changes
 from reconciler.rollout.engine import Engine
+from reconciler.rollout.explanation import HostPlan
 from reconciler.rollout.observed import (
     ApplyError,
     Greenboot,
@@ -39,6 +52,7 @@ from reconciler.rollout.planner import Action, GroupPlan
 from reconciler.rollout.reasons import Reason, ReasonCode
 from reconciler.serve.metrics import OperationalMetrics
 from reconciler.serve.schemas import AgentReport, Assignment, ReasonOut, TargetOut
+from reconciler.serve.workqueue import DEFAULT_DELAY_SECONDS, PassQueue
 from reconciler.state.reports import ReportStore
 from reconciler.state.store import Store
 
@@ -70,6 +84,42 @@ class ReconcileFailure:
     error: Exception
     attempts: int
     retry_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the API sends a host: its assignment as JSON, with what a long-poll compares."""
+
+    assignment_id: str
+    group: str | None
+    body: bytes
+
+
+#: Stands for the host's name in an answer that hosts with equal plans share.
+_HOST_SLOT = "\x00host\x00"
+_HOST_SLOT_JSON = json.dumps(_HOST_SLOT).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class SharedAnswer:
+    """An answer as JSON cut where the host's name goes, so that the hosts of a group with
+    equal plans share one (an answer cache costs per kind of answer, not per host)."""
+
+    assignment_id: str
+    group: str | None
+    head: bytes
+    tail: bytes
+
+    @classmethod
+    def of(cls, assignment: Assignment) -> SharedAnswer:
+        """``assignment``, made out to :data:`_HOST_SLOT`."""
+        body = assignment.model_dump_json(by_alias=True).encode()
+        head, tail = body.split(_HOST_SLOT_JSON)  # no other field holds a NUL: one cut
+        return cls(assignment.assignment_id, assignment.group, head, tail)
+
+    def to(self, host: str) -> Answer:
+        name = json.dumps(host, ensure_ascii=False).encode()
+        return Answer(self.assignment_id, self.group, b"".join((self.head, name, self.tail)))
 
 
 @dataclass(frozen=True)
@@ -118,11 +168,14 @@ def _restored_observations(reports: ReportStore, store: Store) -> dict[str, Host
     """What each host last reported, as known after a restart: its stored report, unless a
     decision about it was based on a newer one (reports are written in batches, decisions at
     once, so a crash can lose the report a decision was taken on; planning from the older
-    one would undo the decision)."""
-    observed = {
-        host: observation_from_report(host, at, AgentReport.model_validate_json(body))
-        for host, (at, body) in reports.latest().items()
-    }
+    one would undo the decision).
+
+    Reports were validated when they arrived, and the observation derived then is stored
+    with each: it is taken back as it is. Only a report stored without one (by an older
+    version) is parsed again."""
+    observed, unparsed = reports.latest_observations()
+    for host, (at, body) in unparsed.items():
+        observed[host] = observation_from_report(host, at, AgentReport.model_validate_json(body))
     for host, basis in store.observation_basis().items():
         known = observed.get(host)
         # At the same instant the basis wins: a decision was taken on it, and the stored
@@ -147,36 +200,98 @@ class FleetService:
         clock: Clock,
         metrics: OperationalMetrics,
         lock_stale_after: timedelta = DEFAULT_LOCK_STALE_AFTER,
+        coalesce_delay: float = DEFAULT_DELAY_SECONDS,
     ) -> None:
+        """``coalesce_delay``: seconds a group asked for by a report waits before its pass,
+        so the reports of a burst share it (:class:`PassQueue`)."""
         self.clock, self.reports, self.store, self.metrics = clock, reports, store, metrics
         self.lock_stale_after = lock_stale_after
+        self.queue: PassQueue[GroupPlan | None] = PassQueue(self._queued_pass, coalesce_delay)
         self.engine = Engine(store, clock)
         self.observed = _restored_observations(reports, store)
         self.plans: dict[str, GroupPlan] = {}
         self.failures: dict[str, ReconcileFailure] = {}
-        self._answers: dict[str, tuple[GroupPlan, Assignment]] = {}
+        # group -> (the plan answered from, what hosts with each host plan are told).
+        self._answers: dict[str, tuple[GroupPlan, dict[HostPlan, SharedAnswer]]] = {}
+        # Hosts whose latest report changed something no pass has planned yet.
+        self._unplanned: set[str] = set()
         self.plan_listeners: list[PlanListener] = []
         self.requeue_listeners: list[RequeueListener] = []
         self.use_fleet(fleet)
 
-    def use_fleet(self, fleet: Fleet) -> None:
-        """Make a new validated fleet revision the desired state and plan every group."""
-        self._take(fleet)
-        self.reconcile_all()
+    def use_fleet(
+        self, fleet: Fleet, changes: FleetChanges | None = None, *, first_only: bool = False
+    ) -> tuple[str, ...]:
+        """Make a new validated fleet revision the desired state and plan the groups it
+        touches (:func:`reconciler.rollout.changes.fleet_changes`; ``changes``, if given,
+        computed against the fleet in force, e.g. in a worker thread). Untouched groups keep
+        their plans, answers and look-again timers: nothing they plan from changed.
 
-    def _take(self, fleet: Fleet) -> None:
+        The touched groups that wait on no other touched group (the change's canaries) are
+        planned first, so their long-polls wake at once. With ``first_only`` the rest are
+        returned, in dependency order, for the caller to plan between other work (the
+        daemon does, yielding to agents' reports); else they are planned here too.
+        """
+        before: Fleet | None = getattr(self, "fleet", None)
+        if before is None:  # the first revision: every group
+            self._take(fleet, None)
+            self.reconcile_all()
+            return ()
+        if changes is None:
+            changes = fleet_changes(before, fleet)
+        self._take(fleet, changes)
+        first = changes.first(fleet)
+        rest = tuple(group for group in changes.touched if group not in first)
+        for group in first if first_only else (*first, *rest):
+            with contextlib.suppress(Exception):  # logged, counted and retried by reconcile()
+                self.reconcile(group)
+        self.metrics.last_reconcile.set_to_current_time()
+        return rest if first_only else ()
+
+    def _take(self, fleet: Fleet, changes: FleetChanges | None) -> None:
+        """Swap ``fleet`` in and forget what ``changes`` made stale (None: everything)."""
+        before: Fleet | None = getattr(self, "fleet", None)
         self.fleet = fleet
-        # Hosts removed from the inventory are forgotten (their reports stay in the store).
-        self.observed = {h: o for h, o in self.observed.items() if h in fleet.hosts}
-        self._hosts_by_token = {h.token_sha256: h.name for h in fleet.hosts.values()}
-        self._hosts_by_lock_id = {
-            h.fleet_lock_id: h.name for h in fleet.hosts.values() if h.fleet_lock_id is not None
-        }
-        self.engine.use_fleet(fleet)
-        self.plans.clear()
-        self.failures.clear()
-        self._answers.clear()
-        for group in fleet.groups:
+        if before is None or changes is None:
+            # Hosts removed from the inventory are forgotten (their reports stay stored).
+            self.observed = {h: o for h, o in self.observed.items() if h in fleet.hosts}
+            self._hosts_by_token = {h.token_sha256: h.name for h in fleet.hosts.values()}
+            self._hosts_by_lock_id = {
+                h.fleet_lock_id: h.name for h in fleet.hosts.values() if h.fleet_lock_id is not None
+            }
+            self.engine.use_fleet(fleet)
+            self.plans.clear()
+            self.failures.clear()
+            self._answers.clear()
+            for group in fleet.groups:
+                self._notify(group, None)
+            return
+        for host in changes.removed_hosts:
+            self.observed.pop(host, None)
+        # Lookups of changed hosts only: the old entries out first, so that two hosts may
+        # swap tokens (or FleetLock ids) in one revision.
+        for name in changes.changed_hosts:
+            old = before.hosts.get(name)
+            if old is None:
+                continue
+            if self._hosts_by_token.get(old.token_sha256) == name:
+                del self._hosts_by_token[old.token_sha256]
+            lock_id = old.fleet_lock_id
+            if lock_id is not None and self._hosts_by_lock_id.get(lock_id) == name:
+                del self._hosts_by_lock_id[lock_id]
+        for name in changes.changed_hosts:
+            new = fleet.hosts.get(name)
+            if new is not None:
+                self._hosts_by_token[new.token_sha256] = name
+                if new.fleet_lock_id is not None:
+                    self._hosts_by_lock_id[new.fleet_lock_id] = name
+        self.engine.use_fleet(fleet, changes.specs)
+        stale = (*changes.touched, *sorted(changes.removed_groups))
+        for group in stale:
+            self.plans.pop(group, None)
+            self.failures.pop(group, None)
+            self._answers.pop(group, None)
+        for group in stale:  # long-polls of these groups wake to the new revision
             self._notify(group, None)
 
     def host_for_token(self, token: str) -> str | None:
@@ -224,14 +339,26 @@ class FleetService:
 
     def ingest(self, host: str, report: AgentReport, raw: str | None = None) -> Assignment:
         """Store a report (``raw``, its validated JSON text, when at hand), re-plan the host's
-        group if it matters, and answer."""
+        group at once if it matters, and answer (the path without an event loop)."""
+        material = self._observe(host, report, raw)
+        return self.assignment(host, replan=material)
+
+    async def report(self, host: str, report: AgentReport, raw: str | None = None) -> Answer:
+        """Store a report and answer it, after a queued pass of the host's group if the
+        report changed something that matters (the API's path: see :meth:`answer`)."""
+        if self._observe(host, report, raw):
+            self._unplanned.add(host)
+        return await self.answer(host)
+
+    def _observe(self, host: str, report: AgentReport, raw: str | None) -> bool:
+        """Store a report and take in its observation; whether it changed what matters."""
         now = self.clock.now()
-        self.reports.save(host, now, raw or report.model_dump_json(by_alias=True))
         observation = observation_from_report(host, now, report)
+        # With the observation beside it, a restart takes it back without parsing the report.
+        self.reports.save(host, now, raw or report.model_dump_json(by_alias=True), observation)
         previous = self.observed.get(host)
         self.observed[host] = observation
-        material = previous is None or dataclasses.replace(previous, received_at=now) != observation
-        return self.assignment(host, replan=material)
+        return previous is None or dataclasses.replace(previous, received_at=now) != observation
 
     # -- the one writer ---------------------------------------------------------------------
 
@@ -253,7 +380,10 @@ class FleetService:
         self.metrics.reconcile_seconds.labels(group).observe(time.perf_counter() - started)
         self.metrics.last_reconcile.set_to_current_time()
         self.failures.pop(group, None)
+        if self._unplanned:
+            self._unplanned.difference_update(plan.hosts)  # planned from what they reported
         previous, self.plans[group] = self.plans.get(group), plan
+        self._carry_answers(group, previous, plan)
         for decision in plan.decisions:
             logger.info(
                 "%s",
@@ -279,6 +409,10 @@ class FleetService:
             with contextlib.suppress(Exception):  # logged, counted and retried by reconcile()
                 self.reconcile(group)
         self.metrics.last_reconcile.set_to_current_time()  # also for a fleet with no groups
+
+    def _queued_pass(self, group: str) -> GroupPlan | None:
+        """A pass the queue asked for; none for a group a new fleet revision took away."""
+        return self.reconcile(group) if group in self.fleet.groups else None
 
     def look_again(self, group: str) -> None:
         """A timer says ``group`` asked to be looked at again now: plan it if it still exists
@@ -350,41 +484,73 @@ class FleetService:
             listener(group, plan)
 
     def assignment(self, host: str, replan: bool = False) -> Assignment:
+        """What ``host`` is told now, planning its group at once if ``replan`` or the plan is
+        stale (the path without an event loop; built afresh, not cached)."""
         group = self.fleet.group_of(host)
         if group is None:
-            return Assignment(
-                host=host,
-                group=None,
-                action="none",
-                state="unmanaged",
-                target=None,
-                reason=ReasonOut(
-                    code=ReasonCode.NOT_A_MEMBER, message="in the inventory but in no group"
-                ),
-                report_after_seconds=IDLE_REPORT_SECONDS,
-                assignment_id=_assignment_id("none", "", "not_a_member"),
-            )
-        plan = self._plan_for_answer(group, replan)
-        cached = self._answers.get(host)
-        if cached is not None and cached[0] is plan:
-            return cached[1]  # the same plan gives the same answer
-        answer = self._answer(host, group, plan)
-        self._answers[host] = (plan, answer)
-        return answer
+            return _unmanaged(host)
+        plan = self._plan_for_answer(group, replan or host in self._unplanned)
+        return self._answer(host, group, plan, plan.hosts[host])
+
+    async def answer(self, host: str) -> Answer:
+        """What ``host`` is told now, from its group's current plan; after a queued pass of
+        the group if the host's own last change is not planned yet, the plan's look-again is
+        due, the group's last pass failed, or it has no plan. A pass that fails raises here.
+
+        Cached per plan and kind of answer: a heartbeat costs a lookup and a join."""
+        group = self.fleet.group_of(host)
+        if group is None:
+            return SharedAnswer.of(_unmanaged(_HOST_SLOT)).to(host)
+        plan = self.plans.get(group)
+        if plan is None or host in self._unplanned or self._stale(group, plan):
+            await self.queue.pass_of(group)
+            # Answer from the newest plan: the queued pass or one after it (a timer's, a new
+            # fleet revision's), all started after this host's report was taken in.
+            group = self.fleet.group_of(host)
+            if group is None:
+                return SharedAnswer.of(_unmanaged(_HOST_SLOT)).to(host)
+            plan = self.plans.get(group) or self._plan_for_answer(group, False)
+        cached = self._answers.get(group)
+        if cached is None or cached[0] is not plan:
+            cached = self._answers[group] = (plan, {})
+        host_plan = plan.hosts[host]
+        shared = cached[1].get(host_plan)
+        if shared is None:
+            assignment = self._answer(_HOST_SLOT, group, plan, host_plan)
+            shared = cached[1][host_plan] = SharedAnswer.of(assignment)
+        return shared.to(host)
+
+    def _carry_answers(self, group: str, previous: GroupPlan | None, plan: GroupPlan) -> None:
+        """Keep the cached answers of ``group`` for its new plan when what they say besides
+        the host's plan is the same (target and look-again), and they are not more than
+        its hosts (reasons may name a host or a time); else let them go with the old plan."""
+        cached = self._answers.pop(group, None)
+        if (
+            cached is not None
+            and previous is not None
+            and plan.requeue_at == previous.requeue_at
+            and plan.spec.target == previous.spec.target
+            and len(cached[1]) <= len(plan.hosts)
+        ):
+            self._answers[group] = (plan, cached[1])
+
+    def _stale(self, group: str, plan: GroupPlan) -> bool:
+        """Whether ``group``'s plan must not be answered from: its last pass failed, or the
+        look-again it asked for is due."""
+        if group in self.failures:
+            return True
+        return plan.requeue_at is not None and self.clock.now() >= plan.requeue_at
 
     def _plan_for_answer(self, group: str, replan: bool) -> GroupPlan:
         """The plan to answer a host of ``group`` from: the current one, unless the report
         changed something that matters, the plan's look-again is due, the group's last pass
         failed (the plan is stale), or there is none."""
         plan = self.plans.get(group)
-        if plan is None or replan or group in self.failures:
-            return self.reconcile(group)
-        if plan.requeue_at is not None and self.clock.now() >= plan.requeue_at:
+        if plan is None or replan or self._stale(group, plan):
             return self.reconcile(group)
         return plan
 
-    def _answer(self, host: str, group: str, plan: GroupPlan) -> Assignment:
-        host_plan = plan.hosts[host]
+    def _answer(self, host: str, group: str, plan: GroupPlan, host_plan: HostPlan) -> Assignment:
         target = plan.spec.target
         busy = host_plan.action is not Action.NONE
         after = BUSY_REPORT_SECONDS if busy else IDLE_REPORT_SECONDS
@@ -407,5 +573,19 @@ class FleetService:
         )
 
 
+def _unmanaged(host: str) -> Assignment:
+    return Assignment(
+        host=host,
+        group=None,
+        action="none",
+        state="unmanaged",
+        target=None,
+        reason=ReasonOut(code=ReasonCode.NOT_A_MEMBER, message="in the inventory but in no group"),
+        report_after_seconds=IDLE_REPORT_SECONDS,
+        assignment_id=_assignment_id("none", "", "not_a_member"),
+    )
+
+
+@functools.lru_cache(maxsize=4096)  # few distinct ids: hosts share one string, not a copy each
 def _assignment_id(action: str, commit: str, code: str) -> str:
     return hashlib.sha256(f"{action}|{commit}|{code}".encode()).hexdigest()[:16]

@@ -5,17 +5,26 @@ written in batches by a writer thread (group commit): a report lost to a crash i
 sent again by its agent a minute later, while one transaction per report would cap a server
 at a few hundred reports a second. The interface is small (save, flush, latest, history)
 so another backend (PostgreSQL) can stand behind it later.
+
+Next to each host's latest report the store keeps the observation the service derived from
+it (the same JSON as the rollout store's observation basis), written in the same batch: a
+restart takes 100,000 observations back without validating 100,000 reports again. They were
+validated when they arrived; a row without one (stored before the column existed) is parsed.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import sys
 import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from pydantic import TypeAdapter
+
 from reconciler.errors import StoreUnavailable
+from reconciler.rollout.observed import HostObservation
 from reconciler.state.store import create_private, migrate
 
 #: Reports kept per host beyond the latest, for "what did this host say before it failed".
@@ -27,12 +36,28 @@ FLUSH_AFTER_SECONDS = 0.5
 TRIM_EVERY = 20
 
 
+_OBSERVATION = TypeAdapter(HostObservation)
+
+#: A queued report: host, when (ISO text), body, and the observation derived from it.
+_Pending = tuple[str, str, str, HostObservation | None]
+
+
 class ReportStore(Protocol):
-    def save(self, host: str, received_at: datetime, body: str) -> None: ...
+    def save(
+        self,
+        host: str,
+        received_at: datetime,
+        body: str,
+        observation: HostObservation | None = None,
+    ) -> None: ...
 
     def flush(self) -> None: ...
 
     def latest(self) -> dict[str, tuple[datetime, str]]: ...
+
+    def latest_observations(
+        self,
+    ) -> tuple[dict[str, HostObservation], dict[str, tuple[datetime, str]]]: ...
 
     def history(self, host: str, limit: int = 20) -> list[tuple[datetime, str]]: ...
 
@@ -48,7 +73,7 @@ class SqliteReportStore:
         self.history_per_host = history_per_host
         self._reader = self._connect(path)
         self._writer = self._connect(path)
-        self._pending: list[tuple[str, str, str]] = []
+        self._pending: list[_Pending] = []
         self._writes_by_host: dict[str, int] = {}
         self._error: StoreUnavailable | None = None
         self._written = 0  # batches written, so flush() can wait for the one in flight
@@ -81,11 +106,18 @@ class SqliteReportStore:
         self._reader.close()
         self._writer.close()
 
-    def save(self, host: str, received_at: datetime, body: str) -> None:
+    def save(
+        self,
+        host: str,
+        received_at: datetime,
+        body: str,
+        observation: HostObservation | None = None,
+    ) -> None:
         """Queue a report as the host's latest and for its history (written within
-        ``FLUSH_AFTER_SECONDS``; reads wait for it)."""
+        ``FLUSH_AFTER_SECONDS``; reads wait for it), with the ``observation`` the service
+        derived from it, which a restart takes back as it is."""
         with self._lock:
-            self._pending.append((host, received_at.isoformat(), body))
+            self._pending.append((host, received_at.isoformat(), body, observation))
             self._queued += 1
             if len(self._pending) >= FLUSH_EVERY:
                 self._lock.notify_all()
@@ -120,21 +152,27 @@ class SqliteReportStore:
                 self._written += len(batch)
                 self._lock.notify_all()
 
-    def _write(self, batch: list[tuple[str, str, str]]) -> None:
+    def _write(self, batch: list[_Pending]) -> None:
+        # Serialised here, on the writer thread, not on the event loop that queued them.
+        rows = [
+            (host, at, body, None if seen is None else _OBSERVATION.dump_json(seen).decode())
+            for host, at, body, seen in batch
+        ]
         try:
             with self._writer:
                 self._writer.execute("BEGIN")
                 self._writer.executemany(
-                    "INSERT INTO host_reports (host, received_at, body) VALUES (?, ?, ?) "
-                    "ON CONFLICT (host) DO UPDATE SET received_at = excluded.received_at, "
-                    "body = excluded.body",
-                    batch,
+                    "INSERT INTO host_reports (host, received_at, body, observation) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (host) DO UPDATE SET "
+                    "received_at = excluded.received_at, body = excluded.body, "
+                    "observation = excluded.observation",
+                    rows,
                 )
                 self._writer.executemany(
                     "INSERT INTO report_history (host, received_at, body) VALUES (?, ?, ?)",
-                    batch,
+                    [(host, at, body) for host, at, body, _ in rows],
                 )
-            self._trim_hosts_due([host for host, _, _ in batch])
+            self._trim_hosts_due([host for host, _, _, _ in batch])
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot store {len(batch)} report(s): {exc}") from exc
 
@@ -163,6 +201,26 @@ class SqliteReportStore:
         self.flush()
         rows = self._reader.execute("SELECT host, received_at, body FROM host_reports")
         return {host: (datetime.fromisoformat(at), body) for host, at, body in rows}
+
+    def latest_observations(
+        self,
+    ) -> tuple[dict[str, HostObservation], dict[str, tuple[datetime, str]]]:
+        """Each host's latest report as the observation stored with it, and, for the hosts
+        whose latest report has none (stored by an older version), the report itself."""
+        self.flush()
+        rows = self._reader.execute(
+            "SELECT host, received_at, observation, "
+            "CASE WHEN observation IS NULL THEN body END FROM host_reports"
+        )
+        observed: dict[str, HostObservation] = {}
+        unparsed: dict[str, tuple[datetime, str]] = {}
+        for name, at, seen, body in rows:
+            host = sys.intern(name)  # the fleet's own string (interned), not a copy per row
+            if seen is not None:
+                observed[host] = _OBSERVATION.validate_json(seen)
+            else:
+                unparsed[host] = (datetime.fromisoformat(at), body)
+        return observed, unparsed
 
     def history(self, host: str, limit: int = 20) -> list[tuple[datetime, str]]:
         self.flush()

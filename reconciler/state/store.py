@@ -144,6 +144,11 @@ MIGRATIONS: tuple[str, ...] = (
         observation  TEXT NOT NULL
     );
     """,
+    # The observation the service derived from each host's latest report, so a restart
+    # takes it back without validating every report again (NULL: parse the body).
+    """
+    ALTER TABLE host_reports ADD COLUMN observation TEXT;
+    """,
 )
 
 

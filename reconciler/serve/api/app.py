@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from pydantic import ValidationError
 
 from reconciler import __version__
@@ -30,7 +30,7 @@ from reconciler.serve.api.identity import AgentAuth, agent_host
 from reconciler.serve.api.limits import ReportBodyLimits
 from reconciler.serve.api.revision import add_revision_route
 from reconciler.serve.api.webhooks import add_webhook_route
-from reconciler.serve.metrics import export_fleet_state
+from reconciler.serve.metrics import export_fleet_state, exposition
 from reconciler.serve.revisions import FetchHealth
 from reconciler.serve.schemas import (
     AgentReport,
@@ -43,7 +43,7 @@ from reconciler.serve.schemas import (
     RebootDeferred,
     TargetOut,
 )
-from reconciler.serve.service import FleetService, token_hash
+from reconciler.serve.service import Answer, FleetService, token_hash
 
 MAX_WAIT_SECONDS = 300
 _bearer = HTTPBearer(auto_error=False)
@@ -130,10 +130,11 @@ def create_app(
             reports_counter.labels("invalid").inc()
             raise
         reports_counter.labels("ok").inc()
-        assignment = service.ingest(host, body, raw.decode())
-        if wait and assignment.assignment_id == body.known_assignment:
-            assignment = await _hold_until_changed(service, long_polls, host, assignment, wait)
-        return Response(assignment.model_dump_json(by_alias=True), media_type="application/json")
+        # A report that changed something waits here for a (coalesced) pass of its group.
+        answer = await service.report(host, body, raw.decode())
+        if wait and answer.assignment_id == body.known_assignment:
+            answer = await _hold_until_changed(service, long_polls, host, answer, wait)
+        return Response(answer.body, media_type="application/json")
 
     _add_report_schemas(app)
 
@@ -310,7 +311,7 @@ def _add_metrics(app: FastAPI, registry: CollectorRegistry, token_sha256: str | 
         """Prometheus metrics (docs/metrics.md); a bearer token when one is configured."""
         if token_sha256 is not None and not _token_matches(credentials, token_sha256):
             raise HTTPException(401, "metrics need the scrape token")
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def _wait_seconds(raw: str | None) -> int:
@@ -444,9 +445,9 @@ async def _hold_until_changed(
     service: FleetService,
     long_polls: LongPolls,
     host: str,
-    assignment: Assignment,
+    assignment: Answer,
     wait: int,
-) -> Assignment:
+) -> Answer:
     """Long-poll: answer when the host's assignment changes, its plan's next look is due (a
     soak ending, a window opening), ``wait`` seconds have passed (all on the service's clock),
     the host long-polls again, or the server stops."""
@@ -462,15 +463,15 @@ async def _hold_until_changed(
             group = assignment.group
             if group is None:  # unmanaged: nothing changes until Git does; hold the line
                 await long_polls.wait(clock, hold, None, deadline)
-                return service.assignment(host)
+                return await service.answer(host)
             plan = service.current_plan(group)
             look_again = plan.requeue_at if plan is not None else None
             until = deadline if look_again is None else min(deadline, look_again)
             if until <= clock.now():
-                # A look-again already due: the answer below re-plans; yield briefly so a plan
-                # that keeps asking for "now" cannot spin the event loop.
+                # A look-again already due: the answer below waits for a queued pass; yield
+                # briefly too so a plan that keeps asking for "now" cannot spin the loop.
                 await asyncio.sleep(0.01)
             else:
                 await long_polls.wait(clock, hold, group, until)
-            assignment = service.assignment(host)
+            assignment = await service.answer(host)
     return assignment
