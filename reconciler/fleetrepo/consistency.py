@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.fleetrepo.fleet import Fleet
+from reconciler.fleetrepo.fleet import Fleet, InventoryHost, index_hosts
 from reconciler.fleetrepo.membership import (
     InventoryEntry,
     Unresolved,
@@ -136,14 +136,23 @@ def build_fleet(
     _check_window_time_zones(report, group_docs, groups, members, hosts, config)
     if any(p.is_error for p in report.problems):
         return None, report.problems
+    fleet_hosts, host_groups = reuse.run(
+        "fleet hosts",
+        [hosts, members],
+        (),
+        report,
+        lambda _: _fleet_hosts(hosts, members),
+    )
     return Fleet(
-        config,
-        streams,
-        groups,
-        {name: entry.host for name, entry in hosts.items()},
-        members,
-        revision,
+        config, streams, groups, fleet_hosts, members, revision, host_groups
     ), report.problems
+
+
+def _fleet_hosts(
+    entries: Mapping[str, InventoryEntry], members: Mapping[str, tuple[str, ...]]
+) -> tuple[dict[str, InventoryHost], dict[str, str]]:
+    hosts = {name: entry.host for name, entry in entries.items()}
+    return hosts, index_hosts(hosts, members)
 
 
 def _unique(report: Reporter, docs: list[LoadedDocument], what: str) -> dict[str, LoadedDocument]:

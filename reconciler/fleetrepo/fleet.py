@@ -97,17 +97,18 @@ class Fleet:
     hosts: Mapping[str, InventoryHost]
     members: Mapping[str, tuple[str, ...]]
     revision: str | None = None
-    _group_of_host: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    #: Host -> its group, derived from ``members`` (and the hosts compacted) when not given: a
+    #: load that reused the same hosts and members passes the one it derived before.
+    host_groups: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for group, names in self.members.items():
-            for name in names:
-                self._group_of_host.setdefault(name, group)
-        _compact(self.hosts.values())
+        if self.host_groups is None:
+            object.__setattr__(self, "host_groups", index_hosts(self.hosts, self.members))
 
     def group_of(self, host: str) -> str | None:
         """The group a host belongs to, or None when no group selects it."""
-        return self._group_of_host.get(host)
+        assert self.host_groups is not None  # set at creation
+        return self.host_groups.get(host)
 
     @property
     def revoked(self) -> dict[str, str]:
@@ -143,6 +144,19 @@ class Fleet:
     def freezes(self, group: str) -> list[Freeze]:
         """Freezes that stop the group's reboots: the fleet's and its own."""
         return [*self.config.freezes, *self.groups[group].freezes]
+
+
+def index_hosts(
+    hosts: Mapping[str, InventoryHost], members: Mapping[str, tuple[str, ...]]
+) -> dict[str, str]:
+    """Each member's group (the first group that lists it), with the hosts compacted: the
+    per-host work of making a :class:`Fleet`, done once per inventory and membership."""
+    host_groups: dict[str, str] = {}
+    for group, names in members.items():
+        for name in names:
+            host_groups.setdefault(name, group)
+    _compact(hosts.values())
+    return host_groups
 
 
 def _compact(hosts: Iterable[InventoryHost]) -> None:
