@@ -19,9 +19,10 @@ from prometheus_client import CollectorRegistry
 from reconciler.clock import ManualClock
 from reconciler.errors import StoreUnavailable
 from reconciler.rollout.state import GroupState
+from reconciler.serve.answers import Answer
 from reconciler.serve.metrics import OperationalMetrics
 from reconciler.serve.schemas import AgentReport, Assignment
-from reconciler.serve.service import Answer, FleetService
+from reconciler.serve.service import FleetService
 from reconciler.serve.workqueue import PassQueue
 from reconciler.state.reports import SqliteReportStore
 from reconciler.state.store import Store

@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import hmac
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -50,6 +48,15 @@ from reconciler.rollout.observed import (
 )
 from reconciler.rollout.planner import Action, GroupPlan
 from reconciler.rollout.reasons import Reason, ReasonCode
+from reconciler.serve.answers import (
+    BUSY_REPORT_SECONDS,
+    HOST_SLOT,
+    IDLE_REPORT_SECONDS,
+    Answer,
+    SharedAnswer,
+    assignment_id,
+    unmanaged_assignment,
+)
 from reconciler.serve.metrics import OperationalMetrics
 from reconciler.serve.schemas import AgentReport, Assignment, ReasonOut, TargetOut
 from reconciler.serve.workqueue import DEFAULT_DELAY_SECONDS, PassQueue
@@ -57,10 +64,6 @@ from reconciler.state.reports import ReportStore
 from reconciler.state.store import Store
 
 logger = logging.getLogger(__name__)
-
-#: How soon an agent with work to do reports again, and the longest it stays silent.
-BUSY_REPORT_SECONDS = 15
-IDLE_REPORT_SECONDS = 60
 
 #: A FleetLock reboot lock held longer than this is reported stale (metric and alert).
 DEFAULT_LOCK_STALE_AFTER = timedelta(hours=1)
@@ -84,42 +87,6 @@ class ReconcileFailure:
     error: Exception
     attempts: int
     retry_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """What the API sends a host: its assignment as JSON, with what a long-poll compares."""
-
-    assignment_id: str
-    group: str | None
-    body: bytes
-
-
-#: Stands for the host's name in an answer that hosts with equal plans share.
-_HOST_SLOT = "\x00host\x00"
-_HOST_SLOT_JSON = json.dumps(_HOST_SLOT).encode()
-
-
-@dataclass(frozen=True, slots=True)
-class SharedAnswer:
-    """An answer as JSON cut where the host's name goes, so that the hosts of a group with
-    equal plans share one (an answer cache costs per kind of answer, not per host)."""
-
-    assignment_id: str
-    group: str | None
-    head: bytes
-    tail: bytes
-
-    @classmethod
-    def of(cls, assignment: Assignment) -> SharedAnswer:
-        """``assignment``, made out to :data:`_HOST_SLOT`."""
-        body = assignment.model_dump_json(by_alias=True).encode()
-        head, tail = body.split(_HOST_SLOT_JSON)  # no other field holds a NUL: one cut
-        return cls(assignment.assignment_id, assignment.group, head, tail)
-
-    def to(self, host: str) -> Answer:
-        name = json.dumps(host, ensure_ascii=False).encode()
-        return Answer(self.assignment_id, self.group, b"".join((self.head, name, self.tail)))
 
 
 @dataclass(frozen=True)
@@ -488,7 +455,7 @@ class FleetService:
         stale (the path without an event loop; built afresh, not cached)."""
         group = self.fleet.group_of(host)
         if group is None:
-            return _unmanaged(host)
+            return unmanaged_assignment(host)
         plan = self._plan_for_answer(group, replan or host in self._unplanned)
         return self._answer(host, group, plan, plan.hosts[host])
 
@@ -500,7 +467,7 @@ class FleetService:
         Cached per plan and kind of answer: a heartbeat costs a lookup and a join."""
         group = self.fleet.group_of(host)
         if group is None:
-            return SharedAnswer.of(_unmanaged(_HOST_SLOT)).to(host)
+            return SharedAnswer.of(unmanaged_assignment(HOST_SLOT)).to(host)
         plan = self.plans.get(group)
         if plan is None or host in self._unplanned or self._stale(group, plan):
             await self.queue.pass_of(group)
@@ -508,7 +475,7 @@ class FleetService:
             # fleet revision's), all started after this host's report was taken in.
             group = self.fleet.group_of(host)
             if group is None:
-                return SharedAnswer.of(_unmanaged(_HOST_SLOT)).to(host)
+                return SharedAnswer.of(unmanaged_assignment(HOST_SLOT)).to(host)
             plan = self.plans.get(group) or self._plan_for_answer(group, False)
         cached = self._answers.get(group)
         if cached is None or cached[0] is not plan:
@@ -516,7 +483,7 @@ class FleetService:
         host_plan = plan.hosts[host]
         shared = cached[1].get(host_plan)
         if shared is None:
-            assignment = self._answer(_HOST_SLOT, group, plan, host_plan)
+            assignment = self._answer(HOST_SLOT, group, plan, host_plan)
             shared = cached[1][host_plan] = SharedAnswer.of(assignment)
         return shared.to(host)
 
@@ -567,25 +534,7 @@ class FleetService:
             ),
             reason=ReasonOut(code=host_plan.reason.code, message=host_plan.reason.message),
             report_after_seconds=after,
-            assignment_id=_assignment_id(
+            assignment_id=assignment_id(
                 host_plan.action.value, target.commit, host_plan.reason.code
             ),
         )
-
-
-def _unmanaged(host: str) -> Assignment:
-    return Assignment(
-        host=host,
-        group=None,
-        action="none",
-        state="unmanaged",
-        target=None,
-        reason=ReasonOut(code=ReasonCode.NOT_A_MEMBER, message="in the inventory but in no group"),
-        report_after_seconds=IDLE_REPORT_SECONDS,
-        assignment_id=_assignment_id("none", "", "not_a_member"),
-    )
-
-
-@functools.lru_cache(maxsize=4096)  # few distinct ids: hosts share one string, not a copy each
-def _assignment_id(action: str, commit: str, code: str) -> str:
-    return hashlib.sha256(f"{action}|{commit}|{code}".encode()).hexdigest()[:16]

@@ -24,6 +24,7 @@ from reconciler import __version__
 from reconciler.clock import Clock, wait_for_event
 from reconciler.rollout.freezes import freeze_at
 from reconciler.rollout.state import Lifecycle
+from reconciler.serve.answers import Answer
 from reconciler.serve.api import problems
 from reconciler.serve.api.fleetlock import FleetLockSettings, add_fleetlock_routes
 from reconciler.serve.api.identity import AgentAuth, agent_host
@@ -43,7 +44,7 @@ from reconciler.serve.schemas import (
     RebootDeferred,
     TargetOut,
 )
-from reconciler.serve.service import Answer, FleetService, token_hash
+from reconciler.serve.service import FleetService, token_hash
 
 MAX_WAIT_SECONDS = 300
 _bearer = HTTPBearer(auto_error=False)
