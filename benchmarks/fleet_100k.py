@@ -83,6 +83,8 @@ from fleet_serve import (
 )
 from loadgen import Counts, LoadGenerator, Phase, host_name, report_body
 
+from reconciler.serve.schemas import AgentReport  # type: ignore[import-untyped]
+from reconciler.serve.service import observation_from_report  # type: ignore[import-untyped]
 from reconciler.state.reports import SqliteReportStore  # type: ignore[import-untyped]
 
 HERE = Path(__file__).resolve().parent
@@ -143,15 +145,19 @@ def load(
 
 
 def store_missing_reports(state: Path, hosts: int) -> int:
-    """Write the report each silent host's agent would have sent (the documented shortcut)."""
+    """Write the report each silent host's agent would have sent (the documented shortcut),
+    with the observation the daemon stores beside each report it receives."""
     reports = SqliteReportStore(state / "state.sqlite")
     try:
         stored = reports.latest()
         now = datetime.now(UTC)
         written = 0
         for index in range(hosts):
-            if host_name(index) not in stored:
-                reports.save(host_name(index), now, report_body(index, OLD, None, 0, PROD_ORIGIN))
+            name = host_name(index)
+            if name not in stored:
+                body = report_body(index, OLD, None, 0, PROD_ORIGIN)
+                seen = observation_from_report(name, now, AgentReport.model_validate_json(body))
+                reports.save(name, now, body, seen)
                 written += 1
     finally:
         reports.close()
