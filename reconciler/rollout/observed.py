@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
 
@@ -65,6 +65,16 @@ class HostObservation:
             value = getattr(self, name)
             if value is not None and type(value) is str:
                 object.__setattr__(self, name, sys.intern(value))
+
+    def says_the_same_as(self, other: HostObservation) -> bool:
+        """Whether ``other`` reports what this one does, whenever it was received: a
+        heartbeat. Compared field by field, on the hot path of every report, rather than
+        through a copy with the time replaced."""
+        return all(getattr(self, name) == getattr(other, name) for name in _REPORTED)
+
+
+#: What a report says, as opposed to when it was received.
+_REPORTED = tuple(f.name for f in fields(HostObservation) if f.name != "received_at")
 
 
 @dataclass(frozen=True, slots=True)

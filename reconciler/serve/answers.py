@@ -65,6 +65,16 @@ def unmanaged_assignment(host: str) -> Assignment:
     )
 
 
+def unmanaged_answer(host: str) -> Answer:
+    """What a host of the inventory that no group selects is told: the same for all."""
+    return _unmanaged_shared().to(host)
+
+
+@functools.cache
+def _unmanaged_shared() -> SharedAnswer:
+    return SharedAnswer.of(unmanaged_assignment(HOST_SLOT))
+
+
 @functools.lru_cache(maxsize=4096)  # few distinct ids: hosts share one string, not a copy each
 def assignment_id(action: str, commit: str, code: str) -> str:
     return hashlib.sha256(f"{action}|{commit}|{code}".encode()).hexdigest()[:16]

@@ -23,7 +23,6 @@ Everything else only reads the current plans.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import hmac
 import logging
@@ -55,6 +54,7 @@ from reconciler.serve.answers import (
     Answer,
     SharedAnswer,
     assignment_id,
+    unmanaged_answer,
     unmanaged_assignment,
 )
 from reconciler.serve.metrics import OperationalMetrics
@@ -325,7 +325,7 @@ class FleetService:
         self.reports.save(host, now, raw or report.model_dump_json(by_alias=True), observation)
         previous = self.observed.get(host)
         self.observed[host] = observation
-        return previous is None or dataclasses.replace(previous, received_at=now) != observation
+        return previous is None or not previous.says_the_same_as(observation)
 
     # -- the one writer ---------------------------------------------------------------------
 
@@ -467,7 +467,7 @@ class FleetService:
         Cached per plan and kind of answer: a heartbeat costs a lookup and a join."""
         group = self.fleet.group_of(host)
         if group is None:
-            return SharedAnswer.of(unmanaged_assignment(HOST_SLOT)).to(host)
+            return unmanaged_answer(host)
         plan = self.plans.get(group)
         if plan is None or host in self._unplanned or self._stale(group, plan):
             await self.queue.pass_of(group)
@@ -475,7 +475,7 @@ class FleetService:
             # fleet revision's), all started after this host's report was taken in.
             group = self.fleet.group_of(host)
             if group is None:
-                return SharedAnswer.of(unmanaged_assignment(HOST_SLOT)).to(host)
+                return unmanaged_answer(host)
             plan = self.plans.get(group) or self._plan_for_answer(group, False)
         cached = self._answers.get(group)
         if cached is None or cached[0] is not plan:
