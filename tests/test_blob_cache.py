@@ -210,3 +210,19 @@ def test_steps_over_every_host_are_reused_only_while_their_documents_are_the_sam
     assert [p for p in again.problems if p.code == "repo.duplicate-host"] == [
         p for p in first.problems if p.code == "repo.duplicate-host"
     ]
+
+
+def test_a_problem_in_an_unchanged_file_is_placed_on_its_line(
+    fleet_dir: Path, commit_fleet: Callable[[Path, str], str]
+) -> None:
+    """The cache keeps a valid file's text, not its positions; a cross-file rule that later
+    finds a problem in that unchanged file still names the line."""
+    cache = ParsedFileCache()
+    load_fleet(GitRevisionSource(fleet_dir, commit_fleet(fleet_dir, "initial")), cache=cache)
+    replace("streams/staging.yaml", "name: staging\n", "name: staged\n")(fleet_dir)
+    renamed = commit_fleet(fleet_dir, "a stream renamed under the group that follows it")
+    result = load_fleet(GitRevisionSource(fleet_dir, renamed), cache=cache)
+    assert cache.hits  # the group's file came from the cache
+    group = "groups/staging-lab.yaml"
+    line = (fleet_dir / group).read_text().splitlines().index("stream: staging") + 1
+    assert [(p.line, p.field) for p in result.problems if p.file == group] == [(line, "stream")]

@@ -195,3 +195,14 @@ def test_syntax_errors_come_with_a_hint_in_plain_words(
     assert pyyaml_says in problem.message  # PyYAML's own words stay, for searching
     assert problem.hint is not None
     assert hint in problem.hint
+
+
+def test_a_kept_document_gives_back_the_same_data_and_positions() -> None:
+    content = b"a: 1\nb:\n  - x\n  - y: 2\n    z: [3, 4]\n"
+    document, problems = parse_yaml("f.yaml", content)
+    assert document is not None
+    assert not problems
+    kept = document.kept(content)
+    assert kept.data == document.data
+    assert kept.positions == document.positions
+    assert kept.position_of(("b", 1, "z", 0)) == document.position_of(("b", 1, "z", 0))

@@ -191,7 +191,8 @@ def _load_file(
             "file.too-large",
             hint="split the inventory into several files, e.g. one per site",
         )
-    document, problems = parse_yaml(file.path, file.read())
+    content = file.read()
+    document, problems = parse_yaml(file.path, content)
     if document is None:
         declared.add_unreadable(file.expected_kind, file.path)
         return None, problems
@@ -207,7 +208,7 @@ def _load_file(
         return None, problems + _schema_problems(document, model_type, errors)
     if problems:
         return None, problems
-    return LoadedDocument(file.path, document, model), []
+    return LoadedDocument(file.path, document.kept(content), model), []
 
 
 def _check_header(file: SourceFile, document: YamlDocument) -> list[Problem]:

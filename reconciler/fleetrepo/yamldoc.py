@@ -29,27 +29,70 @@ MAX_NODES = 250_000
 DataPath = tuple[str | int, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Position:
     line: int  # 1-based
     column: int  # 1-based
 
 
-@dataclass(frozen=True)
 class YamlDocument:
-    """Plain data of one YAML document plus the position of each key and item in it."""
+    """Plain data of one YAML document plus the position of each key and item in it.
 
-    file: str
-    data: Any
-    positions: dict[DataPath, Position]
+    A document kept after validation (in the parse cache, for the revision in force) needs
+    neither: the models hold the data, and positions only place a problem that a later
+    cross-file rule may find. :meth:`kept` keeps the source text instead and composes the
+    rest again on first use; an inventory's positions are about nine times the size of its
+    text (1.9 against 0.2 KiB per host), and at 100,000 hosts that is most of the daemon's
+    memory.
+    """
+
+    __slots__ = ("_content", "_data", "_positions", "file")
+
+    def __init__(
+        self,
+        file: str,
+        data: Any,
+        positions: dict[DataPath, Position] | None,
+        content: bytes | None = None,
+    ) -> None:
+        self.file = file
+        self._data = data
+        self._positions = positions
+        self._content = content
+
+    def kept(self, content: bytes) -> YamlDocument:
+        """The same document holding only ``content``, the text it was parsed from."""
+        return YamlDocument(self.file, None, None, content)
+
+    @property
+    def data(self) -> Any:
+        if self._positions is None:
+            self._compose_again()
+        return self._data
+
+    @property
+    def positions(self) -> dict[DataPath, Position]:
+        if self._positions is None:
+            self._compose_again()
+        assert self._positions is not None
+        return self._positions
+
+    def _compose_again(self) -> None:
+        # The text parsed once, so it parses again to the same thing; a thread racing here
+        # only composes twice and assigns the same values.
+        assert self._content is not None, "a parsed document keeps its data or its text"
+        again, _ = parse_yaml(self.file, self._content)
+        assert again is not None
+        self._data, self._positions = again._data, again._positions
 
     def position_of(self, path: DataPath) -> Position:
         """Position of ``path``, or of its nearest ancestor that has one."""
+        positions = self.positions
         while path:
-            if path in self.positions:
-                return self.positions[path]
+            if path in positions:
+                return positions[path]
             path = path[:-1]
-        return self.positions.get((), Position(1, 1))
+        return positions.get((), Position(1, 1))
 
 
 class _DocumentTooLarge(Exception):
