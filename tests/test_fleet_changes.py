@@ -12,9 +12,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from reconciler.clock import ManualClock
+from reconciler.fleetrepo.blobcache import ParsedFileCache
 from reconciler.fleetrepo.fleet import Fleet
-from reconciler.fleetrepo.loader import load_fleet_or_raise
-from reconciler.fleetrepo.sources import DirectorySource
+from reconciler.fleetrepo.loader import load_fleet, load_fleet_or_raise
+from reconciler.fleetrepo.sources import DirectorySource, GitRevisionSource
 from reconciler.rollout.changes import FleetChanges, fleet_changes
 from reconciler.rollout.spec import group_spec
 from reconciler.serve.metrics import OperationalMetrics
@@ -193,6 +194,34 @@ def test_each_kind_of_change_touches_the_right_groups(
     assert changes.changed_hosts == hosts
     assert_untouched_specs_equal(before, after, changes)
     assert changes.specs == {group: group_spec(after, group) for group in groups}
+
+
+@pytest.mark.parametrize(("what", "edit", "groups", "hosts"), CASES, ids=[c[0] for c in CASES])
+def test_loads_that_reuse_unchanged_files_find_the_same_changes(
+    fleet_dir: Path,
+    commit_fleet: Callable[[Path, str], str],
+    what: str,
+    edit: Edit,
+    groups: set[str],
+    hosts: set[str],
+) -> None:
+    """As the daemon loads: from Git, through the parse cache, so a revision that leaves
+    every inventory file as it was hands back the very same hosts (and skips comparing them)."""
+    cache = ParsedFileCache()
+
+    def load_revision(message: str) -> Fleet:
+        revision = commit_fleet(fleet_dir, message)
+        fleet = load_fleet(GitRevisionSource(fleet_dir, revision), cache=cache).fleet
+        assert fleet is not None
+        return fleet
+
+    before = load_revision("before")
+    edit(fleet_dir)
+    after = load_revision(what)
+    changes = fleet_changes(before, after)
+    assert set(changes.touched) == groups
+    assert changes.changed_hosts == hosts
+    assert_untouched_specs_equal(before, after, changes)
 
 
 def test_an_unchanged_fleet_touches_nothing(fleet_dir: Path) -> None:

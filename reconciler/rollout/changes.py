@@ -62,7 +62,12 @@ def fleet_changes(
     in a valid fleet a host's entry is made from its own file alone (a duplicate name, a
     shared token or FleetLock id makes the revision invalid), so the others are equal.
     """
-    changed_hosts = _changed_hosts(before.hosts, after.hosts, changed_files)
+    # A load that reused every inventory file hands back the very same host mapping: no
+    # entry can differ, and walking 100,000 of them would be most of a small revision's cost.
+    same_hosts = before.hosts is after.hosts
+    changed_hosts = (
+        set() if same_hosts else _changed_hosts(before.hosts, after.hosts, changed_files)
+    )
     own = {group for group in after.groups if _inputs_changed(before, after, group)}
     own.update(group for host in changed_hosts if (group := after.group_of(host)) is not None)
     touched = _with_dependents(own, {n: g.depends_on for n, g in after.groups.items()})
@@ -71,7 +76,9 @@ def fleet_changes(
         touched=tuple(order),
         removed_groups=frozenset(before.groups.keys() - after.groups.keys()),
         changed_hosts=frozenset(changed_hosts),
-        removed_hosts=frozenset(before.hosts.keys() - after.hosts.keys()),
+        removed_hosts=frozenset()
+        if same_hosts
+        else frozenset(before.hosts.keys() - after.hosts.keys()),
         specs={group: group_spec(after, group) for group in order},
     )
 
