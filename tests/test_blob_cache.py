@@ -226,3 +226,18 @@ def test_a_problem_in_an_unchanged_file_is_placed_on_its_line(
     group = "groups/staging-lab.yaml"
     line = (fleet_dir / group).read_text().splitlines().index("stream: staging") + 1
     assert [(p.line, p.field) for p in result.problems if p.file == group] == [(line, "stream")]
+
+
+def test_a_valid_load_keeps_its_documents_as_text_only(
+    fleet_dir: Path, commit_fleet: Callable[[Path, str], str]
+) -> None:
+    """What makes the cache small: no cross-file rule of a valid fleet reads positions, so
+    no kept document is composed again (one that is holds its positions for good)."""
+    cache = ParsedFileCache()
+    result = load_fleet(
+        GitRevisionSource(fleet_dir, commit_fleet(fleet_dir, "initial")), cache=cache
+    )
+    assert result.fleet is not None
+    documents = [o.document for o in cache._entries.values() if o.document is not None]
+    assert documents
+    assert [d.file for d in documents if d.yaml.composed] == []

@@ -56,8 +56,11 @@ def build_inventory(
     """
     hosts: dict[str, InventoryEntry] = {}
     refused: set[str] = set()
-    token_owner: dict[str, tuple[str, str]] = {}
-    lock_owner: dict[str, tuple[str, str]] = {}
+    # Who first had each token hash and FleetLock id: (host, its document, its index). Where
+    # that is, as file:line, is worked out only for a duplicate: it needs the YAML positions,
+    # which a cached document composes again on demand (fleetrepo/yamldoc.py).
+    token_owner: dict[str, tuple[str, LoadedDocument, int]] = {}
+    lock_owner: dict[str, tuple[str, LoadedDocument, int]] = {}
     for doc in docs:
         inventory = model_of(doc, HostInventory)
         for index, host in enumerate(inventory.hosts):
@@ -71,7 +74,8 @@ def build_inventory(
                 )
                 continue
             if host.token_sha256 in token_owner:
-                other, where = token_owner[host.token_sha256]
+                other, other_doc, other_index = token_owner[host.token_sha256]
+                where = report.where(other_doc, ("hosts", other_index))
                 report.at(
                     doc,
                     ("hosts", index, "tokenSha256"),
@@ -81,10 +85,11 @@ def build_inventory(
                 )
                 refused.add(host.name)
                 continue
-            token_owner[host.token_sha256] = (host.name, report.where(doc, ("hosts", index)))
+            token_owner[host.token_sha256] = (host.name, doc, index)
             lock_id = host.fleet_lock_id
             if lock_id is not None and lock_id in lock_owner:
-                other, where = lock_owner[lock_id]
+                other, other_doc, other_index = lock_owner[lock_id]
+                where = report.where(other_doc, ("hosts", other_index))
                 report.at(
                     doc,
                     ("hosts", index, "fleetLockId"),
@@ -94,7 +99,7 @@ def build_inventory(
                 )
                 lock_id = None
             if lock_id is not None:
-                lock_owner[lock_id] = (host.name, report.where(doc, ("hosts", index)))
+                lock_owner[lock_id] = (host.name, doc, index)
             labels = {**inventory.labels, **host.labels}
             hold = host.hold.reason if host.hold is not None else None
             own = host.maintenance_windows

@@ -65,6 +65,12 @@ class YamlDocument:
         return YamlDocument(self.file, None, None, content)
 
     @property
+    def composed(self) -> bool:
+        """Whether the data and positions are in memory (a kept document composes them on
+        first use; a valid fleet's load never needs them)."""
+        return self._positions is not None
+
+    @property
     def data(self) -> Any:
         if self._positions is None:
             self._compose_again()
