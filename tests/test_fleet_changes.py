@@ -94,6 +94,17 @@ CASES: list[tuple[str, Edit, set[str], set[str]]] = [
     ),
     ("a stream's commit, with dependents", production_commit, {DUB, FRA, NYC, SIN}, set()),
     (
+        "a health check in the fleet defaults reaches every group",
+        replace(
+            "fleet.yaml",
+            "defaults:\n",
+            "defaults:\n  healthChecks:\n    - name: up\n      query: up\n"
+            "      successCondition: '== 1'\n",
+        ),
+        {DUB, FRA, DSP, NYC, SIN, LAB},
+        set(),
+    ),
+    (
         "a canary group, with its dependents",
         replace(
             f"groups/{DUB}.yaml", "canaries: [dub-call-01, dub-call-07]", "canaries: [dub-call-01]"

@@ -21,6 +21,7 @@ from reconciler.git.writer import CommitSigner, GitIdentity
 from reconciler.serve.api.fleetlock import FleetLockSettings
 from reconciler.serve.api.identity import AgentAuth
 from reconciler.serve.daemon import NoValidRevision, ServeConfig, open_daemon
+from reconciler.serve.prometheus import PrometheusConnection
 from reconciler.serve.server import Listen, plain_http_refusal, reserve_open_files
 
 SETTINGS: dict[str, tuple[str, Any]] = {
@@ -63,6 +64,16 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "signing-ssh-key": ("SSH private key that signs promotion commits", None),
     "signing-gpg-key": ("OpenPGP key id that signs promotion commits", None),
     "signing-gpg-home": ("GnuPG home holding the signing key", None),
+    "prometheus-url": (
+        "Prometheus base URL that health checks query (docs/health-gates.md); unset: gated "
+        "waves and promotions wait",
+        None,
+    ),
+    "prometheus-bearer-token-file": ("file holding a bearer token for Prometheus", None),
+    "prometheus-username": ("basic-auth user for Prometheus", None),
+    "prometheus-password-file": ("file holding the basic-auth password for Prometheus", None),
+    "prometheus-ca-file": ("PEM CA bundle that signs Prometheus's HTTPS certificate", None),
+    "prometheus-timeout": ("seconds a health-check query may take", "10"),
 }
 
 
@@ -164,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
         )
         agent_auth = AgentAuth(values["agent-auth"])
         fleetlock_stale_after = parse_duration(str(values["fleetlock-stale-after"]))
+        prometheus = _prometheus(values)
         if agent_auth is not AgentAuth.TOKEN and listen.client_ca is None:
             raise ValueError(f"--agent-auth {agent_auth} needs --client-ca, the fleet CA")
     except ValueError as exc:
@@ -234,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
         fleetlock=_fleetlock(values),
         fleetlock_stale_after=fleetlock_stale_after,
         metrics_per_host=not _truthy(values["no-metrics-per-host"]),
+        prometheus=prometheus,
     )
     try:
         daemon = open_daemon(config)
@@ -244,3 +257,21 @@ def run(args: argparse.Namespace) -> int:
         return ExitCode.INVALID if isinstance(exc, NoValidRevision) else ExitCode.USAGE
     asyncio.run(daemon.run())
     return ExitCode.OK
+
+
+def _prometheus(values: dict[str, Any]) -> PrometheusConnection | None:
+    """Where health checks are evaluated, if anywhere."""
+    if not values["prometheus-url"]:
+        return None
+
+    def path(name: str) -> Path | None:
+        return Path(values[name]) if values[name] else None
+
+    return PrometheusConnection(
+        url=str(values["prometheus-url"]),
+        timeout=float(values["prometheus-timeout"]),
+        bearer_token_file=path("prometheus-bearer-token-file"),
+        basic_auth_user=values["prometheus-username"],
+        basic_auth_password_file=path("prometheus-password-file"),
+        ca_file=path("prometheus-ca-file"),
+    )

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from reconciler.fleetrepo.healthchecks import HealthCheck, merge_health_checks
 from reconciler.fleetrepo.models import (
     FleetConfig,
     Freeze,
@@ -144,6 +145,13 @@ class Fleet:
     def freezes(self, group: str) -> list[Freeze]:
         """Freezes that stop the group's reboots: the fleet's and its own."""
         return [*self.config.freezes, *self.groups[group].freezes]
+
+    def health_checks(self, group: str) -> tuple[HealthCheck, ...]:
+        """Checks the group's waves must pass: the fleet defaults, each replaced by the group's
+        own of the same name, then the group's other checks."""
+        return merge_health_checks(
+            self.config.defaults.health_checks, self.groups[group].health_checks
+        )
 
 
 def index_hosts(

@@ -25,6 +25,7 @@ from pydantic_core import PydanticCustomError
 
 from reconciler.agent import rules as ostree_rules
 from reconciler.durations import Duration
+from reconciler.fleetrepo.healthchecks import HealthCheck, HealthChecks
 from reconciler.fleetrepo.quantities import CountOrPercent, CountOrPercentField
 from reconciler.fleetrepo.selectors import (
     LABEL_KEY_PATTERN,
@@ -317,6 +318,11 @@ class FleetDefaults(Spec):
         description="Windows for groups that declare none. Empty means reboots are allowed "
         "at any time.",
     )
+    health_checks: HealthChecks = Field(
+        default_factory=list,
+        description="Checks every group's waves must pass, besides the group's own "
+        "`healthChecks` (a group's check of the same name replaces the default).",
+    )
 
 
 class Revocation(Spec):
@@ -369,6 +375,11 @@ class Promotion(Spec):
         pattern=r"^[A-Za-z0-9._/-]+$",
         description="Push each promotion for review to a new branch named "
         "`<branch>-<first 12 characters of the commit>` instead of the watched branch.",
+    )
+    health_checks: HealthChecks = Field(
+        default_factory=list,
+        description="Checks the source commit must pass, on the hosts that run it, before it "
+        "is promoted; a later failure blocks the promotion until the check passes again.",
     )
 
 
@@ -467,6 +478,12 @@ class Group(Document):
         default_factory=list,
         description="Periods in which no host of this group reboots, in addition to the "
         "fleet's `freezes`; staging goes on.",
+    )
+    health_checks: HealthChecks = Field(
+        default_factory=list,
+        description="Checks a completed wave must pass before the next wave opens, in "
+        "addition to the fleet's `defaults.healthChecks`; one with the name of a default "
+        "replaces it.",
     )
 
     @model_validator(mode="wrap")
@@ -598,6 +615,7 @@ ALL_MODELS: tuple[type[Spec], ...] = (
     Host,
     Hold,
     Freeze,
+    HealthCheck,
 )
 
 

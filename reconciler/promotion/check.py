@@ -12,7 +12,7 @@ commit is due is all this module says; writing the promotion commit is
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -21,6 +21,7 @@ from typing import Any
 from reconciler.durations import format_minutes
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.models import Promotion, Stream
+from reconciler.rollout.gates import GateSample, GateVerdict, blocking, stream_gate_verdict
 from reconciler.rollout.observed import Greenboot, HostObservation
 from reconciler.rollout.state import GroupState, Lifecycle
 
@@ -30,6 +31,8 @@ class PromotionStatus(StrEnum):
     SOAKING = "soaking"  # enough healthy hosts; the soak time has not passed
     WAITING_FOR_HOSTS = "waiting_for_hosts"  # fewer healthy hosts on the commit than required
     BLOCKED_BY_FAILURE = "blocked_by_failure"  # the commit failed somewhere: never promoted
+    # soaked, but a health check of the promotion policy has not passed (or failed since)
+    WAITING_FOR_HEALTH_CHECKS = "waiting_for_health_checks"
     UP_TO_DATE = "up_to_date"  # the stream already runs the source commit
     ALREADY_PROMOTED = "already_promoted"  # a promotion of this commit was made before
 
@@ -55,6 +58,8 @@ class PromotionCheck:
     # The fleet revision in force when the check was made: the only revision a promotion may
     # be built on (never on a newer tip that the gate has refused or not yet judged).
     revision_in_force: str | None = None
+    #: The policy's health checks on the source build, once enough hosts run it healthily.
+    gates: tuple[GateVerdict, ...] = ()
 
     @property
     def due(self) -> bool:
@@ -74,9 +79,12 @@ def check_promotion(
     observed: Mapping[str, HostObservation],
     promoted_before: Set[str],
     now: datetime,
+    gate_samples: Sequence[GateSample] = (),
 ) -> PromotionCheck:
     """Check one stream that declares ``promotion``; ``promoted_before`` holds the source
-    commits a promotion of this stream was already made for (never promote one twice)."""
+    commits a promotion of this stream was already made for (never promote one twice);
+    ``gate_samples``, the evaluations of the policy's health checks on the source commit,
+    oldest first: it is due only while each passes (a later failure revokes that)."""
     policy = stream.promotion
     assert policy is not None, "only streams that declare promotion are checked"
     source = fleet.streams[policy.from_stream]
@@ -125,17 +133,27 @@ def check_promotion(
     soak_start = sorted(healthy_since.values())[policy.min_healthy_hosts - 1]
     soaked_for = now - soak_start
     due_at = soak_start + policy.soak_time
+    gates = tuple(stream_gate_verdict(check, gate_samples) for check in policy.health_checks)
     fields: dict[str, Any] = {
         "healthy_hosts": healthy,
         "soaked_for": soaked_for,
         "due_at": due_at,
         "source_revision": revision,
+        "gates": gates,
     }
     if now < due_at:
         return result(
             PromotionStatus.SOAKING,
             f"{commit[:12]} has soaked {format_minutes(soaked_for)} of "
             f"{format_minutes(policy.soak_time)} on {len(healthy)} healthy hosts",
+            **fields,
+        )
+    held_back = blocking(gates)
+    if held_back:
+        return result(
+            PromotionStatus.WAITING_FOR_HEALTH_CHECKS,
+            f"{commit[:12]} has soaked on {len(healthy)} healthy hosts; waiting for health "
+            f"checks: {'; '.join(verdict.reason for verdict in held_back)}",
             **fields,
         )
     return result(

@@ -120,6 +120,7 @@ def _inputs_changed(before: Fleet, after: Fleet, group: str) -> bool:
         or before.freezes(group) != after.freezes(group)
         or before.rollout_policy(group) != after.rollout_policy(group)
         or before.maintenance_windows(group) != after.maintenance_windows(group)
+        or before.health_checks(group) != after.health_checks(group)
     )
 
 

@@ -16,6 +16,7 @@ from typing import Generic, Protocol, TypeVar
 from reconciler.clock import Clock
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.rollout.decisions import Decision
+from reconciler.rollout.gates import GateSample
 from reconciler.rollout.observed import HostObservation, LockRequests
 from reconciler.rollout.planner import GroupPlan, plan_group
 from reconciler.rollout.spec import GroupSpec, dependency_order, fleet_specs, group_spec
@@ -85,9 +86,11 @@ class Engine(Generic[StoreT_co]):
         group: str,
         observed: Mapping[str, HostObservation],
         locks: LockRequests | None = None,
+        gate_samples: Sequence[GateSample] = (),
     ) -> GroupPlan:
-        """Plan ``group`` now (with what FleetLock clients ask, ``locks``); persist the
-        decisions before anyone acts on the plan."""
+        """Plan ``group`` now (with what FleetLock clients ask, ``locks``, and the group's
+        health-check evaluations, ``gate_samples``); persist the decisions before anyone acts
+        on the plan."""
         spec = self.specs[group]
         plan = plan_group(
             spec,
@@ -97,6 +100,7 @@ class Engine(Generic[StoreT_co]):
             self.clock.now(),
             self.failures_elsewhere(group),
             locks,
+            gate_samples,
         )
         if plan.decisions:
             named = {d.host for d in plan.decisions if d.host is not None}

@@ -19,6 +19,7 @@ from reconciler.rollout.observed import Greenboot, HostObservation
 from reconciler.rollout.reasons import HOST_SIDE_FAILURE_CODES, Reason, ReasonCode
 from reconciler.rollout.spec import BudgetKey, GroupSpec
 from reconciler.rollout.state import FailureRecord, GroupState, HostProgress, Lifecycle, Rollout
+from reconciler.rollout.wavegate import WaveGate
 
 
 class Action(StrEnum):
@@ -470,11 +471,12 @@ def group_status(
     state: GroupState,
     hosts: Mapping[str, HostPlan],
     soak_until: datetime | None,
+    gate: WaveGate | None = None,
 ) -> GroupStatus:
     """Where the group's rollout stands, for status output and metrics.
 
     ``hosts`` are the plans of :func:`host_plans`; ``soak_until`` is when the last opened
-    wave stops soaking, if it is soaking.
+    wave stops soaking, if it is soaking; ``gate``, the soaking wave's health gate.
     """
     spec, rollout = facts.spec, current_rollout(state)
     total = spec.waves_total
@@ -490,16 +492,9 @@ def group_status(
         else:
             phase = GroupPhase.PAUSED if blocked.code is ReasonCode.PAUSED else GroupPhase.WAITING
         return GroupStatus(phase, blocked, opened, total)
-    if soak_until is not None:
-        return GroupStatus(
-            GroupPhase.SOAKING,
-            Reason(
-                ReasonCode.SOAKING,
-                f"wave {opened}/{total} soaking until {soak_until:%Y-%m-%d %H:%MZ}",
-            ),
-            opened,
-            total,
-        )
+    soaking = _soak_status(soak_until, gate, opened, total)
+    if soaking is not None:
+        return soaking
     waiting = _waiting_for_reboots(facts, hosts)
     if waiting is not None:
         return GroupStatus(*waiting, opened, total)
@@ -514,6 +509,27 @@ def group_status(
         opened,
         total,
     )
+
+
+def _soak_status(
+    soak_until: datetime | None, gate: WaveGate | None, opened: int, total: int
+) -> GroupStatus | None:
+    """The last opened wave soaks, or has soaked and waits for its health checks to pass."""
+    waiting = gate is not None and gate.blocking
+    if soak_until is not None:
+        checks = f"; {gate.waiting_sentence()}" if gate is not None and waiting else ""
+        reason = Reason(
+            ReasonCode.SOAKING,
+            f"wave {opened}/{total} soaking until {soak_until:%Y-%m-%d %H:%MZ}{checks}",
+        )
+    elif gate is not None and waiting:
+        reason = Reason(
+            ReasonCode.WAITING_FOR_HEALTH_CHECKS,
+            f"wave {opened}/{total} soaked; waiting for health checks: {gate.waiting_sentence()}",
+        )
+    else:
+        return None
+    return GroupStatus(GroupPhase.SOAKING, reason, opened, total)
 
 
 def _waiting_for_reboots(

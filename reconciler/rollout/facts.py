@@ -7,11 +7,12 @@ state as an argument and are asked afresh, so no step has to know what another s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from reconciler.rollout.freezes import FreezeState, freeze_at
+from reconciler.rollout.gates import GateSample
 from reconciler.rollout.observed import HostObservation, LockRequests
 from reconciler.rollout.reasons import Reason, ReasonCode
 from reconciler.rollout.spec import GroupSpec
@@ -47,6 +48,8 @@ class PassFacts:
     host_windows: tuple[RebootWindow, ...] = ()
     # What FleetLock clients ask of this pass.
     locks: LockRequests = field(default_factory=LockRequests)
+    # The group's health-check evaluations, oldest first (the daemon queries Prometheus).
+    gate_samples: Sequence[GateSample] = ()
 
     @classmethod
     def gather(
@@ -58,6 +61,7 @@ class PassFacts:
         silent_since: datetime,
         failed_elsewhere: Mapping[str, Mapping[str, FailureRecord]] | None = None,
         locks: LockRequests | None = None,
+        gate_samples: Sequence[GateSample] = (),
     ) -> PassFacts:
         """The facts of a pass at ``now`` over a rollout that began at ``silent_since``."""
         policy = spec.policy
@@ -76,6 +80,7 @@ class PassFacts:
             freeze_at(spec.freezes, now),
             tuple(reboot_window(windows, now, margin) for windows in spec.window_sets),
             locks or LockRequests(),
+            gate_samples,
         )
 
     def window_of(self, host: str) -> RebootWindow:

@@ -12,7 +12,7 @@ explanation of where they left the group (:mod:`.explanation`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -27,12 +27,13 @@ from reconciler.rollout.explanation import (
     host_plans,
 )
 from reconciler.rollout.facts import PassFacts
+from reconciler.rollout.gates import GateSample
 from reconciler.rollout.ledger import Ledger
 from reconciler.rollout.locks import grant_locks, lock_answers, release_locks
 from reconciler.rollout.observed import HostObservation, LockRequests
 from reconciler.rollout.reasons import Reason
 from reconciler.rollout.spec import GroupSpec
-from reconciler.rollout.state import FailureRecord, GroupState
+from reconciler.rollout.state import FailureRecord, GroupState, Lifecycle
 from reconciler.rollout.steps import (
     Step,
     StepResult,
@@ -49,6 +50,7 @@ from reconciler.rollout.steps import (
     settle_superseded_hosts,
     watch_silence,
 )
+from reconciler.rollout.wavegate import WaveGate
 
 __all__ = [
     "STEPS",
@@ -75,6 +77,8 @@ class GroupPlan:
     # For each host whose FleetLock client asked for a lock in this pass: why it holds one,
     # or why not (the code is `lock_granted` only for a holder).
     locks: Mapping[str, Reason] = field(default_factory=dict)
+    # The soaking wave's health gate: what the daemon must evaluate now, and the verdicts.
+    gate: WaveGate | None = None
 
     def requeue_after(self, now: datetime) -> timedelta | None:
         return None if self.requeue_at is None else max(timedelta(0), self.requeue_at - now)
@@ -106,18 +110,27 @@ def plan_group(
     now: datetime,
     failed_elsewhere: Mapping[str, Mapping[str, FailureRecord]] | None = None,
     locks: LockRequests | None = None,
+    gate_samples: Sequence[GateSample] = (),
 ) -> GroupPlan:
     """Decide what ``spec``'s group does at ``now``.
 
     ``completed_elsewhere`` maps each group in ``spec.depends_on`` to the commits it has
     completed; ``failed_elsewhere``, each of the group's hosts to the commits it failed on
-    in other groups (a failure follows the host); ``locks``, what FleetLock clients ask.
+    in other groups (a failure follows the host); ``locks``, what FleetLock clients ask;
+    ``gate_samples``, the group's health-check evaluations, oldest first.
     ``state`` is not modified.
     """
     ledger = Ledger(state.copy(), now)
     rollout = ensure_rollout(spec, ledger)
     facts = PassFacts.gather(
-        spec, observed, completed_elsewhere, now, rollout.started_at, failed_elsewhere, locks
+        spec,
+        observed,
+        completed_elsewhere,
+        now,
+        rollout.started_at,
+        failed_elsewhere,
+        locks,
+        gate_samples,
     )
     result = StepResult()
     for step in STEPS:
@@ -128,7 +141,8 @@ def plan_group(
         ledger.state,
         tuple(ledger.decisions),
         hosts,
-        group_status(facts, ledger.state, hosts, result.soak_until),
+        group_status(facts, ledger.state, hosts, result.soak_until, result.gate),
         result.wake_at,
         lock_answers(facts, ledger) if facts.locks.acquire else {},
+        result.gate if ledger.rollout.lifecycle is Lifecycle.ACTIVE else None,
     )

@@ -15,6 +15,7 @@ class ReasonCode(StrEnum):
     SUPERSEDED = "superseded"
     RESUMED = "resumed"
     FAILURE_THRESHOLD = "failure_threshold"
+    HEALTH_CHECK_FAILED = "health_check_failed"  # a wave's gate on a Prometheus query failed
     ALL_HOSTS_DONE = "all_hosts_done"
     WAVE_OPENED = "wave_opened"
     WAVE_DONE = "wave_done"
@@ -30,6 +31,7 @@ class ReasonCode(StrEnum):
     WAITING_FOR_BUDGET = "waiting_for_budget"
     WAITING_FOR_STAGE = "waiting_for_stage"
     WAITING_FOR_HEALTH = "waiting_for_health"
+    WAITING_FOR_HEALTH_CHECKS = "waiting_for_health_checks"  # soaked; a gate has not passed
     # host actions and outcomes
     STAGE_TARGET = "stage_target"
     REBOOT_ALLOWED = "reboot_allowed"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from reconciler.fleetrepo.fleet import Fleet, Target
+from reconciler.fleetrepo.healthchecks import HealthCheck
 from reconciler.fleetrepo.models import Freeze, MaintenanceWindow, RolloutPolicy
 
 BudgetKey = tuple[str, ...]
@@ -52,6 +53,8 @@ class GroupSpec:
     window_set_of: Mapping[str, int] = field(default_factory=dict)
     #: Hosts with a FleetLock id in the inventory: they may take a reboot lock.
     lock_clients: frozenset[str] = frozenset()
+    #: Checks on Prometheus queries that each wave's soak must pass (docs/health-gates.md).
+    health_checks: tuple[HealthCheck, ...] = ()
 
     @property
     def uses_group_windows(self) -> bool:
@@ -139,6 +142,7 @@ def group_spec(fleet: Fleet, group: str) -> GroupSpec:
         window_sets=window_sets,
         window_set_of=window_set_of,
         lock_clients=frozenset(h for h in order if fleet.hosts[h].fleet_lock_id is not None),
+        health_checks=fleet.health_checks(group),
     )
 
 

@@ -22,6 +22,7 @@ from reconciler.rollout.observed import Greenboot, HostObservation
 from reconciler.rollout.reasons import HOST_SIDE_FAILURE_CODES, Reason, ReasonCode
 from reconciler.rollout.spec import BudgetKey, GroupSpec
 from reconciler.rollout.state import HostProgress, Lifecycle, Rollout
+from reconciler.rollout.wavegate import WaveGate, wave_gate
 from reconciler.rollout.windows import RebootWindow
 
 
@@ -38,13 +39,14 @@ class StepResult:
 
     wake_at: datetime | None = None  # run the pass again then, even if nothing happens
     soak_until: datetime | None = None  # the last opened wave soaks until then
+    gate: WaveGate | None = None  # the soaking wave's health gate, when the group has checks
 
     def then(self, later: StepResult) -> StepResult:
         """This result folded with the one of a later step."""
         wake = self.wake_at
         if later.wake_at is not None and (wake is None or later.wake_at < wake):
             wake = later.wake_at
-        return StepResult(wake, later.soak_until or self.soak_until)
+        return StepResult(wake, later.soak_until or self.soak_until, later.gate or self.gate)
 
 
 Step = Callable[[PassFacts, Ledger], StepResult]
@@ -391,20 +393,44 @@ def advance_waves(facts: PassFacts, ledger: Ledger) -> StepResult:
             )
         if opened >= len(ends) or facts.blocked(ledger.state) is not None:
             return _NOTHING
+        passed = ""
         if opened > 0 and (opened - 1) in rollout.waves_updated:
             done = rollout.wave_done_at[opened - 1]
             soak_from = max(done, rollout.last_failure_at or done)
             soak_end = soak_from + facts.spec.soak_time
+            gate = wave_gate(facts, rollout, opened - 1, soak_from)
+            if gate is not None and gate.halting:
+                _halt_on_gate(facts, ledger, gate, opened)
+                return _NOTHING
             if facts.now < soak_end:
-                return StepResult(wake_at=soak_end, soak_until=soak_end)
+                return StepResult(wake_at=soak_end, soak_until=soak_end, gate=gate)
+            if gate is not None and gate.blocking:
+                # No wake-up time: each new evaluation the daemon stores asks for a pass.
+                return StepResult(gate=gate)
+            if gate is not None and gate.passed_sentence():
+                passed = f"; {gate.passed_sentence()}"  # a gate verdict that moved the rollout
         ledger.decide(
             DecisionKind.WAVE_OPENED,
             Reason(
                 ReasonCode.WAVE_OPENED,
-                f"wave {opened + 1}/{len(ends)} opened: {ends[opened]} of {ends[-1]} hosts",
+                f"wave {opened + 1}/{len(ends)} opened: {ends[opened]} of {ends[-1]} hosts{passed}",
             ),
             wave=opened,
         )
+
+
+def _halt_on_gate(facts: PassFacts, ledger: Ledger, gate: WaveGate, opened: int) -> None:
+    """A health check failed over the soak: halt as a greenboot failure would."""
+    failed = gate.halting[0]
+    ledger.decide(
+        DecisionKind.ROLLOUT_HALTED,
+        Reason(
+            ReasonCode.HEALTH_CHECK_FAILED,
+            f"halted in the soak of wave {opened}/{facts.spec.waves_total}: {failed.reason}",
+        ),
+        resume_token=facts.spec.resume_token,
+        caused_by=facts.spec.revision,
+    )
 
 
 def _may_offer(facts: PassFacts, ledger: Ledger) -> bool:

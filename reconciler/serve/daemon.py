@@ -46,7 +46,9 @@ from reconciler.rollout.changes import FleetChanges, fleet_changes
 from reconciler.serve.api.app import Webhook, create_app
 from reconciler.serve.api.fleetlock import FleetLockSettings
 from reconciler.serve.api.identity import AgentAuth
+from reconciler.serve.healthgates import GateRunner
 from reconciler.serve.metrics import OperationalMetrics, host_series
+from reconciler.serve.prometheus import PrometheusClient, PrometheusConnection
 from reconciler.serve.revisions import RevisionFollower
 from reconciler.serve.server import BackgroundServer, Listen, make_server
 from reconciler.serve.service import DEFAULT_LOCK_STALE_AFTER, FleetService
@@ -58,6 +60,7 @@ from reconciler.serve.writeback import (
     in_place,
     next_promotion_check,
 )
+from reconciler.state.gatesamples import SqliteGateSamples
 from reconciler.state.reports import SqliteReportStore
 from reconciler.state.store import Store
 
@@ -66,6 +69,8 @@ logger = logging.getLogger(__name__)
 PROMOTION_TIMER = "promotion-due"
 #: Where what each fleet file parsed to is kept between runs (see fleetrepo/blobcache.py).
 PARSED_FLEET_DIRECTORY = "parsed-fleet"
+#: How often due health checks are looked for; each check runs at its own `interval` (>= 5 s).
+GATE_TICK_SECONDS = 5.0
 
 
 class NoValidRevision(ReconcilerError):
@@ -107,6 +112,9 @@ class ServeConfig:
     fleetlock_stale_after: timedelta = DEFAULT_LOCK_STALE_AFTER
     #: Export the per-host series on /metrics (docs/metrics.md); off: group series only.
     metrics_per_host: bool = True
+    #: Where health checks are evaluated (docs/health-gates.md); None: checks are never
+    #: evaluated, so a gated wave or promotion waits (and `status` says why).
+    prometheus: PrometheusConnection | None = None
 
 
 class _RefsChanged(FileSystemEventHandler):
@@ -210,6 +218,8 @@ def open_daemon(config: ServeConfig, clock: Clock | None = None) -> Daemon:
                 "was refused (see the log); fix it and start again"
             )
         registry = CollectorRegistry()
+        gate_log = SqliteGateSamples(config.state_dir / "state.sqlite")
+        opened.callback(gate_log.close)
         service = FleetService(
             fleet,
             store,
@@ -217,6 +227,7 @@ def open_daemon(config: ServeConfig, clock: Clock | None = None) -> Daemon:
             clock,
             OperationalMetrics(registry),
             lock_stale_after=config.fleetlock_stale_after,
+            gate_log=gate_log,
         )
         writeback = WriteBack(
             mirror,
@@ -410,6 +421,21 @@ class Daemon:
             scheduler.add_job(
                 self._resync, "interval", seconds=self.config.resync_interval, id="resync"
             )
+            if self.config.prometheus is not None:
+                runner = GateRunner.for_prometheus(
+                    self.service,
+                    PrometheusClient(self.config.prometheus),
+                    self.clock,
+                    on_stream_sample=self.request_writeback,
+                )
+                scheduler.add_job(
+                    runner.evaluate_due,
+                    "interval",
+                    seconds=GATE_TICK_SECONDS,
+                    id="health-checks",
+                    max_instances=1,  # a slow Prometheus delays the next round, never doubles it
+                    coalesce=True,
+                )
             scheduler.start()
             running.callback(scheduler.shutdown, wait=False)
 

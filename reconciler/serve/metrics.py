@@ -24,6 +24,7 @@ from prometheus_client.utils import floatToGoString
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.promotion.check import PromotionCheck, PromotionStatus
 from reconciler.rollout.decisions import DecisionKind, RolloutResult, rollout_results
+from reconciler.rollout.gates import GateVerdict
 from reconciler.rollout.observed import HostObservation
 from reconciler.rollout.planner import GroupPhase, GroupPlan, HostState
 from reconciler.rollout.reasons import FAILURE_CODES
@@ -75,6 +76,14 @@ class OperationalMetrics:
             "fleet_agent_reports",
             "Agent reports by result (ok, unauthorized, forbidden, invalid).",
             ["result"],
+            registry=registry,
+        )
+        self.gate_evaluations = Counter(
+            "fleet_health_check_evaluations",
+            "Health-check evaluations against Prometheus, by scope (group/<name> or "
+            "stream/<name>/<source commit>), check and outcome (success, failure, neutral, "
+            "inconclusive).",
+            ["scope", "check", "outcome"],
             registry=registry,
         )
 
@@ -141,6 +150,7 @@ class FleetCollector(Collector):
         yield from self._from_event_log()
         yield from self._revision()
         yield from self._promotions()
+        yield from self._gates()
 
     def _groups(self) -> Iterator[GaugeMetricFamily]:
         service = self.service
@@ -220,6 +230,39 @@ class FleetCollector(Collector):
             soaked.add_metric(labels, max(0.0, check.soaked_for.total_seconds()))
             healthy.add_metric(labels, float(len(check.healthy_hosts)))
         yield from (state, soaked, healthy)
+
+    def _gates(self) -> Iterator[GaugeMetricFamily]:
+        status = GaugeMetricFamily(
+            "fleet_health_gate_status",
+            "1 for the current status (pending, passed, failed, stalled) of each health gate: "
+            "a soaking wave's (scope group/<name>) or a promotion's (scope stream/<name>).",
+            labels=["scope", "check", "status"],
+        )
+        value = GaugeMetricFamily(
+            "fleet_health_gate_value",
+            "The value of the health check's last evaluation that had one.",
+            labels=["scope", "check"],
+        )
+        for scope, verdicts in self._gate_verdicts():
+            for verdict in verdicts:
+                # Only the status it has: a gate exists only while its wave soaks or its
+                # promotion waits, so zeros for the other statuses would come and go anyway.
+                status.add_metric([scope, verdict.check, verdict.status.value], 1.0)
+                last = verdict.last
+                if last is not None and last.value is not None:
+                    value.add_metric([scope, verdict.check], last.value)
+        yield from (status, value)
+
+    def _gate_verdicts(self) -> Iterator[tuple[str, tuple[GateVerdict, ...]]]:
+        """Each scope's gates: the soaking wave's of each group, then each promotion's."""
+        plans = self.service.plans
+        for group in sorted(self.service.fleet.groups):
+            plan = plans.get(group)
+            if plan is not None and plan.gate is not None:
+                yield f"group/{group}", plan.gate.verdicts
+        for check in self.service.promotion_checks():
+            if check.gates:
+                yield f"stream/{check.stream}", check.gates
 
     def _from_event_log(self) -> Iterator[CounterMetricFamily]:
         failures = CounterMetricFamily(

@@ -34,10 +34,12 @@ from datetime import datetime, timedelta
 from reconciler.clock import Clock
 from reconciler.errors import Unavailable
 from reconciler.fleetrepo.fleet import Fleet
+from reconciler.fleetrepo.models import Stream
 from reconciler.promotion.check import PromotionCheck, check_promotion
 from reconciler.rollout.changes import FleetChanges, fleet_changes
 from reconciler.rollout.engine import Engine
 from reconciler.rollout.explanation import HostPlan
+from reconciler.rollout.gates import GateSample
 from reconciler.rollout.observed import (
     ApplyError,
     Greenboot,
@@ -60,6 +62,7 @@ from reconciler.serve.answers import (
 from reconciler.serve.metrics import OperationalMetrics
 from reconciler.serve.schemas import AgentReport, Assignment, ReasonOut, TargetOut
 from reconciler.serve.workqueue import DEFAULT_DELAY_SECONDS, PassQueue
+from reconciler.state.gatesamples import KEPT_FOR, SqliteGateSamples, group_scope, stream_scope
 from reconciler.state.reports import ReportStore
 from reconciler.state.store import Store
 
@@ -71,6 +74,8 @@ DEFAULT_LOCK_STALE_AFTER = timedelta(hours=1)
 #: A group whose pass failed is tried again after this long, doubling up to the longest.
 FIRST_RETRY = timedelta(seconds=1)
 LONGEST_RETRY = timedelta(minutes=5)
+#: Evaluations kept in memory per scope: a day of one check a minute, or several checks.
+SAMPLES_KEPT_PER_SCOPE = 5_000
 
 #: Called after every pass of a group with when it wants to be looked at again (None: only
 #: when something changes), be it the plan's look-again or a failed pass's retry.
@@ -168,14 +173,21 @@ class FleetService:
         metrics: OperationalMetrics,
         lock_stale_after: timedelta = DEFAULT_LOCK_STALE_AFTER,
         coalesce_delay: float = DEFAULT_DELAY_SECONDS,
+        gate_log: SqliteGateSamples | None = None,
     ) -> None:
         """``coalesce_delay``: seconds a group asked for by a report waits before its pass,
-        so the reports of a burst share it (:class:`PassQueue`)."""
+        so the reports of a burst share it (:class:`PassQueue`); ``gate_log``: where
+        health-check evaluations are kept (None: in memory only, for tests and the demo)."""
         self.clock, self.reports, self.store, self.metrics = clock, reports, store, metrics
         self.lock_stale_after = lock_stale_after
         self.queue: PassQueue[GroupPlan | None] = PassQueue(self._queued_pass, coalesce_delay)
         self.engine = Engine(store, clock)
         self.observed = _restored_observations(reports, store)
+        self.gate_log = gate_log
+        # Health-check evaluations by scope (a group, or a stream's source build), oldest first.
+        self.gate_samples: dict[str, list[GateSample]] = (
+            gate_log.since(clock.now() - KEPT_FOR) if gate_log is not None else {}
+        )
         self.plans: dict[str, GroupPlan] = {}
         self.failures: dict[str, ReconcileFailure] = {}
         # group -> (the plan answered from, what hosts with each host plan are told).
@@ -340,7 +352,8 @@ class FleetService:
         """
         started = time.perf_counter()
         try:
-            plan = self.engine.reconcile_group(group, self.observed, locks)
+            samples = self.gate_samples.get(group_scope(group), ())
+            plan = self.engine.reconcile_group(group, self.observed, locks, samples)
         except Exception as exc:
             self._failed(group, exc)
             raise
@@ -440,11 +453,31 @@ class FleetService:
         store = self.store
         return [
             check_promotion(
-                self.fleet, stream, states, self.observed, store.promoted_commits(name), now
+                self.fleet,
+                stream,
+                states,
+                self.observed,
+                store.promoted_commits(name),
+                now,
+                self.gate_samples.get(self._promotion_scope(stream), ()),
             )
             for name, stream in sorted(self.fleet.streams.items())
             if stream.promotion is not None
         ]
+
+    def _promotion_scope(self, stream: Stream) -> str:
+        assert stream.promotion is not None
+        return stream_scope(stream.name, self.fleet.streams[stream.promotion.from_stream].commit)
+
+    def record_gate_sample(self, scope: str, sample: GateSample) -> None:
+        """Keep one health-check evaluation: durably first, then where passes read it (the
+        caller asks for the pass that judges it)."""
+        if self.gate_log is not None:
+            self.gate_log.append(scope, sample)
+        kept = self.gate_samples.setdefault(scope, [])
+        kept.append(sample)
+        if len(kept) > SAMPLES_KEPT_PER_SCOPE:
+            del kept[: len(kept) - SAMPLES_KEPT_PER_SCOPE]
 
     def _notify(self, group: str, plan: GroupPlan | None) -> None:
         for listener in self.plan_listeners:

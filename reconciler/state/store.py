@@ -149,6 +149,20 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE host_reports ADD COLUMN observation TEXT;
     """,
+    # Each evaluation of a health check (reconciler.state.gatesamples): the planner's gates
+    # judge what is stored here, so a restart judges the same evaluations again.
+    """
+    CREATE TABLE gate_samples (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        scope       TEXT NOT NULL,
+        check_name  TEXT NOT NULL,
+        at          TEXT NOT NULL,
+        outcome     TEXT NOT NULL,
+        value       REAL,
+        detail      TEXT NOT NULL
+    );
+    CREATE INDEX gate_samples_by_time ON gate_samples (at);
+    """,
 )
 
 
@@ -196,7 +210,7 @@ def create_private(path: Path | str) -> None:
     os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
 
 
-def _instant(at: datetime) -> str:
+def instant(at: datetime) -> str:
     """A UTC time as fixed-width text, so that SQL compares instants in order."""
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
@@ -261,7 +275,7 @@ class Store:
                 "received_at = excluded.received_at, observation = excluded.observation "
                 "WHERE excluded.received_at >= observation_basis.received_at",
                 [
-                    (host, _instant(seen.received_at), _OBSERVATION.dump_json(seen).decode())
+                    (host, instant(seen.received_at), _OBSERVATION.dump_json(seen).decode())
                     for host, seen in sorted((basis or {}).items())
                 ],
             )
