@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import subprocess
 import threading
@@ -17,8 +19,12 @@ import pytest
 from reconciler.agent.client import ReconcilerClient
 from reconciler.clock import ManualClock
 from reconciler.errors import StoreUnavailable
+from reconciler.fleetrepo.models import Stream
+from reconciler.rollout.gates import GateOutcome, GateSample
+from reconciler.state.gatesamples import group_scope, stream_scope
 from tests.api_support import OPERATOR_TOKEN, RunningApi, running_api
 from tests.engine_harness import START
+from tests.fleet_driver import ReportingFleet
 from tests.fleets import HOLIDAY_FREEZE, NEW, OLD, build_fleet
 
 HOSTS = {"c1": {}, "c2": {}, "c3": {}}
@@ -319,3 +325,125 @@ def test_a_failing_store_is_503_and_recovers(
     assert post(api, report("c1", booted=NEW, boot_id="b2")).status_code == 200
     assert "g" not in api.service.failures
     assert "host_succeeded" in [e.kind for e in api.service.store.events("g")]
+
+
+# -- health gates: what an operator sees of them -------------------------------------------
+
+GATE_CHECKS: list[dict[str, Any]] = [
+    {
+        "name": "call-failures",
+        "query": 'max(sip_call_failure_ratio{instance=~"$hosts"})',
+        "successCondition": "< 0.02",
+        "failureCondition": ">= 0.05",
+        "consecutiveSuccesses": 3,
+    },
+    {
+        "name": "rtp-loss",
+        "query": 'max(rtp_packet_loss_ratio{instance=~"$hosts"})',
+        "successCondition": "< 0.01",
+        "inconclusiveLimit": 1,
+    },
+    {
+        "name": "registrations",
+        "query": 'sum(rate(sip_register_failed_total{instance=~"$hosts"}[5m]))',
+        "failureCondition": "> 1",
+        "dryRun": True,
+    },
+]
+
+
+@contextlib.contextmanager
+def gated_api(tmp_path: Path) -> Iterator[RunningApi]:
+    """Group `g` of three call servers whose canary c1 runs the new build while wave 2 waits
+    on the gates, each evaluated once: call-failures 1 of 3 successes (pending), rtp-loss
+    without data (stalled), registrations failing as a dry run (failed, never blocking).
+    Stream `production` promotes from `main` with the call-failures check, which failed once.
+    """
+    groups = {
+        "g": {
+            "hosts": list(HOSTS),
+            "canaries": ["c1"],
+            "rollout": {"waves": [1, "100%"], "soakTime": "0s", "healthTimeout": "30m"},
+            "healthChecks": GATE_CHECKS,
+        }
+    }
+    promotion = {
+        "from": "main",
+        "soakTime": "1m",
+        "minHealthyHosts": 1,
+        "healthChecks": [GATE_CHECKS[0]],
+    }
+    streams = {
+        name: Stream.model_validate(
+            {
+                "apiVersion": "ostree-fleet/v1alpha1",
+                "kind": "Stream",
+                "name": name,
+                "remote": "os",
+                "ref": f"os/{name}",
+                **fields,
+            }
+        )
+        for name, fields in {
+            "main": {"commit": NEW},
+            "production": {"commit": OLD, "promotion": promotion},
+        }.items()
+    }
+    fleet = dataclasses.replace(build_fleet(groups, HOSTS), streams=streams)
+    clock = ManualClock(START)
+    with running_api(fleet, tmp_path / "state.sqlite", clock) as api:
+        hosts = ReportingFleet(api.service, clock, dict.fromkeys(HOSTS, OLD))
+        hosts.run(timedelta(minutes=20), dt=timedelta(minutes=1))
+        assert (hosts.hosts["c1"].booted, hosts.hosts["c2"].booted) == (NEW, OLD)
+        at = clock.now()
+        samples = [
+            GateSample("call-failures", at, GateOutcome.SUCCESS, 0.001, "0.001 < 0.02 is true"),
+            GateSample("rtp-loss", at, GateOutcome.INCONCLUSIVE, None, "no data"),
+            GateSample("registrations", at, GateOutcome.FAILURE, 4.0, "4 > 1 is true"),
+        ]
+        for sample in samples:
+            api.service.record_gate_sample(group_scope("g"), sample)
+        api.service.record_gate_sample(
+            stream_scope("production", NEW),
+            GateSample("call-failures", at, GateOutcome.FAILURE, 0.2, "0.2 >= 0.05 is true"),
+        )
+        api.service.reconcile("g")
+        yield api
+
+
+def test_groups_and_promotions_show_their_health_gates(tmp_path: Path) -> None:
+    with gated_api(tmp_path) as api:
+        headers = auth(OPERATOR_TOKEN)
+        [group] = httpx.get(f"{api.url}/v1/groups", headers=headers).json()
+        [promotion] = httpx.get(f"{api.url}/v1/promotions", headers=headers).json()
+    assert group["reason"]["code"] == "waiting_for_health_checks"
+    gates = {gate["name"]: gate for gate in group["healthChecks"]}
+    assert list(gates) == ["call-failures", "rtp-loss", "registrations"]
+    pending = gates["call-failures"]
+    assert {k: v for k, v in pending.items() if k not in ("lastAt", "reason")} == {
+        "name": "call-failures",
+        "status": "pending",
+        "dryRun": False,
+        "failures": 0,
+        "consecutiveSuccesses": 1,
+        "consecutiveSuccessesNeeded": 3,
+        "lastValue": 0.001,
+        "lastOutcome": "success",
+    }
+    assert pending["lastAt"] is not None
+    assert "1 of 3 successes" in pending["reason"]
+    assert (gates["rtp-loss"]["status"], gates["rtp-loss"]["lastValue"]) == ("stalled", None)
+    assert gates["rtp-loss"]["lastOutcome"] == "inconclusive"
+    dry = gates["registrations"]
+    assert (dry["status"], dry["dryRun"], dry["failures"]) == ("failed", True, 1)
+    assert "dry run" in dry["reason"]
+    assert promotion["state"] == "waiting_for_health_checks"
+    [gate] = promotion["healthChecks"]
+    assert (gate["name"], gate["status"], gate["lastValue"]) == ("call-failures", "failed", 0.2)
+    assert "0.2 >= 0.05" in gate["reason"]
+
+
+def test_a_group_without_checks_has_no_health_gates(api: RunningApi) -> None:
+    post(api, report("c1"))
+    [group] = httpx.get(f"{api.url}/v1/groups", headers=auth(OPERATOR_TOKEN)).json()
+    assert group["healthChecks"] == []

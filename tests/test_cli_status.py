@@ -18,7 +18,9 @@ from reconciler.cli import main
 from reconciler.cli.exits import ExitCode
 from reconciler.cli.status_text import StatusView, render_status
 from reconciler.serve.service import token_hash
+from tests.api_support import OPERATOR_TOKEN
 from tests.daemon_support import BackgroundDaemon
+from tests.test_api import gated_api
 from tests.test_daemon import config, no_urls, wait_for
 from tests.test_gitsource import Remote, replace
 
@@ -178,3 +180,23 @@ def test_wide_puts_each_host_on_one_line_with_full_commits() -> None:
     [host_line] = [line for line in lines if "sin-call-01" in line]
     assert "3f" * 32 in host_line
     assert "waiting for the maintenance window" in host_line
+
+
+def test_each_health_gate_has_a_line_under_its_group_and_promotion(tmp_path: Path) -> None:
+    with gated_api(tmp_path) as api:
+        headers = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+        groups = httpx.get(f"{api.url}/v1/groups", headers=headers).json()
+        promotions = httpx.get(f"{api.url}/v1/promotions", headers=headers).json()
+    view = StatusView(a_view().revision, groups, [], promotions)
+    out = io.StringIO()
+    render_status(view, Console(file=out, width=120, color_system=None))
+    gates = [
+        line.strip() for line in out.getvalue().splitlines() if line.strip().startswith("gate ")
+    ]
+    at = groups[0]["healthChecks"][0]["lastAt"]
+    assert gates == [
+        f"gate call-failures  pending           1/3 successes, last 0.001 at {at}",
+        f"gate rtp-loss       stalled           0/1 successes, last inconclusive at {at}",
+        f"gate registrations  failed (dry run)  0/1 successes, 1 failed, last 4 at {at}",
+        f"gate call-failures  failed  0/3 successes, 1 failed, last 0.2 at {at}",
+    ]

@@ -232,7 +232,10 @@ def test_a_promotion_waits_while_its_gate_fails_and_is_due_once_it_passes(
         "minHealthyHosts": 2,
         "healthChecks": [failure_check(name="fleet-call-failures")],
     }
-    streams = {"main": stream("main", NEW), "production": stream("production", OLD, promotion=promotion)}
+    streams = {
+        "main": stream("main", NEW),
+        "production": stream("production", OLD, promotion=promotion),
+    }
     fleet = gated_fleet(failure_check(dryRun=True), streams)
     set_failure_ratio(prometheus, 0.001)
     rollout = start(tmp_path, prometheus, fleet)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
@@ -28,7 +29,7 @@ from tests.api_support import OPERATOR_TOKEN, RunningApi, running_api
 from tests.engine_harness import START
 from tests.fleets import NEW, NEWER, OLD, build_fleet
 from tests.serve_process import ServeProcess
-from tests.test_api import GROUPS, HOSTS, auth, post, report
+from tests.test_api import GROUPS, HOSTS, auth, gated_api, post, report
 from tests.test_daemon import OLD_PRODUCTION, agent_report, no_urls
 from tests.test_gitsource import Remote
 
@@ -379,3 +380,42 @@ def test_serve_without_per_host_series_exports_group_series_only(
         server.stop()
     assert "fleet_group_hosts{" in page
     assert not any(f" {name} " in page for name in PER_HOST)
+
+
+def test_health_gates_have_a_status_series_each_and_their_last_value(tmp_path: Path) -> None:
+    with gated_api(tmp_path) as api:
+        found = samples(api)
+        text = httpx.get(api.url + "/metrics").text
+    status = {
+        labels: v for (name, labels), v in found.items() if name == "fleet_health_gate_status"
+    }
+    assert status == {
+        (("check", "call-failures"), ("scope", "group/g"), ("status", "pending")): 1,
+        (("check", "rtp-loss"), ("scope", "group/g"), ("status", "stalled")): 1,
+        (("check", "registrations"), ("scope", "group/g"), ("status", "failed")): 1,
+        (("check", "call-failures"), ("scope", "stream/production"), ("status", "failed")): 1,
+    }
+    gate_values = {
+        labels: v for (name, labels), v in found.items() if name == "fleet_health_gate_value"
+    }
+    assert gate_values == {  # rtp-loss had no value: no series rather than a made-up one
+        (("check", "call-failures"), ("scope", "group/g")): 0.001,
+        (("check", "registrations"), ("scope", "group/g")): 4.0,
+        (("check", "call-failures"), ("scope", "stream/production")): 0.2,
+    }
+    if shutil.which("promtool"):
+        lint = subprocess.run(
+            ["promtool", "check", "metrics"],
+            input=text,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert (lint.returncode, lint.stdout + lint.stderr) == (0, "")
+
+
+def test_groups_without_checks_have_no_health_gate_series(api: RunningApi) -> None:
+    post(api, report("c1"), token="c1")
+    names = {name for name, _ in samples(api)}
+    assert "fleet_health_gate_status" not in names
+    assert "fleet_rollout_state" in names

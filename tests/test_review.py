@@ -819,3 +819,28 @@ def test_windows_changed_on_an_inventory_file_are_a_settings_change(
     [site] = nyc.site_windows
     assert (site.source, site.hosts, site.any_time) == ("hosts/nyc.yaml", 8, True)
     assert "    hosts/nyc.yaml (8 hosts): any time (no windows)" in render_text(review)
+
+
+def test_the_review_lists_the_health_checks_each_wave_must_pass(
+    fleet_dir: Path, base: Fleet
+) -> None:
+    """`plan` shows the gates a change will face, in every format."""
+    edit(
+        fleet_dir,
+        "fleet.yaml",
+        "defaults:\n",
+        "defaults:\n  healthChecks:\n    - name: call-failures\n"
+        '      query: max(sip_call_failure_ratio{instance=~"$hosts"})\n'
+        "      failureCondition: '>= 0.05'\n      interval: 30s\n",
+    )
+    promote(fleet_dir)
+    review = review_change(load(fleet_dir), base, AT, commit_checker=present)
+    [sentence] = group(review, "callservers-dub").health_checks
+    assert sentence.startswith("call-failures: fails if >= 0.05, every 30s")
+    assert 'max(sip_call_failure_ratio{instance=~"$hosts"})' in sentence
+    assert "health check: call-failures: fails if >= 0.05" in render_text(review)
+    assert "**Health check**: call-failures" in render_markdown(review)
+    dub = next(
+        g for g in json.loads(render_json(review))["groups"] if g["name"] == "callservers-dub"
+    )
+    assert dub["healthChecks"] == [sentence]

@@ -177,6 +177,7 @@ def _group_row(group: dict[str, Any], wide: bool) -> _Row:
     details = [group["reason"]["message"]]
     if group.get("freeze"):
         details.append(f"freeze: {group['freeze']}")
+    details.extend(_gate_lines(group.get("healthChecks", [])))
     return _Row(
         [
             Text(group["name"], style="bold"),
@@ -198,8 +199,39 @@ def _promotion_row(promotion: dict[str, Any], wide: bool) -> _Row:
             _styled(promotion["state"]),
             Text(f"{len(promotion['healthyHosts'])} healthy, {hours:.1f} h soaked"),
         ],
-        [promotion["message"]],
+        [promotion["message"], *_gate_lines(promotion.get("healthChecks", []))],
     )
+
+
+def _gate_lines(checks: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per health gate, names and statuses aligned among the entry's gates:
+    ``gate call-failures  pending  1/3 successes, last 0.001 at 2026-…``."""
+    if not checks:
+        return []
+    name_width = max(len(check["name"]) for check in checks)
+    status_width = max(len(_gate_status(check)) for check in checks)
+    lines = []
+    for check in checks:
+        progress = (
+            f"{check['consecutiveSuccesses']}/{check['consecutiveSuccessesNeeded']} successes"
+        )
+        if check["failures"]:
+            progress += f", {check['failures']} failed"
+        if check["lastAt"] is None:
+            last = "not evaluated yet"
+        elif check["lastValue"] is None:
+            last = f"last {check['lastOutcome']} at {check['lastAt']}"
+        else:
+            last = f"last {check['lastValue']:.6g} at {check['lastAt']}"
+        lines.append(
+            f"gate {check['name']:<{name_width}}  {_gate_status(check):<{status_width}}  "
+            f"{progress}, {last}"
+        )
+    return lines
+
+
+def _gate_status(check: dict[str, Any]) -> str:
+    return f"{check['status']} (dry run)" if check["dryRun"] else str(check["status"])
 
 
 def _host_row(host: dict[str, Any], wide: bool) -> _Row:

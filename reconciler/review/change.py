@@ -21,8 +21,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from reconciler.durations import format_minutes
+from reconciler.durations import format_duration, format_minutes
 from reconciler.fleetrepo.fleet import Fleet, Target
+from reconciler.fleetrepo.healthchecks import HealthCheck
 from reconciler.fleetrepo.models import MaintenanceWindow
 from reconciler.ostree.commits import (
     CommitCheck,
@@ -259,6 +260,7 @@ def _review_group(
         windows=next_openings(spec.windows, now, spec.policy.reboot_margin),
         freeze=_freeze_text(spec, now),
         site_windows=site_windows(proposed, spec, now),
+        health_checks=tuple(gate_sentence(check) for check in spec.health_checks),
         settings_changed=settings,
         blockers=tuple(blockers),
         notes=tuple(notes),
@@ -400,3 +402,20 @@ def settings_changed(base: Fleet, proposed: Fleet, name: str) -> tuple[str, ...]
 
 def _ref(target: Target) -> CommitRef:
     return CommitRef(target.commit, target.version)
+
+
+def gate_sentence(check: HealthCheck) -> str:
+    """What a wave's soak must pass, in one line: the reviewer sees the gate before it bites."""
+    conditions = [
+        f"{what} {condition}"
+        for what, condition in (
+            ("fails if", check.failure_condition),
+            ("passes if", check.success_condition),
+        )
+        if condition is not None
+    ]
+    mode = " (dry run: recorded, never blocks)" if check.dry_run else ""
+    return (
+        f"{check.name}{mode}: {'; '.join(conditions)}, every {format_duration(check.interval)}, "
+        f"{check.consecutive_successes} success(es) in a row; query {check.query.strip()}"
+    )

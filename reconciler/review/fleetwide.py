@@ -190,7 +190,10 @@ def _python_names(stream: Stream) -> list[str]:
 def _promotion_fields(stream: Stream | None) -> dict[str, Any]:
     if stream is None or stream.promotion is None:
         return {}
-    return stream.promotion.model_dump(mode="json", by_alias=True)
+    fields = stream.promotion.model_dump(mode="json", by_alias=True)
+    if not fields.get("healthChecks"):  # none declared: not a field anyone wrote
+        fields.pop("healthChecks", None)
+    return fields
 
 
 def _sets(model: BaseModel, path: Sequence[str]) -> bool:

@@ -110,6 +110,7 @@ def _group_json(g: GroupReview) -> dict[str, Any]:
             for site in g.site_windows
         ],
         "freeze": g.freeze,
+        "healthChecks": list(g.health_checks),
         "settingsChanged": list(g.settings_changed),
         "blocked": g.blocked,
         "blockers": [_blocker_json(b) for b in g.blockers],

@@ -168,6 +168,7 @@ def _group_markdown(g: GroupReview, now: datetime, host_tables: bool) -> list[st
         out.append("- **Next windows**: " + _text("; ".join(opening(w, now) for w in g.windows)))
     if g.freeze:
         out.append(f"- **Freeze**: {_text(g.freeze)}")
+    out += [f"- **Health check**: {_text(sentence)}" for sentence in g.health_checks]
     if g.settings_changed:
         out.append("- **Also changes**: " + ", ".join(_code(s) for s in g.settings_changed))
     if g.pin_reason:

@@ -123,6 +123,8 @@ class GroupReview:
     freeze: str | None = None  # the freeze in force now, else the next one, as a sentence
     #: Per window set, when the group's hosts do not all share its windows; else empty.
     site_windows: tuple[SiteWindows, ...] = ()
+    #: The health checks each wave's soak must pass (docs/health-gates.md), one sentence each.
+    health_checks: tuple[str, ...] = ()
 
     @property
     def hosts(self) -> int:

@@ -85,6 +85,7 @@ def _group(group: GroupReview, review: ChangeReview) -> list[str]:
         lines.append("  next windows: " + windows_text(group, review.now))
     if group.freeze:
         lines.append(f"  freeze: {group.freeze}")
+    lines += [f"  health check: {sentence}" for sentence in group.health_checks]
     if group.settings_changed:
         lines.append(f"  also changes: {', '.join(group.settings_changed)}")
     if group.pin_reason:

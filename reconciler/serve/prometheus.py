@@ -180,7 +180,7 @@ class PrometheusClient:
 
     def _read_capped(self, response: http.client.HTTPResponse) -> bytes:
         raw = response.read(self.max_answer_bytes + 1)
-        if False:
+        if len(raw) > self.max_answer_bytes:
             raise _Unusable(
                 f"Prometheus at {self._shown_url} answered more than "
                 f"{self.max_answer_bytes} bytes; refused (aggregate the query)"

@@ -139,6 +139,27 @@ class HostOut(Wire):
     )
 
 
+class HealthCheckOut(Wire):
+    """Where one health check's gate stands (docs/health-gates.md)."""
+
+    name: str
+    status: str = Field(description="`pending`, `passed`, `failed` or `stalled`.")
+    dry_run: bool = Field(description="Evaluated and shown, never blocks.")
+    failures: int = Field(description="Failures among the evaluations that count.")
+    consecutive_successes: int = Field(description="Successes in a row, up to the last one.")
+    consecutive_successes_needed: int = Field(
+        description="Successes in a row the check needs to pass (its `consecutiveSuccesses`)."
+    )
+    last_value: float | None = Field(
+        description="The last evaluation's value; null when it had none (inconclusive)."
+    )
+    last_at: datetime | None = Field(description="When the check was last evaluated.")
+    last_outcome: str | None = Field(
+        description="`success`, `failure`, `neutral` or `inconclusive`; null before the first."
+    )
+    reason: str
+
+
 class GroupOut(Wire):
     name: str
     target: TargetOut
@@ -160,6 +181,10 @@ class GroupOut(Wire):
         default=None,
         description="The freeze in force (no reboots until it ends), else the next one to begin.",
     )
+    health_checks: list[HealthCheckOut] = Field(
+        default_factory=list,
+        description="The soaking wave's health gates; empty when no wave soaks or no checks.",
+    )
 
 
 class PromotionOut(Wire):
@@ -171,13 +196,16 @@ class PromotionOut(Wire):
     version: str | None
     state: str = Field(
         description="`due`, `soaking`, `waiting_for_hosts`, `blocked_by_failure`, "
-        "`up_to_date` or `already_promoted`."
+        "`waiting_for_health_checks`, `up_to_date` or `already_promoted`."
     )
     message: str
     healthy_hosts: list[str]
     soaked_seconds: float
     due_at: datetime | None = Field(description="When a soaking promotion becomes due.")
     source_revision: str | None
+    health_checks: list[HealthCheckOut] = Field(
+        default_factory=list, description="The promotion's health gates, if it has checks."
+    )
 
 
 class LockOut(Wire):

@@ -7,7 +7,7 @@ Views only read the service's current plans; only a report may make the service 
 
 import asyncio
 import hmac
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,7 +22,9 @@ from pydantic import ValidationError
 
 from reconciler import __version__
 from reconciler.clock import Clock, wait_for_event
+from reconciler.fleetrepo.healthchecks import HealthCheck
 from reconciler.rollout.freezes import freeze_at
+from reconciler.rollout.gates import GateVerdict
 from reconciler.rollout.state import Lifecycle
 from reconciler.serve.answers import Answer
 from reconciler.serve.api import problems
@@ -37,6 +39,7 @@ from reconciler.serve.schemas import (
     AgentReport,
     Assignment,
     GroupOut,
+    HealthCheckOut,
     HostOut,
     LockOut,
     PromotionOut,
@@ -241,7 +244,32 @@ def _group_out(service: FleetService, name: str) -> GroupOut | None:
         completed_commits=sorted(plan.state.completed_commits),
         halt_resume_token=halt.resume_token if halt else None,
         freeze=freeze.describe() if freeze.active or freeze.upcoming else None,
+        health_checks=_health_checks_out(
+            plan.gate.verdicts if plan.gate is not None else (), plan.spec.health_checks
+        ),
     )
+
+
+def _health_checks_out(
+    verdicts: Iterable[GateVerdict], checks: Iterable[HealthCheck]
+) -> list[HealthCheckOut]:
+    """The gates' verdicts, with what each check needs to pass (from the checks in force)."""
+    needed = {check.name: check.consecutive_successes for check in checks}
+    return [
+        HealthCheckOut(
+            name=verdict.check,
+            status=verdict.status.value,
+            dry_run=verdict.dry_run,
+            failures=verdict.failures,
+            consecutive_successes=verdict.consecutive_successes,
+            consecutive_successes_needed=needed[verdict.check],
+            last_value=verdict.last.value if verdict.last is not None else None,
+            last_at=verdict.last.at if verdict.last is not None else None,
+            last_outcome=verdict.last.outcome.value if verdict.last is not None else None,
+            reason=verdict.reason,
+        )
+        for verdict in verdicts
+    ]
 
 
 def _add_operator_views(
@@ -301,6 +329,9 @@ def _add_operator_views(
                 soaked_seconds=max(0.0, c.soaked_for.total_seconds()),
                 due_at=c.due_at,
                 source_revision=c.source_revision,
+                health_checks=_health_checks_out(
+                    c.gates, c.policy.health_checks if c.policy is not None else ()
+                ),
             )
             for c in service.promotion_checks()
         ]
