@@ -9,10 +9,14 @@ build's health check fails).
 The story: an invalid pull request is refused and the last good revision stays in force;
 then staging moves to build 2.0. The lab server takes it and runs it healthily for the soak
 time, and the reconciler promotes it to production by itself, with a commit whose trailers
-say why. The production canary updates and soaks, the next wave opens, the first host of
-that wave fails its health check and falls back, and the rollout halts there. Last, what an
-auditor sees: `git log --notes=rollouts` in the fleet repo.
-Without `ostree` it says how to install it and shows the same engine on simulated hosts.
+say why. The production canary updates and soaks; with `prometheus` installed, the group
+has a health gate too: a real Prometheus on 127.0.0.1 scrapes each call server's call-setup
+success ratio, and the next wave opens only once the canary's ratio passes the check
+`call-setup-success` (the wave's reason says so). The next wave opens, the first host of
+that wave fails its greenboot check and falls back, and the rollout halts there. Last, what
+an auditor sees: `git log --notes=rollouts` in the fleet repo.
+Without `ostree` it says how to install it and shows the same engine on simulated hosts;
+without `prometheus` it says how to install it and runs without the gate.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack, suppress
 from pathlib import Path
 
@@ -35,6 +39,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from reconciler.demo import validation
+from reconciler.demo.prometheus import have_prometheus, running_prometheus
 from reconciler.demo.testbed import (
     OS_NAME,
     REF,
@@ -49,7 +54,9 @@ from reconciler.git.writer import GitIdentity
 from reconciler.rollout.planner import GroupPlan
 from reconciler.rollout.spec import rollout_order
 from reconciler.serve.daemon import DaemonThread, ServeConfig
+from reconciler.serve.prometheus import PrometheusConnection
 from reconciler.serve.server import Listen
+from reconciler.state.store import StoredEvent
 
 LAB_HOST = "lab-01"
 CALL_HOSTS = [f"call-0{i}" for i in range(1, 5)]
@@ -57,6 +64,17 @@ HOSTS = [LAB_HOST, *CALL_HOSTS]
 LAB = "lab"
 GROUP = "callservers"
 PROMOTION_SOAK = "5s"
+GATE = "call-setup-success"
+#: The callservers group's health check: the soaking wave's worst call-setup success ratio.
+HEALTH_CHECK = (
+    "healthChecks:\n"
+    f"  - name: {GATE}\n"
+    "    query: 'min(callos_call_setup_success_ratio{instance=~\"$hosts\"})'\n"
+    "    successCondition: '>= 0.99'\n"
+    "    failureCondition: '< 0.95'\n"
+    "    interval: 5s\n"
+    "    consecutiveSuccesses: 1\n"
+)
 HEADER = "apiVersion: ostree-fleet/v1alpha1\n"
 STYLE = {
     "in_sync": "green",
@@ -79,7 +97,9 @@ def _git(repo: Path, *args: str) -> str:
     ).stdout.strip()
 
 
-def write_fleet(root: Path, repo_url: str, commit: str, version: str) -> None:
+def write_fleet(
+    root: Path, repo_url: str, commit: str, version: str, *, gated: bool = False
+) -> None:
     for folder in ("streams", "groups", "hosts"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     (root / "fleet.yaml").write_text(
@@ -105,6 +125,7 @@ def write_fleet(root: Path, repo_url: str, commit: str, version: str) -> None:
     (root / "groups" / f"{GROUP}.yaml").write_text(
         HEADER + f"kind: Group\nname: {GROUP}\nstream: production\n"
         f"hosts: [{', '.join(CALL_HOSTS)}]\ncanaries: [call-01]\nmaintenanceWindows: []\n"
+        + (HEALTH_CHECK if gated else "")
     )
     lines = [HEADER + "kind: HostInventory", "labels: {site: demo}", "hosts:"]
     for host in HOSTS:
@@ -232,7 +253,10 @@ def run(console: Console | None = None, budget_seconds: float = 90) -> int:  # n
             )
             bare, work = tmp / "fleet.git", tmp / "fleet"
             subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
-            write_fleet(work, repo_url, old, "1.0")
+            # Entered before the daemon, so stopped after it: no gate query meets it gone.
+            prometheus = _start_gate(console, cleanup, tmp / "prometheus")
+            gated = prometheus is not None
+            write_fleet(work, repo_url, old, "1.0", gated=gated)
             _git(tmp, "init", "-q", "-b", "main", str(work))
             _git(work, "remote", "add", "origin", str(bare))
             _git(work, "add", "-A")
@@ -251,6 +275,7 @@ def run(console: Console | None = None, budget_seconds: float = 90) -> int:  # n
                         listen=Listen("127.0.0.1", 0),
                         poll_interval=3600,
                         identity=GitIdentity("CallOS fleet reconciler", "fleet-bot@example.net"),
+                        prometheus=prometheus,
                     )
                 )
             )
@@ -354,6 +379,7 @@ def run(console: Console | None = None, budget_seconds: float = 90) -> int:  # n
                     console.print(
                         f"  {event.at:%H:%M:%S}  {event.group:12} {event.kind:16} {event.message}"
                     )
+            gate_passed = _show_gate(console, events) if gated else True
             halted = plan is not None and plan.status.phase.value == "halted"
             rolled_back = plan is not None and plan.hosts[failing].state.value == "rolled_back"
             untouched = [h for h in CALL_HOSTS if versions[h] == "1.0" and h != failing]
@@ -372,7 +398,44 @@ def run(console: Console | None = None, budget_seconds: float = 90) -> int:  # n
                 lambda: None,
             )
             console.print(_git(bare, "log", "--notes=rollouts", "--format=%h %an: %s%n%N", "main"))
-            return 0 if done and halted and rolled_back and promotion and noted else 1
+            succeeded = done and halted and rolled_back and promotion and noted and gate_passed
+            return 0 if succeeded else 1
+
+
+def _start_gate(
+    console: Console, cleanup: ExitStack, directory: Path
+) -> PrometheusConnection | None:
+    """A real Prometheus for the callservers' health gate, or None (and why) without one."""
+    if not have_prometheus():
+        console.print(
+            "  [yellow]health gate skipped[/]: `prometheus` is not installed; "
+            "`sudo apt-get install prometheus` (Debian/Ubuntu) adds a real Prometheus "
+            "and a health gate to this demo"
+        )
+        return None
+    connection = cleanup.enter_context(running_prometheus(directory, CALL_HOSTS))
+    console.print(
+        f"  health gate: each wave of {GROUP} after the first opens only when [bold]{GATE}[/] "
+        f"passes on the wave before it (its lowest call-setup success ratio >= 0.99), "
+        f"from Prometheus on "
+        f"{connection.url} (each call server reports 0.998)"
+    )
+    return connection
+
+
+def _show_gate(console: Console, events: Sequence[StoredEvent]) -> bool:
+    """Say which wave the health gate let open; False when none opened on it."""
+    passed = f"health checks passed: {GATE}"
+    opened = [e for e in events if e.kind == "wave_opened" and passed in e.message]
+    for event in opened:
+        wave = f"wave {event.wave + 1}" if event.wave is not None else "a wave"
+        console.print(
+            f"\n  health gate: {event.group} {wave} opened because {GATE} passed "
+            f"on the wave before it"
+        )
+    if not opened:
+        console.print(f"\n  [red]health gate: no wave opened on {GATE}[/]")
+    return bool(opened)
 
 
 def _stop_agents(agents: list[subprocess.Popen[bytes]]) -> None:

@@ -36,7 +36,11 @@ class SqliteGateSamples:
     def __init__(self, path: Path | str) -> None:
         try:
             create_private(path)
-            self._db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+            # Opened where the daemon is built, used on the thread that runs its event loop
+            # (DaemonThread builds in one thread and serves in another).
+            self._db = sqlite3.connect(
+                str(path), isolation_level=None, timeout=30, check_same_thread=False
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             migrate(self._db)
