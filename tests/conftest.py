@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.postgres_harness import PostgresServer, running_postgres
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_FLEET = ROOT / "fleet-repo-schema" / "examples" / "callos"
 
@@ -72,3 +74,16 @@ def _root_logging_restored() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL cluster for the session (tests/postgres_harness.py)."""
+    with running_postgres(tmp_path_factory.mktemp("postgres")) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh, empty database of that cluster, for one test."""
+    return postgres_server.new_database()
