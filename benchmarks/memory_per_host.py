@@ -247,7 +247,7 @@ def store_reports(db: Path, fleet: Fleet, with_observations: bool = True) -> Non
 def restore_seconds(db: Path) -> float:
     reports, store = SqliteReportStore(db), Store(db)
     started = time.perf_counter()
-    service_module._restored_observations(reports, store)
+    service_module.restored_observations(reports, store)
     elapsed = time.perf_counter() - started
     reports.close()
     store.close()
@@ -275,7 +275,7 @@ def timings(root: Path, hosts: int) -> None:
     series = sum(1 for line in page.splitlines() if line and not line.startswith(b"#"))
     reports.close()
     print(
-        f"restore {hosts:,} stored reports (_restored_observations): {restore:.2f} s from "
+        f"restore {hosts:,} stored reports (restored_observations): {restore:.2f} s from "
         f"stored observations; {parsed:.2f} s parsing every report (rows without one)"
     )
     print(f"FleetService start (restore + plan every group): {start_up:.2f} s (target <= 10)")

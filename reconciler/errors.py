@@ -58,6 +58,10 @@ class StoreUnavailable(Unavailable):
     """The SQLite state database could not be opened, read or written."""
 
 
+class NotHeld(Unavailable):
+    """Another replica plans this group now, or none does yet (its lease is moving)."""
+
+
 class GitRemoteUnavailable(Unavailable):
     """The fleet repo could not be cloned or fetched (network, auth, missing repository)."""
 

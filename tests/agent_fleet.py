@@ -18,6 +18,7 @@ import enum
 import random
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,7 +191,7 @@ class SimulatedHost:
             self._reboot = None
         try:
             response = client.post(
-                self.fleet.url + "/v1/report",
+                self.fleet.pick_url(self.rng) + "/v1/report",
                 json=body,
                 headers={"Authorization": f"Bearer {self.token}"},
             )
@@ -223,8 +224,10 @@ class SimulatedHost:
 class AgentFleet:
     """The simulated hosts of one test, and the record of what they were told."""
 
-    def __init__(self, url: str, pace: Pace | None = None) -> None:
-        self.url = url
+    def __init__(self, url: str | Sequence[str], pace: Pace | None = None) -> None:
+        # Several URLs: replicas behind no balancer; each report goes to one picked at random.
+        self.urls = [url] if isinstance(url, str) else list(url)
+        self.url = self.urls[0]
         self.pace = pace or Pace()
         self.hosts: dict[str, SimulatedHost] = {}
         self.answers: list[Told] = []
@@ -232,6 +235,10 @@ class AgentFleet:
         self.unanswered = 0
         self._lock = threading.Condition()
         self._changes = 0  # answers to a changed report, for whoever waits on them
+
+    def pick_url(self, rng: random.Random) -> str:
+        """Where the next report goes (one URL: no draw, so seeded runs replay as before)."""
+        return self.urls[0] if len(self.urls) == 1 else rng.choice(self.urls)
 
     def add(self, name: str, token: str, booted: str, build: Build, seed: int) -> None:
         self.hosts[name] = SimulatedHost(self, name, token, booted, build, random.Random(seed))

@@ -17,6 +17,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -122,14 +123,23 @@ class PostgresServer:
 
 
 @contextmanager
-def running_postgres(directory: Path) -> Iterator[PostgresServer]:
+def running_postgres(directory: Path | None = None) -> Iterator[PostgresServer]:
+    """A cluster in ``directory``, or in a new directory under the system's temporary one:
+    pytest's own are private to root, and the ``postgres`` user could not reach them."""
     require_postgres()
-    server = PostgresServer(directory)
-    server.start()
+    own = directory is None
+    where = Path(tempfile.mkdtemp(prefix="reconciler-postgres-")) if own else directory
+    assert where is not None
+    server = PostgresServer(where)
     try:
-        yield server
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
     finally:
-        server.stop()
+        if own:
+            shutil.rmtree(where, ignore_errors=True)
 
 
 def wait_until(check: object, timeout: float = 10.0) -> None:

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -38,8 +39,9 @@ def unused_port() -> int:
 class ServeProcess:
     """`reconciler serve` on one state directory and port, started again after each kill."""
 
-    def __init__(self, repo: Path, state: Path, logs: Path) -> None:
+    def __init__(self, repo: Path, state: Path, logs: Path, extra_args: Sequence[str] = ()) -> None:
         self.repo, self.state, self.logs = repo, state, logs
+        self.extra_args = list(extra_args)
         self.port = unused_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.lives = 0
@@ -68,6 +70,7 @@ class ServeProcess:
                 "--no-promote",
                 "--log-format",
                 "json",
+                *self.extra_args,
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -23,19 +23,23 @@ from reconciler.state.reports import SqliteReportStore
 from reconciler.state.store import MIGRATIONS, Store
 from tests.engine_harness import START
 from tests.fleets import NEW, OLD, build_fleet
+from tests.state_backends import state_location_fixture
 from tests.test_api import report
+
+__all__ = ["state_location_fixture"]  # the fixture, for pytest
 
 HOSTS = {"c1": {}, "c2": {}, "c3": {}}
 GROUPS = {"g": {"hosts": list(HOSTS), "canaries": ["c1"], "rollout": {"waves": [1]}}}
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "state.sqlite"
+def db(state_location: Path | str) -> Path | str:
+    """The state, in a SQLite file or a PostgreSQL database."""
+    return state_location
 
 
 @pytest.fixture
-def opened(db: Path) -> Iterator[list[tuple[Store, SqliteReportStore]]]:
+def opened(db: Path | str) -> Iterator[list[tuple[Store, SqliteReportStore]]]:
     handles: list[tuple[Store, SqliteReportStore]] = []
     yield handles
     for store, reports in handles:
@@ -43,7 +47,7 @@ def opened(db: Path) -> Iterator[list[tuple[Store, SqliteReportStore]]]:
         store.close()
 
 
-def start(db: Path, handles: list[tuple[Store, SqliteReportStore]]) -> FleetService:
+def start(db: Path | str, handles: list[tuple[Store, SqliteReportStore]]) -> FleetService:
     """A service over the state file, as a restarted process opens it."""
     store, reports = Store(db), SqliteReportStore(db)
     handles.append((store, reports))
@@ -56,7 +60,7 @@ def derived(host: str, body: str) -> HostObservation:
 
 
 def test_a_restart_takes_the_stored_observation_back_as_it_is(
-    db: Path, opened: list[tuple[Store, SqliteReportStore]]
+    db: Path | str, opened: list[tuple[Store, SqliteReportStore]]
 ) -> None:
     reports = SqliteReportStore(db)
     body = json.dumps(report(booted=OLD))
@@ -75,7 +79,7 @@ def test_a_restart_takes_the_stored_observation_back_as_it_is(
 
 
 def test_a_report_stored_without_an_observation_is_parsed(
-    db: Path, opened: list[tuple[Store, SqliteReportStore]]
+    db: Path | str, opened: list[tuple[Store, SqliteReportStore]]
 ) -> None:
     reports = SqliteReportStore(db)
     body = json.dumps(report(booted=OLD, staged=NEW, boot_id="b7"))
@@ -86,7 +90,7 @@ def test_a_report_stored_without_an_observation_is_parsed(
 
 
 def test_a_newer_report_replaces_the_stored_observation_with_its_own(
-    db: Path, opened: list[tuple[Store, SqliteReportStore]]
+    db: Path | str, opened: list[tuple[Store, SqliteReportStore]]
 ) -> None:
     reports = SqliteReportStore(db)
     first, second = json.dumps(report(booted=OLD)), json.dumps(report(booted=NEW))
@@ -100,9 +104,10 @@ def test_a_newer_report_replaces_the_stored_observation_with_its_own(
 
 
 def test_reports_stored_before_the_migration_are_restored_by_parsing(
-    db: Path, opened: list[tuple[Store, SqliteReportStore]]
+    tmp_path: Path, opened: list[tuple[Store, SqliteReportStore]]
 ) -> None:
-    # A database as the version before this one left it: no observation column.
+    # A SQLite file as the version before this one left it: no observation column.
+    db = tmp_path / "old.sqlite"
     old = sqlite3.connect(db, isolation_level=None)
     old.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
     for number, script in enumerate(MIGRATIONS[:-1], start=1):

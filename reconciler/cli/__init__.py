@@ -8,7 +8,7 @@ import traceback
 from collections.abc import Sequence
 
 from reconciler import __version__
-from reconciler.cli import history, plan, schema, serve, status, validate
+from reconciler.cli import history, plan, schema, serve, status, store, validate
 from reconciler.cli.exits import ExitCode
 
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.register(verbs)
     history.register(verbs)
     plan.register(verbs)
+    store.register(verbs)
     return parser
 
 

@@ -8,6 +8,8 @@ import asyncio
 import os
 import sys
 import tomllib
+import urllib.parse
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -74,6 +76,16 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "prometheus-password-file": ("file holding the basic-auth password for Prometheus", None),
     "prometheus-ca-file": ("PEM CA bundle that signs Prometheus's HTTPS certificate", None),
     "prometheus-timeout": ("seconds a health-check query may take", "10"),
+    "store": (
+        "where the rollout state lives: a postgresql:// URL shared by replicas (docs/ha.md); "
+        "unset: state.sqlite in --state-dir",
+        None,
+    ),
+    "advertise-url": (
+        "replicas: the URL other replicas forward requests to (default: from --host/--port)",
+        None,
+    ),
+    "lease-ttl": ("replicas: how long a group's lease lasts without renewal", "15s"),
 }
 
 
@@ -176,6 +188,11 @@ def run(args: argparse.Namespace) -> int:
         agent_auth = AgentAuth(values["agent-auth"])
         fleetlock_stale_after = parse_duration(str(values["fleetlock-stale-after"]))
         prometheus = _prometheus(values)
+        lease_ttl = parse_duration(str(values["lease-ttl"]))
+        if values["store"] and (password := urllib.parse.urlsplit(values["store"]).password):
+            logs.register_secret(password)  # never in a log line or an error message
+        if lease_ttl <= timedelta(0):
+            raise ValueError("--lease-ttl must be positive")
         if agent_auth is not AgentAuth.TOKEN and listen.client_ca is None:
             raise ValueError(f"--agent-auth {agent_auth} needs --client-ca, the fleet CA")
     except ValueError as exc:
@@ -247,6 +264,9 @@ def run(args: argparse.Namespace) -> int:
         fleetlock_stale_after=fleetlock_stale_after,
         metrics_per_host=not _truthy(values["no-metrics-per-host"]),
         prometheus=prometheus,
+        store=values["store"],
+        advertise_url=values["advertise-url"],
+        lease_ttl=lease_ttl,
     )
     try:
         daemon = open_daemon(config)

@@ -8,10 +8,10 @@ depends on no storage technology.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from reconciler.clock import Clock
 from reconciler.fleetrepo.fleet import Fleet
@@ -30,14 +30,22 @@ class RolloutStore(Protocol):
         """The state of every group that has one."""
         ...
 
+    def load(self, group: str) -> GroupState:
+        """The state of ``group`` as stored now (empty for a group never planned)."""
+        ...
+
     def save(
         self,
         state: GroupState,
         decisions: Sequence[Decision],
         basis: Mapping[str, HostObservation] | None = None,
+        *,
+        fence: Callable[[Any], None] | None = None,
     ) -> None:
         """Persist one pass atomically: its new state, its decisions, and what each host the
-        decisions name had reported (``basis``), so no older report can outlive them."""
+        decisions name had reported (``basis``), so no older report can outlive them; with
+        ``fence``, run it first in that transaction (it raises when the writer lost the
+        group's lease, and nothing is written)."""
         ...
 
 
@@ -71,6 +79,19 @@ class Engine(Generic[StoreT_co]):
             for name in fleet.groups
         }
 
+    def reload(self, group: str) -> None:
+        """Forget what is remembered of ``group``'s state and read it again (a replica that
+        takes a group over plans from what its last holder wrote)."""
+        self._states[group] = self.store.load(group)
+
+    def refresh_others(self, stored: Mapping[str, GroupState], planned_here: set[str]) -> None:
+        """Take in ``stored`` (every group's state as the database holds it) for the groups
+        not in ``planned_here``: other replicas plan those, and this one reads their states
+        only for dependencies and failures that follow a host."""
+        for group, state in stored.items():
+            if group not in planned_here:
+                self._states[group] = state
+
     def states(self) -> Mapping[str, GroupState]:
         """The durable state of every group that has one (read-only view)."""
         return MappingProxyType(self._states)
@@ -87,10 +108,12 @@ class Engine(Generic[StoreT_co]):
         observed: Mapping[str, HostObservation],
         locks: LockRequests | None = None,
         gate_samples: Sequence[GateSample] = (),
+        fence: Callable[[Any], None] | None = None,
     ) -> GroupPlan:
         """Plan ``group`` now (with what FleetLock clients ask, ``locks``, and the group's
         health-check evaluations, ``gate_samples``); persist the decisions before anyone acts
-        on the plan."""
+        on the plan. ``fence``, when replicas share the groups, runs first in the transaction
+        that writes the decisions and raises if this replica no longer holds the group."""
         spec = self.specs[group]
         plan = plan_group(
             spec,
@@ -105,7 +128,7 @@ class Engine(Generic[StoreT_co]):
         if plan.decisions:
             named = {d.host for d in plan.decisions if d.host is not None}
             basis = {host: observed[host] for host in named if host in observed}
-            self.store.save(plan.state, plan.decisions, basis)
+            self.store.save(plan.state, plan.decisions, basis, fence=fence)
             self._states[group] = plan.state
         return plan
 

@@ -48,10 +48,16 @@ from reconciler.serve.api.fleetlock import FleetLockSettings
 from reconciler.serve.api.identity import AgentAuth
 from reconciler.serve.healthgates import GateRunner
 from reconciler.serve.metrics import OperationalMetrics, host_series
+from reconciler.serve.ownership import WRITEBACK
 from reconciler.serve.prometheus import PrometheusClient, PrometheusConnection
+from reconciler.serve.replicas import Replicas
 from reconciler.serve.revisions import RevisionFollower
 from reconciler.serve.server import BackgroundServer, Listen, make_server
-from reconciler.serve.service import DEFAULT_LOCK_STALE_AFTER, FleetService
+from reconciler.serve.service import (
+    DEFAULT_LOCK_STALE_AFTER,
+    FleetService,
+    restored_observations,
+)
 from reconciler.serve.timers import Timers
 from reconciler.serve.writeback import (
     InWorker,
@@ -60,9 +66,9 @@ from reconciler.serve.writeback import (
     in_place,
     next_promotion_check,
 )
-from reconciler.state.gatesamples import SqliteGateSamples
-from reconciler.state.reports import SqliteReportStore
-from reconciler.state.store import Store
+from reconciler.state.backends import StateBackend, open_state
+from reconciler.state.database import is_postgres_url
+from reconciler.state.leases import PostgresLeases
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +121,13 @@ class ServeConfig:
     #: Where health checks are evaluated (docs/health-gates.md); None: checks are never
     #: evaluated, so a gated wave or promotion waits (and `status` says why).
     prometheus: PrometheusConnection | None = None
+    #: Where the rollout state lives: None, the SQLite file in ``state_dir``; a
+    #: ``postgresql://`` URL, a database that replicas share (docs/ha.md).
+    store: str | None = None
+    #: Replicas: the URL other replicas reach this one at (default: from ``listen``).
+    advertise_url: str | None = None
+    #: Replicas: how long a group's lease lasts without renewal (renewed every third of it).
+    lease_ttl: timedelta = timedelta(seconds=15)
 
 
 class _RefsChanged(FileSystemEventHandler):
@@ -183,10 +196,14 @@ def open_daemon(config: ServeConfig, clock: Clock | None = None) -> Daemon:
     config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     config.state_dir.chmod(0o700)
     with ExitStack() as opened, collector_paused():
-        store = Store(config.state_dir / "state.sqlite")
-        opened.callback(store.close)
-        reports = SqliteReportStore(config.state_dir / "state.sqlite")
-        opened.callback(reports.close)
+        backend = open_state(config.store or config.state_dir / "state.sqlite")
+        opened.callback(backend.close)
+        store, reports, gate_log = backend.store, backend.reports, backend.gate_samples
+        replicas = None
+        if config.store is not None and is_postgres_url(config.store):
+            leases = PostgresLeases(config.store, config.lease_ttl)
+            opened.callback(leases.close)
+            replicas = Replicas(leases, config.advertise_url or config.listen.url)
         set_network_timeouts(config.git_timeout)
         url, credentials = credentials_from_url(config.repo, config.credentials)
         mirror = FleetMirror(url, config.state_dir / "fleet.git", config.branch, credentials)
@@ -218,8 +235,6 @@ def open_daemon(config: ServeConfig, clock: Clock | None = None) -> Daemon:
                 "was refused (see the log); fix it and start again"
             )
         registry = CollectorRegistry()
-        gate_log = SqliteGateSamples(config.state_dir / "state.sqlite")
-        opened.callback(gate_log.close)
         service = FleetService(
             fleet,
             store,
@@ -228,6 +243,7 @@ def open_daemon(config: ServeConfig, clock: Clock | None = None) -> Daemon:
             OperationalMetrics(registry),
             lock_stale_after=config.fleetlock_stale_after,
             gate_log=gate_log,
+            ownership=replicas,
         )
         writeback = WriteBack(
             mirror,
@@ -238,7 +254,7 @@ def open_daemon(config: ServeConfig, clock: Clock | None = None) -> Daemon:
             config.subdirectory,
         )
         opened.pop_all()
-    return Daemon(config, clock, follower, service, reports, writeback, registry)
+    return Daemon(config, clock, follower, service, backend, writeback, registry, replicas)
 
 
 class Daemon:
@@ -250,13 +266,15 @@ class Daemon:
         clock: Clock,
         follower: RevisionFollower,
         service: FleetService,
-        reports: SqliteReportStore,
+        backend: StateBackend,
         writeback: WriteBack,
         registry: CollectorRegistry,
+        replicas: Replicas | None = None,
     ) -> None:
         self.config, self.clock = config, clock
         self.follower, self.service, self.writeback = follower, service, writeback
-        self.mirror, self.store, self.reports = follower.mirror, service.store, reports
+        self.backend, self.replicas = backend, replicas
+        self.mirror, self.store, self.reports = follower.mirror, service.store, backend.reports
         webhook = (
             Webhook(config.webhook_secret, self.request_sync, config.branch)
             if config.webhook_secret is not None
@@ -271,6 +289,7 @@ class Daemon:
             config.agent_auth,
             config.fleetlock,
             fetch_health=lambda: follower.fetch_health,
+            replica=replicas.holder if replicas is not None else "",
         )
         per_host = host_series(registry)
         if per_host is not None:
@@ -346,6 +365,8 @@ class Daemon:
         while True:
             await self._writeback_due.wait()
             self._writeback_due.clear()
+            if self.replicas is not None and not self.replicas.holds(WRITEBACK):
+                continue  # another replica writes back; taking the lease asks again
             try:
                 await self.writeback.notes_pass(asyncio.to_thread)
                 if self.writeback.config.promote:  # off too when it could not sign its commits
@@ -381,6 +402,41 @@ class Daemon:
 
         self.timers.arm(key, when, look_again)
 
+    async def _lease_loop(self) -> None:
+        """Replicas: every third of the lease ttl, renew and balance the leases; adopt the
+        groups gained, relinquish those lost, and read the other groups' states again."""
+        assert self.replicas is not None
+        replicas, service = self.replicas, self.service
+        while True:
+            try:
+                result = await asyncio.to_thread(replicas.round, list(service.fleet.groups))
+                for group in result.lost:
+                    if group != WRITEBACK:
+                        service.relinquish(group)
+                gained = [group for group in result.gained if group != WRITEBACK]
+                if gained:
+                    observed = await asyncio.to_thread(
+                        restored_observations, service.reports, service.store
+                    )
+                    for group in gained:
+                        service.adopt(group, observed)
+                        self._arm_look_again(group, service.next_look(group))
+                if WRITEBACK in result.gained:
+                    self.request_writeback()
+                stored = await asyncio.to_thread(service.store.load_all)
+                held = {g for g in service.fleet.groups if replicas.holds(g)}
+                service.engine.refresh_others(stored, held)
+                if result.gained or result.lost:
+                    logger.info(
+                        "leases: gained %s, lost %s",
+                        ", ".join(result.gained) or "none",
+                        ", ".join(result.lost) or "none",
+                        extra={"replica": replicas.holder},
+                    )
+            except Exception as exc:  # the database is down: the leases lapse, the fence holds
+                logger.error("lease round failed: %s", exc, extra={"replica": replicas.holder})
+            await asyncio.sleep(replicas.leases.renew_interval.total_seconds())
+
     async def _resync(self) -> None:
         self.request_sync()
         self.request_writeback()
@@ -395,8 +451,7 @@ class Daemon:
         """Serve until SIGTERM/SIGINT (or ``server.should_exit``); then shut down cleanly."""
         async with AsyncExitStack() as running:
             running.callback(self._stopped)
-            running.callback(self.store.close)
-            running.callback(self.reports.close)
+            running.callback(self.backend.close)
             self._loop = asyncio.get_running_loop()
             self._dirty = asyncio.Event()
             self._writeback_due = asyncio.Event()
@@ -439,6 +494,11 @@ class Daemon:
             scheduler.start()
             running.callback(scheduler.shutdown, wait=False)
 
+            if self.replicas is not None:
+                running.callback(self.replicas.leases.close)
+                running.callback(self.replicas.give_up)  # first: hand the groups over now
+                lease_loop = asyncio.get_running_loop().create_task(self._lease_loop())
+                running.callback(lease_loop.cancel)
             observer = self._watch()
             if observer is not None:
                 running.callback(observer.join, timeout=5)

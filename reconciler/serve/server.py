@@ -67,6 +67,13 @@ class Listen:
     #: the API decides what a verified certificate is worth (``agent_auth``).
     client_ca: str | None = None
 
+    @property
+    def url(self) -> str:
+        """Where this listener answers (replicas advertise it unless told otherwise)."""
+        scheme = "https" if self.certfile is not None else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
     def __post_init__(self) -> None:
         if self.client_ca is not None and self.certfile is None:
             raise ValueError("client certificates (--client-ca) need HTTPS (--tls-cert)")

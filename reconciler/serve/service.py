@@ -27,12 +27,12 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from reconciler.clock import Clock
-from reconciler.errors import Unavailable
+from reconciler.errors import NotHeld, Unavailable
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.models import Stream
 from reconciler.promotion.check import PromotionCheck, check_promotion
@@ -60,6 +60,7 @@ from reconciler.serve.answers import (
     unmanaged_assignment,
 )
 from reconciler.serve.metrics import OperationalMetrics
+from reconciler.serve.ownership import Ownership, SingleNode
 from reconciler.serve.schemas import AgentReport, Assignment, ReasonOut, TargetOut
 from reconciler.serve.workqueue import DEFAULT_DELAY_SECONDS, PassQueue
 from reconciler.state.gatesamples import KEPT_FOR, SqliteGateSamples, group_scope, stream_scope
@@ -136,7 +137,7 @@ def observation_from_report(host: str, at: datetime, report: AgentReport) -> Hos
     )
 
 
-def _restored_observations(reports: ReportStore, store: Store) -> dict[str, HostObservation]:
+def restored_observations(reports: ReportStore, store: Store) -> dict[str, HostObservation]:
     """What each host last reported, as known after a restart: its stored report, unless a
     decision about it was based on a newer one (reports are written in batches, decisions at
     once, so a crash can lose the report a decision was taken on; planning from the older
@@ -174,15 +175,18 @@ class FleetService:
         lock_stale_after: timedelta = DEFAULT_LOCK_STALE_AFTER,
         coalesce_delay: float = DEFAULT_DELAY_SECONDS,
         gate_log: SqliteGateSamples | None = None,
+        ownership: Ownership | None = None,
     ) -> None:
         """``coalesce_delay``: seconds a group asked for by a report waits before its pass,
         so the reports of a burst share it (:class:`PassQueue`); ``gate_log``: where
-        health-check evaluations are kept (None: in memory only, for tests and the demo)."""
+        health-check evaluations are kept (None: in memory only, for tests and the demo);
+        ``ownership``: which groups this process plans (None: all of them, alone)."""
         self.clock, self.reports, self.store, self.metrics = clock, reports, store, metrics
         self.lock_stale_after = lock_stale_after
         self.queue: PassQueue[GroupPlan | None] = PassQueue(self._queued_pass, coalesce_delay)
         self.engine = Engine(store, clock)
-        self.observed = _restored_observations(reports, store)
+        self.ownership: Ownership = ownership or SingleNode()
+        self.observed = restored_observations(reports, store)
         self.gate_log = gate_log
         # Health-check evaluations by scope (a group, or a stream's source build), oldest first.
         self.gate_samples: dict[str, list[GateSample]] = (
@@ -221,7 +225,11 @@ class FleetService:
         self._take(fleet, changes)
         first = changes.first(fleet)
         rest = tuple(group for group in changes.touched if group not in first)
+        held = self.ownership.holds
+        rest = tuple(group for group in rest if held(group))
         for group in first if first_only else (*first, *rest):
+            if not held(group):
+                continue
             with contextlib.suppress(Exception):  # logged, counted and retried by reconcile()
                 self.reconcile(group)
         self.metrics.last_reconcile.set_to_current_time()
@@ -352,8 +360,11 @@ class FleetService:
         """
         started = time.perf_counter()
         try:
+            if not self.ownership.holds(group):
+                raise NotHeld(f"group {group} is planned by another replica")
             samples = self.gate_samples.get(group_scope(group), ())
-            plan = self.engine.reconcile_group(group, self.observed, locks, samples)
+            fence = self.ownership.fence(group)
+            plan = self.engine.reconcile_group(group, self.observed, locks, samples, fence)
         except Exception as exc:
             self._failed(group, exc)
             raise
@@ -386,20 +397,51 @@ class FleetService:
         """Plan every group, dependencies first so a completion unblocks its dependents in the
         same round; a group that fails is left to its retry and the others are planned."""
         for group in self.engine.groups_in_order():
+            if not self.ownership.holds(group):
+                continue
             with contextlib.suppress(Exception):  # logged, counted and retried by reconcile()
                 self.reconcile(group)
         self.metrics.last_reconcile.set_to_current_time()  # also for a fleet with no groups
 
     def _queued_pass(self, group: str) -> GroupPlan | None:
         """A pass the queue asked for; none for a group a new fleet revision took away."""
-        return self.reconcile(group) if group in self.fleet.groups else None
+        if group in self.fleet.groups and self.ownership.holds(group):
+            return self.reconcile(group)
+        return None
 
     def look_again(self, group: str) -> None:
         """A timer says ``group`` asked to be looked at again now: plan it if it still exists
         (a failure is contained: reconcile() logged it and asked for a retry)."""
+        if group in self.fleet.groups and self.ownership.holds(group):
+            with contextlib.suppress(Exception):  # logged, counted and retried by reconcile()
+                self.reconcile(group)
+
+    # -- replicas: groups taken over and given up ---------------------------------------------
+
+    def adopt(self, group: str, observed: Mapping[str, HostObservation]) -> None:
+        """This replica took ``group``'s lease: plan it from what the database holds now (its
+        state, and ``observed``: its hosts' latest reports, read by the caller), not from
+        anything remembered from before."""
+        self.engine.reload(group)
+        for host in self.fleet.members.get(group, ()):
+            seen = observed.get(host)
+            if seen is not None:
+                self.observed[host] = seen
+        self.plans.pop(group, None)
+        self._answers.pop(group, None)
+        self.failures.pop(group, None)
         if group in self.fleet.groups:
             with contextlib.suppress(Exception):  # logged, counted and retried by reconcile()
                 self.reconcile(group)
+
+    def relinquish(self, group: str) -> None:
+        """Another replica plans ``group`` now: forget its plan, and wake its long-polls so
+        their agents ask again (and are forwarded to the new holder)."""
+        self.plans.pop(group, None)
+        self._answers.pop(group, None)
+        self.failures.pop(group, None)
+        self._requeue(group, None)
+        self._notify(group, None)
 
     def _failed(self, group: str, exc: Exception) -> None:
         self.metrics.reconcile_errors.labels(group).inc()

@@ -9,13 +9,13 @@ and a gate that passed before a crash still passed after it. Samples older than
 from __future__ import annotations
 
 import math
-import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from reconciler.errors import StoreUnavailable
 from reconciler.rollout.gates import GateOutcome, GateSample
-from reconciler.state.store import create_private, instant, migrate
+from reconciler.state.database import Database
+from reconciler.state.store import instant, opened
 
 #: How long an evaluation is kept (longer than any sensible soak or promotion soak).
 KEPT_FOR = timedelta(days=30)
@@ -30,30 +30,24 @@ def stream_scope(stream: str, commit: str) -> str:
     return f"stream/{stream}/{commit}"
 
 
-class SqliteGateSamples:
-    """Evaluations in the state database, committed one by one (synchronous=FULL)."""
+class DatabaseGateSamples:
+    """Evaluations in the state database, committed one by one (SQLite: synchronous=FULL).
 
-    def __init__(self, path: Path | str) -> None:
-        try:
-            create_private(path)
-            # Opened where the daemon is built, used on the thread that runs its event loop
-            # (DaemonThread builds in one thread and serves in another).
-            self._db = sqlite3.connect(
-                str(path), isolation_level=None, timeout=30, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            migrate(self._db)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(f"cannot open the gate database {path}: {exc}") from exc
+    ``location``: a SQLite file, a ``postgresql://`` URL, or a database opened by the
+    caller, who closes it.
+    """
+
+    def __init__(self, location: Path | str | Database) -> None:
+        self._db, self._owned = opened(location, "gate database")
 
     def close(self) -> None:
-        self._db.close()
+        if self._owned:
+            self._db.close()
 
     def append(self, scope: str, sample: GateSample) -> None:
         value = None if sample.value is None or math.isnan(sample.value) else sample.value
         try:
-            self._db.execute(
+            self._db.modify(
                 "INSERT INTO gate_samples (scope, check_name, at, outcome, value, detail) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (
@@ -65,7 +59,7 @@ class SqliteGateSamples:
                     sample.detail,
                 ),
             )
-        except sqlite3.Error as exc:
+        except StoreUnavailable as exc:
             raise StoreUnavailable(f"cannot store a health-check evaluation: {exc}") from exc
 
     def since(self, at: datetime) -> dict[str, list[GateSample]]:
@@ -74,7 +68,7 @@ class SqliteGateSamples:
             "SELECT scope, check_name, at, outcome, value, detail FROM gate_samples "
             "WHERE at >= ? ORDER BY at, id",
             (instant(at),),
-        ).fetchall()
+        )
         found: dict[str, list[GateSample]] = {}
         for scope, check, taken, outcome, value, detail in rows:
             sample = GateSample(
@@ -85,5 +79,8 @@ class SqliteGateSamples:
 
     def prune(self, before: datetime) -> int:
         """Drop samples taken before ``before``; return how many."""
-        cursor = self._db.execute("DELETE FROM gate_samples WHERE at < ?", (instant(before),))
-        return cursor.rowcount
+        return self._db.modify("DELETE FROM gate_samples WHERE at < ?", (instant(before),))
+
+
+#: The name this class had when SQLite was its only database.
+SqliteGateSamples = DatabaseGateSamples

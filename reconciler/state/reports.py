@@ -1,10 +1,11 @@
-"""Where host reports are kept: the latest per host and a bounded history, in SQLite.
+"""Where host reports are kept: the latest per host and a bounded history, in SQLite or
+PostgreSQL (the same queries, :mod:`.database`).
 
-Separate connections from the rollout store with ``synchronous=NORMAL``, and reports are
-written in batches by a writer thread (group commit): a report lost to a crash is simply
-sent again by its agent a minute later, while one transaction per report would cap a server
-at a few hundred reports a second. The interface is small (save, flush, latest, history)
-so another backend (PostgreSQL) can stand behind it later.
+Separate connections from the rollout store (for SQLite with ``synchronous=NORMAL``), and
+reports are written in batches by a writer thread (group commit): a report lost to a crash
+is simply sent again by its agent a minute later, while one transaction per report would cap
+a server at a few hundred reports a second. The interface is small (save, flush, latest,
+history).
 
 Next to each host's latest report the store keeps the observation the service derived from
 it (the same JSON as the rollout store's observation basis), written in the same batch: a
@@ -14,7 +15,6 @@ validated when they arrived; a row without one (stored before the column existed
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 import threading
 from datetime import datetime
@@ -25,7 +25,8 @@ from pydantic import TypeAdapter
 
 from reconciler.errors import StoreUnavailable
 from reconciler.rollout.observed import HostObservation
-from reconciler.state.store import create_private, migrate
+from reconciler.state.database import Database, PostgresDatabase, SqliteDatabase
+from reconciler.state.store import opened
 
 #: Reports kept per host beyond the latest, for "what did this host say before it failed".
 HISTORY_PER_HOST = 100
@@ -62,17 +63,39 @@ class ReportStore(Protocol):
     def history(self, host: str, limit: int = 20) -> list[tuple[datetime, str]]: ...
 
 
-class SqliteReportStore:
-    """Reports in the same SQLite file as the rollout state, written by a background thread.
+class DatabaseReportStore:
+    """Reports in the same database as the rollout state, written by a background thread.
 
     The API's event loop only queues a report; a writer thread commits batches, so neither a
     commit nor a WAL checkpoint ever stalls the answers to other agents.
+
+    ``location``: a SQLite file (read and written on two connections of its own), a
+    ``postgresql://`` URL (a pool of its own), or a database opened by the caller, who
+    closes it.
     """
 
-    def __init__(self, path: Path | str, history_per_host: int = HISTORY_PER_HOST) -> None:
+    def __init__(
+        self, location: Path | str | Database, history_per_host: int = HISTORY_PER_HOST
+    ) -> None:
         self.history_per_host = history_per_host
-        self._reader = self._connect(path)
-        self._writer = self._connect(path)
+        self._owned: list[Database] = []
+        self._reader: Database
+        self._writer: Database
+        if isinstance(location, SqliteDatabase | PostgresDatabase):
+            self._reader = self._writer = location
+        else:
+            self._reader, _ = opened(location, "report database", "NORMAL")
+            self._owned.append(self._reader)
+            # A pool serves both threads; SQLite's writer gets a connection of its own.
+            if isinstance(self._reader, PostgresDatabase):
+                self._writer = self._reader
+            else:
+                try:
+                    self._writer, _ = opened(location, "report database", "NORMAL")
+                except StoreUnavailable:
+                    self._reader.close()
+                    raise
+                self._owned.append(self._writer)
         self._pending: list[_Pending] = []
         self._writes_by_host: dict[str, int] = {}
         self._error: StoreUnavailable | None = None
@@ -83,28 +106,22 @@ class SqliteReportStore:
         self._thread = threading.Thread(target=self._write_loop, name="report-writer", daemon=True)
         self._thread.start()
 
-    @staticmethod
-    def _connect(path: Path | str) -> sqlite3.Connection:
-        try:
-            create_private(path)
-            db = sqlite3.connect(
-                str(path), isolation_level=None, timeout=30, check_same_thread=False
-            )
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            migrate(db)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(f"cannot open report database {path}: {exc}") from exc
-        return db
+    def _close_owned(self) -> None:
+        for database in self._owned:
+            database.close()
+        self._owned.clear()
 
     def close(self) -> None:
-        self.flush()
-        with self._lock:
-            self._closing = True
-            self._lock.notify_all()
-        self._thread.join(timeout=30)
-        self._reader.close()
-        self._writer.close()
+        """Write what is queued, then close; a batch that could not be written is raised,
+        after the connections are closed all the same."""
+        try:
+            self.flush()
+        finally:
+            with self._lock:
+                self._closing = True
+                self._lock.notify_all()
+            self._thread.join(timeout=30)
+            self._close_owned()
 
     def save(
         self,
@@ -159,21 +176,20 @@ class SqliteReportStore:
             for host, at, body, seen in batch
         ]
         try:
-            with self._writer:
-                self._writer.execute("BEGIN")
-                self._writer.executemany(
+            with self._writer.transaction() as writer:
+                writer.executemany(
                     "INSERT INTO host_reports (host, received_at, body, observation) "
                     "VALUES (?, ?, ?, ?) ON CONFLICT (host) DO UPDATE SET "
                     "received_at = excluded.received_at, body = excluded.body, "
                     "observation = excluded.observation",
                     rows,
                 )
-                self._writer.executemany(
+                writer.executemany(
                     "INSERT INTO report_history (host, received_at, body) VALUES (?, ?, ?)",
                     [(host, at, body) for host, at, body, _ in rows],
                 )
             self._trim_hosts_due([host for host, _, _, _ in batch])
-        except sqlite3.Error as exc:
+        except StoreUnavailable as exc:
             raise StoreUnavailable(f"cannot store {len(batch)} report(s): {exc}") from exc
 
     def _trim_hosts_due(self, hosts: list[str]) -> None:
@@ -189,9 +205,8 @@ class SqliteReportStore:
                 due.append(host)
         if not due:
             return
-        with self._writer:
-            self._writer.execute("BEGIN")
-            self._writer.executemany(
+        with self._writer.transaction() as writer:
+            writer.executemany(
                 "DELETE FROM report_history WHERE host = ? AND id <= (SELECT id FROM "
                 "report_history WHERE host = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
                 [(host, host, self.history_per_host) for host in due],
@@ -229,3 +244,7 @@ class SqliteReportStore:
             (host, limit),
         )
         return [(datetime.fromisoformat(at), body) for at, body in rows]
+
+
+#: The name this class had when SQLite was its only database.
+SqliteReportStore = DatabaseReportStore

@@ -1,21 +1,21 @@
-"""SQLite store for rollout state: one transaction per planning pass that decided anything.
+"""The store for rollout state: one transaction per planning pass that decided anything.
 
 Each group's durable state is one JSON row, rewritten together with the pass's decisions
-(appended to ``events``, the audit trail) in a single ``BEGIN IMMEDIATE`` transaction, so a
-crash leaves either all of a pass or none of it. WAL mode with ``synchronous=FULL``: a
-decision that was committed survives power loss, which is what makes "persist, then act" safe.
+(appended to ``events``, the audit trail) in a single transaction (SQLite's ``BEGIN
+IMMEDIATE``, or PostgreSQL's), so a crash leaves either all of a pass or none of it. SQLite
+runs in WAL mode with ``synchronous=FULL``: a decision that was committed survives power
+loss, which is what makes "persist, then act" safe. The queries are the same for both
+databases (:mod:`.database`); only the DDL differs (:mod:`.pgschema` for PostgreSQL).
 """
 
 from __future__ import annotations
 
-import os
-import sqlite3
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import TypeAdapter
 
@@ -23,6 +23,18 @@ from reconciler.errors import StoreUnavailable
 from reconciler.rollout.decisions import LIFECYCLE_KINDS, Decision, DecisionKind
 from reconciler.rollout.observed import HostObservation
 from reconciler.rollout.state import GroupState, dump_state, load_state
+from reconciler.state.database import (
+    Database,
+    Dialect,
+    PostgresDatabase,
+    Session,
+    SqliteDatabase,
+    create_private,
+    open_database,
+)
+from reconciler.state.pgschema import POSTGRES_MIGRATIONS
+
+__all__ = ["MIGRATIONS", "Store", "create_private", "instant", "migrate"]
 
 
 class PromotionSubject(Protocol):
@@ -166,17 +178,37 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-def migrate(db: sqlite3.Connection) -> int:
-    """Bring the schema up to date in one transaction per step; return the version."""
-    db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    row = db.execute("SELECT version FROM schema_version").fetchone()
-    version = row[0] if row else 0
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        db.executescript(
-            f"BEGIN IMMEDIATE; {script}; DELETE FROM schema_version; "
-            f"INSERT INTO schema_version VALUES ({number}); COMMIT;"
-        )
-    return len(MIGRATIONS)
+def migrate(db: Database) -> int:
+    """Bring the schema up to date with the migrations of the database's dialect; return
+    the version."""
+    if db.dialect is Dialect.POSTGRESQL:
+        return db.migrate(POSTGRES_MIGRATIONS)
+    return db.migrate(MIGRATIONS)
+
+
+def opened(
+    location: Path | str | Database,
+    name: str,
+    synchronous: Literal["FULL", "NORMAL"] = "FULL",
+) -> tuple[Database, bool]:
+    """The database at ``location`` (opened and migrated) or the one given, and whether it
+    was opened here, so that its user owns it and closes it."""
+    if isinstance(location, SqliteDatabase | PostgresDatabase):
+        return location, False
+    database = open_database(location, synchronous, name)
+    try:
+        migrate(database)
+    except StoreUnavailable as exc:
+        database.close()
+        raise StoreUnavailable(f"cannot open {name} {location}: {exc}") from exc
+    return database, True
+
+
+#: A check run as the first statement of a pass's transaction (the lease's fencing token):
+#: it is given the transaction's own driver connection (``psycopg.Connection`` or
+#: ``sqlite3.Connection``, as :func:`reconciler.state.leases` fences expect) and raises to
+#: write nothing.
+Fence = Callable[[Any], None]
 
 
 @dataclass(frozen=True)
@@ -204,58 +236,39 @@ def _revision_record(row: Sequence[Any]) -> RevisionRecord:
     return RevisionRecord(row[0], bool(row[1]), row[2], row[3], datetime.fromisoformat(row[4]))
 
 
-def create_private(path: Path | str) -> None:
-    """Create the database file readable by its owner only, if it does not exist yet
-    (SQLite gives its -wal and -shm files the same mode)."""
-    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
-
-
 def instant(at: datetime) -> str:
     """A UTC time as fixed-width text, so that SQL compares instants in order."""
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 class Store:
-    """Rollout state and events in one SQLite file."""
+    """Rollout state and events in a SQLite file or a PostgreSQL database.
 
-    def __init__(self, path: Path | str) -> None:
-        try:
-            create_private(path)
-            self._db = sqlite3.connect(
-                str(path), isolation_level=None, timeout=30, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            migrate(self._db)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(f"cannot open state database {path}: {exc}") from exc
+    ``location``: a SQLite file's path, a ``postgresql://`` URL, or a database opened by the
+    caller (shared with the other stores; the caller closes it).
+    """
+
+    def __init__(self, location: Path | str | Database) -> None:
+        self._db, self._owned = opened(location, "state database")
+
+    @property
+    def database(self) -> Database:
+        return self._db
 
     def close(self) -> None:
-        self._db.close()
+        if self._owned:
+            self._db.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:  # a failed COMMIT may leave it open
-                    self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"state database error: {exc}") from exc
+    def _transaction(self) -> AbstractContextManager[Session]:
+        return self._db.transaction()
 
     def load(self, group: str) -> GroupState:
         """The durable state of ``group`` (empty for a group never seen)."""
-        row = self._db.execute(
-            "SELECT state FROM group_state WHERE group_name = ?", (group,)
-        ).fetchone()
+        row = self._db.fetchone("SELECT state FROM group_state WHERE group_name = ?", (group,))
         return load_state(row[0]) if row else GroupState(group)
 
     def load_all(self) -> dict[str, GroupState]:
-        rows = self._db.execute("SELECT group_name, state FROM group_state").fetchall()
+        rows = self._db.execute("SELECT group_name, state FROM group_state")
         return {name: load_state(state) for name, state in rows}
 
     def save(
@@ -263,12 +276,19 @@ class Store:
         state: GroupState,
         decisions: Sequence[Decision],
         basis: Mapping[str, HostObservation] | None = None,
+        *,
+        fence: Fence | None = None,
     ) -> None:
         """Persist a pass: the new state, its decisions and the observations they were based
-        on (``basis``, by host), atomically. A basis never replaces a newer one."""
+        on (``basis``, by host), atomically. A basis never replaces a newer one.
+
+        ``fence`` runs first in the same transaction; if it raises, nothing is written (a
+        replica whose lease on the group was lost never records a decision)."""
         if not decisions:
             return
         with self._transaction() as db:
+            if fence is not None:
+                fence(db.connection)
             db.executemany(
                 "INSERT INTO observation_basis (host, received_at, observation) "
                 "VALUES (?, ?, ?) ON CONFLICT (host) DO UPDATE SET "
@@ -318,9 +338,9 @@ class Store:
 
     def last_applied_revision(self) -> str | None:
         """The newest revision that was applied; survives restarts."""
-        row = self._db.execute(
+        row = self._db.fetchone(
             "SELECT revision FROM fleet_revisions WHERE accepted = 1 ORDER BY id DESC LIMIT 1"
-        ).fetchone()
+        )
         return row[0] if row else None
 
     def observation_basis(self) -> dict[str, HostObservation]:
@@ -330,34 +350,35 @@ class Store:
 
     def last_verdict(self) -> RevisionRecord | None:
         """The verdict on the newest revision considered."""
-        row = self._db.execute(
+        row = self._db.fetchone(
             f"SELECT {_REVISION_COLUMNS} FROM fleet_revisions ORDER BY id DESC LIMIT 1"
-        ).fetchone()
+        )
         return _revision_record(row) if row else None
 
     def revision_in_force(self) -> RevisionRecord | None:
         """The revision applied last, with ``seen_at`` the time it was first applied: a
         refusal in between and the branch going back to it do not make it newer."""
-        row = self._db.execute(
+        row = self._db.fetchone(
             f"SELECT {_REVISION_COLUMNS}, id FROM fleet_revisions WHERE accepted = 1 "
             "ORDER BY id DESC LIMIT 1"
-        ).fetchone()
+        )
         if row is None:
             return None
-        first = self._db.execute(
+        # An aggregate without GROUP BY always gives one row.
+        (first,) = self._db.execute(
             "SELECT MIN(seen_at) FROM fleet_revisions WHERE accepted = 1 AND revision = ? "
             "AND id > COALESCE((SELECT MAX(id) FROM fleet_revisions "
             "WHERE accepted = 1 AND revision != ? AND id < ?), 0)",
             (row[0], row[0], row[5]),
-        ).fetchone()
+        )
         return _revision_record((*row[:4], first[0]))
 
     def last_refusal(self) -> RevisionRecord | None:
         """The newest revision that was refused, whether or not a later one was applied."""
-        row = self._db.execute(
+        row = self._db.fetchone(
             f"SELECT {_REVISION_COLUMNS} FROM fleet_revisions WHERE accepted = 0 "
             "ORDER BY id DESC LIMIT 1"
-        ).fetchone()
+        )
         return _revision_record(row) if row else None
 
     def lifecycle_events(self) -> list[tuple[str, int, DecisionKind]]:
@@ -396,18 +417,18 @@ class Store:
         if kinds is not None:
             query += f" AND kind IN ({', '.join('?' for _ in kinds)})"
             params.extend(kinds)
-        rows = self._db.execute(query + " ORDER BY id", params).fetchall()
+        rows = self._db.execute(query + " ORDER BY id", params)
         return [StoredEvent(r[0], datetime.fromisoformat(r[1]), *r[2:]) for r in rows]
 
     def host_outcomes(self, group: str, rollout: int, up_to_id: int) -> tuple[int, int]:
         """(hosts that succeeded, hosts that failed) in one rollout of a group, as of an event;
         a host that drifted and came back counts once."""
-        row = self._db.execute(
+        (row,) = self._db.execute(
             "SELECT COUNT(DISTINCT CASE WHEN kind = 'host_succeeded' THEN host END), "
             "COUNT(DISTINCT CASE WHEN kind = 'host_failed' THEN host END) FROM events "
             "WHERE group_name = ? AND rollout = ? AND id <= ?",
             (group, rollout, up_to_id),
-        ).fetchone()
+        )
         return int(row[0] or 0), int(row[1] or 0)
 
     def record_promotion(
@@ -449,7 +470,7 @@ class Store:
         rows = self._db.execute(
             "SELECT stream, source_stream, commit_id, at, outcome, revision, message "
             "FROM promotions ORDER BY id"
-        ).fetchall()
+        )
         return [
             PromotionRecord(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4], r[5], r[6])
             for r in rows
@@ -457,9 +478,7 @@ class Store:
 
     def cursor(self, name: str) -> int:
         """The id of the last event published to ``name`` (0: nothing yet)."""
-        row = self._db.execute(
-            "SELECT event_id FROM publication_cursors WHERE name = ?", (name,)
-        ).fetchone()
+        row = self._db.fetchone("SELECT event_id FROM publication_cursors WHERE name = ?", (name,))
         return int(row[0]) if row else 0
 
     def advance_cursor(self, name: str, event_id: int) -> None:
@@ -468,6 +487,7 @@ class Store:
             db.execute(
                 "INSERT INTO publication_cursors (name, event_id) VALUES (?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET "
-                "event_id = MAX(event_id, excluded.event_id)",
+                "event_id = CASE WHEN excluded.event_id > publication_cursors.event_id "
+                "THEN excluded.event_id ELSE publication_cursors.event_id END",
                 (name, event_id),
             )

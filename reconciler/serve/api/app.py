@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
+import httpx
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -29,6 +30,7 @@ from reconciler.rollout.state import Lifecycle
 from reconciler.serve.answers import Answer
 from reconciler.serve.api import problems
 from reconciler.serve.api.fleetlock import FleetLockSettings, add_fleetlock_routes
+from reconciler.serve.api.forward import forwarded
 from reconciler.serve.api.identity import AgentAuth, agent_host
 from reconciler.serve.api.limits import ReportBodyLimits
 from reconciler.serve.api.revision import add_revision_route
@@ -73,6 +75,7 @@ def create_app(
     agent_auth: AgentAuth = AgentAuth.TOKEN,
     fleetlock: FleetLockSettings | None = None,
     fetch_health: Callable[[], FetchHealth] | None = None,
+    replica: str = "",
 ) -> FastAPI:
     """The API over ``service``, exporting ``registry`` (with the fleet-state metrics added)
     on `/metrics`. Operators authenticate with a token whose sha256 is given; so does a
@@ -92,6 +95,9 @@ def create_app(
     reports_counter = service.metrics.agent_reports
     long_polls = app.state.long_polls = LongPolls()
     service.plan_listeners.append(long_polls.plan_changed)
+    # Replicas: requests about groups another replica holds go there (serve/api/forward.py).
+    peers = httpx.AsyncClient()
+    app.router.on_shutdown.append(peers.aclose)
 
     async def operator(credentials: Credentials) -> None:
         if credentials is None:
@@ -119,6 +125,10 @@ def create_app(
             host = agent_host(request, service, agent_auth)
             wait = _wait_seconds(request.query_params.get("wait"))
             raw = await request.body()
+            group = service.fleet.group_of(host)
+            if group is not None and not service.ownership.holds(group):
+                reports_counter.labels("forwarded").inc()
+                return await forwarded(request, raw, service.ownership, group, peers, replica, wait)
             try:
                 body = AgentReport.model_validate_json(raw)
             except ValidationError as exc:
@@ -149,7 +159,7 @@ def create_app(
     if webhook is not None:
         add_webhook_route(app, webhook.secret, webhook.on_accepted, service.metrics, webhook.branch)
     if fleetlock is not None:
-        add_fleetlock_routes(app, service, fleetlock)
+        add_fleetlock_routes(app, service, fleetlock, peers, replica)
     _add_health(app, service, operator_token_sha256)
     return app
 

@@ -18,9 +18,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from reconciler.errors import NotHeld
+from reconciler.serve.api.forward import forwarded
 from reconciler.serve.service import FleetService, LockAnswer, token_hash
 
 logger = logging.getLogger(__name__)
@@ -52,8 +55,15 @@ def error(kind: str, value: str) -> JSONResponse:
     return JSONResponse({"kind": kind, "value": value}, status_code=ERROR_KINDS[kind])
 
 
-def add_fleetlock_routes(app: FastAPI, service: FleetService, settings: FleetLockSettings) -> None:
-    """Serve FleetLock on ``app`` for ``service``'s hosts."""
+def add_fleetlock_routes(
+    app: FastAPI,
+    service: FleetService,
+    settings: FleetLockSettings,
+    peers: httpx.AsyncClient | None = None,
+    replica: str = "",
+) -> None:
+    """Serve FleetLock on ``app`` for ``service``'s hosts (with replicas, a host whose group
+    another replica holds is forwarded there through ``peers``)."""
 
     async def answer(request: Request, secret: str | None, acquire: bool) -> Response:
         if settings.secret_sha256 is not None and (
@@ -66,15 +76,22 @@ def add_fleetlock_routes(app: FastAPI, service: FleetService, settings: FleetLoc
             )
         if request.headers.get("fleet-lock-protocol") != "true":
             return error("missing_header", "the header `fleet-lock-protocol: true` is required")
-        lock_id = await _client_id(request)
-        if isinstance(lock_id, JSONResponse):
-            return lock_id
+        read = await _client_id(request)
+        if isinstance(read, JSONResponse):
+            return read
+        lock_id, body = read
         host = service.host_for_lock_id(lock_id)
         if host is None:
             # Logged, so an operator can put the id into the inventory as `fleetLockId`.
             shown = lock_id[:128]
             logger.warning("FleetLock request from unknown id %s", shown)
             return error("unknown_client", f"no host in the inventory has fleetLockId {shown}")
+        group = service.fleet.group_of(host)
+        if group is not None and not service.ownership.holds(group) and peers is not None:
+            try:
+                return await forwarded(request, body, service.ownership, group, peers, replica)
+            except NotHeld as exc:
+                return error("unavailable", f"{exc}; try again shortly")
         try:
             result: LockAnswer = service.pre_reboot(host) if acquire else service.steady_state(host)
         except Exception:  # logged, counted and retried by the service's reconcile()
@@ -107,8 +124,8 @@ def add_fleetlock_routes(app: FastAPI, service: FleetService, settings: FleetLoc
             route(f"/fleetlock/v1/{operation}", acquire, with_secret=False)
 
 
-async def _client_id(request: Request) -> str | JSONResponse:
-    """``client_params.id`` from the body, or the protocol's error."""
+async def _client_id(request: Request) -> tuple[str, bytes] | JSONResponse:
+    """``client_params.id`` from the body, and the body; or the protocol's error."""
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -125,4 +142,4 @@ async def _client_id(request: Request) -> str | JSONResponse:
         return error(
             "bad_request", 'the body must be {"client_params": {"id": "...", "group": "..."}}'
         )
-    return lock_id
+    return lock_id, bytes(body)

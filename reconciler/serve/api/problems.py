@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from reconciler.errors import StoreUnavailable
+from reconciler.errors import NotHeld, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,13 @@ def install(app: FastAPI) -> None:
         return problem(
             503, "Service unavailable", "the state database is unavailable; report again later"
         )
+
+    @app.exception_handler(NotHeld)
+    async def not_held(_: Request, exc: NotHeld) -> JSONResponse:
+        # Replicas: the group's lease is moving (its holder died, or is being rebalanced).
+        response = problem(503, "Service unavailable", f"{exc}; report again shortly")
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.exception_handler(Exception)
     async def bug(_: Request, exc: Exception) -> JSONResponse:

@@ -1,0 +1,107 @@
+"""Replicas on one PostgreSQL database: which groups this one plans, by lease.
+
+Every replica runs :meth:`Replicas.round` every ``ttl / 3`` (the daemon's lease loop): it
+says it is alive, renews its leases, gives back what is above its fair share of the live
+replicas and takes free or expired groups up to it (:meth:`reconciler.state.leases.
+PostgresLeases.balance`). A group whose lease it took is *adopted* (its state and its
+hosts' latest reports read again from the database, then planned); one it lost is
+*relinquished* (plan forgotten, long-polls woken so their agents ask again). The Git
+write-back has a lease of its own (:data:`~reconciler.serve.ownership.WRITEBACK`).
+
+Safety does not depend on this loop being timely: every decision is written under the
+lease's fencing token (:meth:`fence`), so a replica that was paused past its lease cannot
+write, whatever it believes. Liveness does: a replica that stops renewing loses its groups
+within ``ttl`` and the others take them at their next round.
+
+A replica's holder id is its advertised URL plus a per-process nonce: the URL is where
+others forward requests about its groups, the nonce keeps a restarted process from
+inheriting a frozen predecessor's token.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from reconciler.serve.ownership import WRITEBACK, Fence
+from reconciler.state.leases import Lease, LeaseLost, PostgresLeases
+
+#: Stop acting on a lease this long before it expires by our own clock: the database's
+#: clock decides, and ours may run slow (the fence catches the rest).
+SAFETY_MARGIN = 0.2  # of the ttl
+
+
+@dataclass(frozen=True, slots=True)
+class RoundResult:
+    gained: tuple[str, ...]
+    lost: tuple[str, ...]
+
+
+def holder_url(holder: str) -> str:
+    """Where a replica with holder id ``holder`` answers."""
+    return holder.partition("#")[0]
+
+
+class Replicas:
+    """This replica's view of the leases; the :class:`~reconciler.serve.ownership.Ownership`
+    the service and the API ask. ``round`` blocks (run it in a worker thread); the other
+    methods only read what the last round left."""
+
+    def __init__(self, leases: PostgresLeases, url: str) -> None:
+        self.leases = leases
+        self.url = url.rstrip("/")
+        self.holder = f"{self.url}#{uuid.uuid4().hex[:12]}"
+        self._held: dict[str, Lease] = {}
+        self._valid_until: dict[str, float] = {}  # group -> monotonic deadline, our clock
+        self._others: dict[str, str] = {}  # group -> holder id, as of the last round
+
+    # -- Ownership ----------------------------------------------------------------------
+
+    def holds(self, group: str) -> bool:
+        return group in self._held and time.monotonic() < self._valid_until.get(group, 0.0)
+
+    def fence(self, group: str) -> Fence | None:
+        lease = self._held.get(group)
+        if lease is None:
+
+            def lost(_: object) -> None:
+                raise LeaseLost(f"this replica does not hold group {group!r}")
+
+            return lost
+        # Store.save calls it with its transaction's own psycopg connection.
+        return self.leases.fence(lease)
+
+    def holder_url(self, group: str) -> str | None:
+        holder = self._others.get(group)
+        return holder_url(holder) if holder is not None else None
+
+    # -- the lease loop -----------------------------------------------------------------
+
+    def round(self, groups: Iterable[str]) -> RoundResult:
+        """One round of :meth:`PostgresLeases.balance` over ``groups`` and the write-back;
+        the groups gained and lost since the last round."""
+        started = time.monotonic()
+        wanted = sorted({*groups, WRITEBACK})
+        held = {lease.group: lease for lease in self.leases.balance(wanted, self.holder)}
+        # Renewed at or after `started` by the database's clock: valid for ttl from then.
+        valid = started + self.leases.ttl.total_seconds() * (1 - SAFETY_MARGIN)
+        before = set(self._held)
+        self._held = held
+        self._valid_until = dict.fromkeys(held, valid)
+        self._others = {
+            group: lease.holder
+            for group, lease in self.leases.leases().items()
+            if lease.holder != self.holder
+        }
+        return RoundResult(
+            gained=tuple(sorted(held.keys() - before)), lost=tuple(sorted(before - held.keys()))
+        )
+
+    def give_up(self) -> None:
+        """Release every lease now (a clean shutdown hands the groups over at once)."""
+        for lease in self._held.values():
+            self.leases.release(lease)
+        self._held.clear()
+        self._valid_until.clear()
