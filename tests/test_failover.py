@@ -6,7 +6,9 @@ two with a bad build, a reboot budget of two. The hosts (tests/agent_fleet.py) s
 report to one of the three replicas at random, as a load balancer would; a replica that does
 not hold the group's lease forwards the report to the one that does. Each kill is of the
 replica holding the group's lease, read from the database; the killed replica is started
-again at once (a new process: a new holder id). What must hold:
+again at once (a new process: a new holder id). After every fifth kill the new holder is
+frozen with SIGSTOP until another replica has taken the group over, then resumed: it must
+not write a decision with its lost lease (the fence). What must hold:
 
 - another replica takes the group over within the lease's time (ttl + a renewal round);
 - no decision is made twice and the reboot budget is never exceeded, by the event log and
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -148,6 +151,29 @@ class Cluster:
                 return Takeover(replica.url, token, lease[1], time.monotonic() - killed_at)
             time.sleep(0.02)
 
+    def freeze_the_holder(self) -> Takeover | None:
+        """SIGSTOP the holder past its lease, wait for another to take over, SIGCONT it: the
+        resumed replica believes nothing changed until its next round, and anything it
+        tries to write meanwhile meets the fence."""
+        held = self.holder()
+        if held is None or held[0].process is None:
+            return None
+        replica, token = held
+        assert replica.process is not None
+        os.kill(replica.process.pid, signal.SIGSTOP)
+        frozen_at = time.monotonic()
+        try:
+            while True:
+                self.check_time("waiting for a takeover from a frozen replica")
+                lease = lease_of(self.database, GROUP)
+                if lease is not None and lease[1] > token:
+                    took = time.monotonic() - frozen_at
+                    break
+                time.sleep(0.02)
+        finally:
+            os.kill(replica.process.pid, signal.SIGCONT)
+        return Takeover(replica.url, token, lease[1], took)
+
     def done(self) -> bool:
         return self.pushed.is_set() and settled(self.fleet, NEW) and completed(self.database, NEW)
 
@@ -172,6 +198,7 @@ def test_replicas_survive_20_kills_of_the_lease_holder_without_a_double_decision
     rng = random.Random(SEED)
     cluster = Cluster(tmp_path, postgres_url)
     takeovers: list[Takeover] = []
+    freezes: list[Takeover] = []  # SIGSTOP past the lease, then SIGCONT
     try:
         cluster.start()
         while len(takeovers) < KILLS or not cluster.done():
@@ -181,6 +208,8 @@ def test_replicas_survive_20_kills_of_the_lease_holder_without_a_double_decision
                 takeover = cluster.kill_the_holder()
                 if takeover is not None:
                     takeovers.append(takeover)
+                if len(takeovers) % 5 == 0 and (frozen := cluster.freeze_the_holder()):
+                    freezes.append(frozen)
         for replica in cluster.replicas:
             replica.wait_ready()
     finally:
@@ -189,7 +218,8 @@ def test_replicas_survive_20_kills_of_the_lease_holder_without_a_double_decision
     events = store.events()
     store.close()
 
-    slow = [t for t in takeovers if t.seconds > TAKEOVER_LIMIT.total_seconds()]
+    slow = [t for t in takeovers + freezes if t.seconds > TAKEOVER_LIMIT.total_seconds()]
+    assert len(freezes) >= 3
     assert not slow, f"takeovers slower than {TAKEOVER_LIMIT}: {slow}"
     assert all(t.token_after > t.token_before for t in takeovers)
     assert event_violations(events) == []
@@ -201,5 +231,7 @@ def test_replicas_survive_20_kills_of_the_lease_holder_without_a_double_decision
         f"failover: {len(takeovers)} kills of the lease holder; takeover median "
         f"{sorted(t.seconds for t in takeovers)[len(takeovers) // 2]:.2f} s, max "
         f"{max(t.seconds for t in takeovers):.2f} s (limit {TAKEOVER_LIMIT.total_seconds()} s); "
+        f"{len(freezes)} SIGSTOPs past the lease, taken over in "
+        f"{max(t.seconds for t in freezes):.2f} s at most; "
         f"violations: 0"
     )

@@ -132,6 +132,19 @@ class Engine(Generic[StoreT_co]):
             self._states[group] = plan.state
         return plan
 
+    def preview(self, group: str, observed: Mapping[str, HostObservation]) -> GroupPlan:
+        """What a pass of ``group`` would say now, decided nowhere and persisted nowhere: a
+        view of a group another replica plans (its state as last read from the store)."""
+        spec = self.specs[group]
+        return plan_group(
+            spec,
+            self.state(group),
+            observed,
+            self.completed_commits(spec.depends_on),
+            self.clock.now(),
+            self.failures_elsewhere(group),
+        )
+
     def failures_elsewhere(self, group: str) -> dict[str, dict[str, FailureRecord]]:
         """What ``group``'s hosts failed on while in other groups: host -> commit -> record."""
         members = self.specs[group].wave_of

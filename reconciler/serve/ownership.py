@@ -33,6 +33,10 @@ class Ownership(Protocol):
         """Where requests about a group held elsewhere go (None: here, or nobody yet)."""
         ...
 
+    def look_up_holder(self, group: str) -> str | None:
+        """:meth:`holder_url` read afresh from where the leases are (blocking)."""
+        ...
+
 
 class SingleNode:
     """The only reconciler: it holds every group and needs no fence."""
@@ -44,4 +48,7 @@ class SingleNode:
         return None
 
     def holder_url(self, group: str) -> str | None:
+        return None
+
+    def look_up_holder(self, group: str) -> str | None:
         return None

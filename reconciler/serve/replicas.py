@@ -77,6 +77,14 @@ class Replicas:
         holder = self._others.get(group)
         return holder_url(holder) if holder is not None else None
 
+    def look_up_holder(self, group: str) -> str | None:
+        """Who holds ``group`` now, by the database (a lease taken since the last round)."""
+        lease = self.leases.leases().get(group)
+        if lease is None or lease.holder == self.holder:
+            return None
+        self._others[group] = lease.holder
+        return holder_url(lease.holder)
+
     # -- the lease loop -----------------------------------------------------------------
 
     def round(self, groups: Iterable[str]) -> RoundResult:

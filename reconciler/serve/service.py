@@ -22,6 +22,7 @@ Everything else only reads the current plans.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -77,6 +78,8 @@ FIRST_RETRY = timedelta(seconds=1)
 LONGEST_RETRY = timedelta(minutes=5)
 #: Evaluations kept in memory per scope: a day of one check a minute, or several checks.
 SAMPLES_KEPT_PER_SCOPE = 5_000
+#: Replicas: how old an operator's view of groups planned elsewhere may be.
+VIEW_MAX_AGE = timedelta(seconds=2)
 
 #: Called after every pass of a group with when it wants to be looked at again (None: only
 #: when something changes), be it the plan's look-again or a failed pass's retry.
@@ -193,6 +196,10 @@ class FleetService:
             gate_log.since(clock.now() - KEPT_FOR) if gate_log is not None else {}
         )
         self.plans: dict[str, GroupPlan] = {}
+        # Replicas: previews of the groups other replicas plan, for operators' views only.
+        self._views: dict[str, GroupPlan] = {}
+        self._view_observed: dict[str, HostObservation] = {}
+        self._views_at = float("-inf")
         self.failures: dict[str, ReconcileFailure] = {}
         # group -> (the plan answered from, what hosts with each host plan are told).
         self._answers: dict[str, tuple[GroupPlan, dict[HostPlan, SharedAnswer]]] = {}
@@ -433,6 +440,29 @@ class FleetService:
         if group in self.fleet.groups:
             with contextlib.suppress(Exception):  # logged, counted and retried by reconcile()
                 self.reconcile(group)
+
+    def view_plan(self, group: str) -> GroupPlan | None:
+        """The plan an operator sees: this replica's own for a group it plans, else the
+        preview of one planned elsewhere (:meth:`refresh_views`). Never used to answer."""
+        return self.plans.get(group) or self._views.get(group)
+
+    def view_observation(self, host: str) -> HostObservation | None:
+        return self.observed.get(host) or self._view_observed.get(host)
+
+    async def refresh_views(self) -> None:
+        """Replicas: read the groups other replicas plan (their states are refreshed by the
+        lease loop; their hosts' reports are read here, in a worker thread) and preview
+        them, at most every :data:`VIEW_MAX_AGE`; so any replica answers operators about
+        every group. A single node has nothing to do."""
+        others = [g for g in self.fleet.groups if not self.ownership.holds(g)]
+        if not others or time.monotonic() - self._views_at < VIEW_MAX_AGE.total_seconds():
+            return
+        observed = await asyncio.to_thread(restored_observations, self.reports, self.store)
+        self._view_observed = observed
+        self._views = {
+            g: self.engine.preview(g, observed) for g in others if g in self.engine.specs
+        }
+        self._views_at = time.monotonic()
 
     def relinquish(self, group: str) -> None:
         """Another replica plans ``group`` now: forget its plan, and wake its long-polls so

@@ -200,8 +200,8 @@ def _add_health(app: FastAPI, service: FleetService, operator_token_sha256: str 
 def _host_out(service: FleetService, name: str) -> HostOut:
     host = service.fleet.hosts[name]
     group = service.fleet.group_of(name)
-    observed = service.observed.get(name)
-    current = service.current_plan(group) if group else None
+    observed = service.view_observation(name)
+    current = service.view_plan(group) if group else None
     plan = current.hosts.get(name) if current else None
     lock = service.engine.state(group).locks.get(name) if group else None
     deferred = observed.reboot_deferred if observed else None
@@ -230,7 +230,7 @@ def _host_out(service: FleetService, name: str) -> HostOut:
 
 
 def _group_out(service: FleetService, name: str) -> GroupOut | None:
-    plan = service.current_plan(name)
+    plan = service.view_plan(name)
     if plan is None:  # never planned successfully under this revision: nothing true to say
         return None
     target = plan.spec.target
@@ -290,6 +290,7 @@ def _add_operator_views(
     @app.get("/v1/hosts", response_model=list[HostOut], dependencies=[Depends(operator)])
     async def hosts() -> list[HostOut]:
         """Every host of the inventory with its last report and its plan."""
+        await service.refresh_views()
         return [_host_out(service, name) for name in service.fleet.hosts]
 
     @app.get(
@@ -301,11 +302,13 @@ def _add_operator_views(
     async def one_host(name: str) -> HostOut:
         if name not in service.fleet.hosts:
             raise HTTPException(404, f"no host {name} in the inventory")
+        await service.refresh_views()
         return _host_out(service, name)
 
     @app.get("/v1/groups", response_model=list[GroupOut], dependencies=[Depends(operator)])
     async def groups() -> list[GroupOut]:
         """Every group with its rollout status."""
+        await service.refresh_views()
         views = (_group_out(service, name) for name in service.fleet.groups)
         return [view for view in views if view is not None]
 

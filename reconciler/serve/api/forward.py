@@ -10,6 +10,8 @@ with ``Retry-After``, and the agent asks again, as it would after any restart.
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from fastapi import Request
 from fastapi.responses import Response
@@ -42,6 +44,8 @@ async def forwarded(
     if request.headers.get(FORWARDED):
         raise NotHeld(f"group {group} moved while the request was forwarded")
     base = ownership.holder_url(group)
+    if base is None:  # taken since this replica's last lease round, perhaps: ask the database
+        base = await asyncio.to_thread(ownership.look_up_holder, group)
     if base is None:
         raise NotHeld(f"no replica holds group {group} yet")
     url = base.rstrip("/") + request.url.path
