@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -153,11 +154,21 @@ def canary_report(commit: str, known: str | None) -> str:
 
 class Serve:
     """`reconciler serve` on one state directory, as systemd runs it: a process of its own,
-    stopped with SIGTERM."""
+    stopped with SIGTERM. ``extra_args`` are appended to its command line (e.g. ``--store``);
+    ``name`` tells apart the logs of several in one directory."""
 
-    def __init__(self, repo: Path, state: Path, logs: Path) -> None:
+    def __init__(
+        self,
+        repo: Path,
+        state: Path,
+        logs: Path,
+        extra_args: Sequence[str] = (),
+        name: str = "serve",
+    ) -> None:
         self.repo, self.state, self.logs = repo, state, logs
+        self.extra_args, self.name = list(extra_args), name
         self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
         self.lives = 0
         self.process: subprocess.Popen[bytes] | None = None
         self.started = 0.0
@@ -165,7 +176,7 @@ class Serve:
 
     def start(self) -> None:
         self.lives += 1
-        self._log = (self.logs / f"serve-{self.lives}.log").open("wb")
+        self._log = (self.logs / f"{self.name}-{self.lives}.log").open("wb")
         self.started = time.monotonic()
         self.process = subprocess.Popen(
             [
@@ -183,6 +194,7 @@ class Serve:
                 "--no-promote",
                 "--log-format",
                 "json",
+                *self.extra_args,
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -233,4 +245,4 @@ class Serve:
             raise RuntimeError(f"serve stopped with {code}: {self.tail()}")
 
     def tail(self) -> str:
-        return (self.logs / f"serve-{self.lives}.log").read_text(errors="replace")[-3000:]
+        return (self.logs / f"{self.name}-{self.lives}.log").read_text(errors="replace")[-3000:]

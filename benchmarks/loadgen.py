@@ -4,7 +4,8 @@ Each worker process owns every W-th host of the fleet (so each worker spans ever
 keeps what each of its hosts runs: booted commit, staged commit, boot count, and the action
 its last answer gave. A phase opens its own connections (a server restart breaks the old
 ones, as it would for real agents), runs an asyncio loop (uvloop) in every worker, and
-returns counts. The client is hand-written: write the request bytes, read the status line,
+returns counts. Given several ports (replicas), a worker opens its connections to them in
+turn, so the load is split evenly between them. The client is hand-written: write the request bytes, read the status line,
 the head up to its blank line and Content-Length bytes of body. It costs a fraction of an
 HTTP library's time per request, so that a 2-core machine measures the server, not the
 generator (`ceiling` measures the generator against `/healthz`).
@@ -22,7 +23,7 @@ import dataclasses
 import multiprocessing
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
@@ -181,8 +182,9 @@ _IDLE_REUSE_SECONDS = 3.0
 
 
 class _Worker:
-    def __init__(self, port: int, hosts: list[SimHost], stop: Event) -> None:
-        self.port, self.hosts, self.stop = port, hosts, stop
+    def __init__(self, ports: Sequence[int], hosts: list[SimHost], stop: Event) -> None:
+        self.ports, self.hosts, self.stop = list(ports), hosts, stop
+        self.opened = 0  # connections opened so far: the next goes to ports[opened % n]
         self.cursor = 0
         self.todo: deque[SimHost] = deque(h for h in hosts if h.has_work())
         # Keep-alive connections outlive a phase, as agents' do; one loop for all phases.
@@ -275,7 +277,7 @@ class _Worker:
         if self.pool:
             reader, writer, _ = self.pool.pop()
         else:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            reader, writer = await self._open()
         chain = phase.kind == "drain"
         try:
             for host, changes in picks:
@@ -291,7 +293,7 @@ class _Worker:
                     except (OSError, asyncio.IncompleteReadError):
                         counts.errors += 1  # the server closed it: open another
                         writer.close()
-                        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                        reader, writer = await self._open()
                         break
                     now = time.monotonic()
                     bucket = int(now * 20)
@@ -314,6 +316,11 @@ class _Worker:
                     break
         finally:
             self.pool.append((reader, writer, time.monotonic()))
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        port = self.ports[self.opened % len(self.ports)]
+        self.opened += 1
+        return await asyncio.open_connection("127.0.0.1", port)
 
     def _learn(self, host: SimHost, body: bytes) -> None:
         start = body.find(_ACTION) + len(_ACTION)
@@ -350,9 +357,9 @@ async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 
 def _serve_commands(
-    connection: Connection, port: int, indices: range, commit: str, stop: Event
+    connection: Connection, ports: list[int], indices: range, commit: str, stop: Event
 ) -> None:
-    worker = _Worker(port, [SimHost(i, commit) for i in indices], stop)
+    worker = _Worker(ports, [SimHost(i, commit) for i in indices], stop)
     while True:
         phase: Phase | None = connection.recv()
         if phase is None:
@@ -362,9 +369,11 @@ def _serve_commands(
 
 class LoadGenerator:
     """``workers`` processes, each owning every ``workers``-th host of ``hosts`` (all booted
-    on ``commit``, boot id 0, nothing staged at first)."""
+    on ``commit``, boot id 0, nothing staged at first). ``port`` may be several ports (one
+    per replica): each worker's connections go to them in turn."""
 
-    def __init__(self, port: int, hosts: int, commit: str, workers: int) -> None:
+    def __init__(self, port: int | Sequence[int], hosts: int, commit: str, workers: int) -> None:
+        ports = [port] if isinstance(port, int) else list(port)
         context = multiprocessing.get_context("fork")  # before the caller starts any thread
         self.stop = context.Event()
         self._pipes: list[Connection] = []
@@ -373,7 +382,7 @@ class LoadGenerator:
             mine, theirs = context.Pipe()
             process = context.Process(
                 target=_serve_commands,
-                args=(theirs, port, range(number, hosts, workers), commit, self.stop),
+                args=(theirs, ports, range(number, hosts, workers), commit, self.stop),
                 daemon=True,
             )
             process.start()

@@ -128,3 +128,19 @@ def test_a_long_poll_held_by_the_other_replica_wakes_on_the_holders_plan_change(
     assert response.status_code == 200, response.text
     assert response.json()["target"]["commit"] == NEW
     assert response.json()["action"] == "stage"
+
+
+def test_a_groups_series_come_from_the_replica_that_plans_it(
+    two_replicas: tuple[Remote, list[ServeProcess], str],
+) -> None:
+    """Scraping every replica and summing by group counts each group once (docs/ha.md)."""
+    _, replicas, database = two_replicas
+    holder, other = holder_and_other(replicas, database)
+    assert send(other, report(booted=OLD)).status_code == 200
+    pages = {r.url: httpx.get(r.url + "/metrics").text for r in (holder, other)}
+    group_series = f'fleet_rollout_state{{group="{GROUP}"'
+    host_series = f'fleet_host_last_report_timestamp_seconds{{host="{HOST}"}}'
+    assert group_series in pages[holder.url]
+    assert host_series in pages[holder.url]
+    assert group_series not in pages[other.url]
+    assert host_series not in pages[other.url]

@@ -195,6 +195,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--lease-ttl must be positive")
         if agent_auth is not AgentAuth.TOKEN and listen.client_ca is None:
             raise ValueError(f"--agent-auth {agent_auth} needs --client-ca, the fleet CA")
+        if values["store"] and agent_auth is AgentAuth.CERTIFICATE:
+            # A replica forwards a request about another replica's group; the client
+            # certificate cannot travel with it, the token can (docs/ha.md, "Limits").
+            raise ValueError("replicas (--store postgresql://...) need --agent-auth token or both")
     except ValueError as exc:
         print(f"reconciler serve: {exc}", file=sys.stderr)
         return ExitCode.USAGE

@@ -121,6 +121,11 @@ class FleetView(Protocol):
 
     def held_locks(self) -> Sequence[HeldLockView]: ...
 
+    def exports(self, group: str | None) -> bool:
+        """Whether the per-host series of ``group``'s hosts (None: hosts in no group) are
+        this process's to export: with replicas, only the groups it plans."""
+        ...
+
 
 class HeldLockView(Protocol):
     """A FleetLock reboot lock, as the metrics need it."""
@@ -402,11 +407,14 @@ class HostSeries:
         reported, rebooted = self._last_reports()
         drift, since, info = [_DRIFT], [_SINCE], [_BOOTED]
         for group in sorted(fleet.groups):
+            if not self.view.exports(group):
+                continue
             lines = self._group_lines(group, group in rebooted)
             drift.append(lines.drift)
             since.append(lines.since)
             info.append(lines.info)
-        info.append(self._group_lines("", "" in rebooted).info)
+        if self.view.exports(None):
+            info.append(self._group_lines("", "" in rebooted).info)
         return "".join([*drift, *since, _REPORTED, *reported, *info]).encode()
 
     def _last_reports(self) -> tuple[list[str], set[str]]:
@@ -417,6 +425,8 @@ class HostSeries:
         for host, observation in self.view.observed.items():
             if host not in fleet.hosts:
                 continue  # not in the inventory in force
+            if not self.view.exports(fleet.group_of(host)):
+                continue  # another replica plans its group and exports its series
             seen = known.get(host)
             if seen is None or not seen.describes(observation):
                 if self._groups and (

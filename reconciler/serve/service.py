@@ -61,7 +61,7 @@ from reconciler.serve.answers import (
     unmanaged_assignment,
 )
 from reconciler.serve.metrics import OperationalMetrics
-from reconciler.serve.ownership import Ownership, SingleNode
+from reconciler.serve.ownership import WRITEBACK, Ownership, SingleNode
 from reconciler.serve.schemas import AgentReport, Assignment, ReasonOut, TargetOut
 from reconciler.serve.workqueue import DEFAULT_DELAY_SECONDS, PassQueue
 from reconciler.state.gatesamples import KEPT_FOR, SqliteGateSamples, group_scope, stream_scope
@@ -440,6 +440,11 @@ class FleetService:
         if group in self.fleet.groups:
             with contextlib.suppress(Exception):  # logged, counted and retried by reconcile()
                 self.reconcile(group)
+
+    def exports(self, group: str | None) -> bool:
+        """Replicas: this replica's /metrics carries the per-host series of the groups it
+        plans, and of the hosts in no group if it writes back (one replica at a time)."""
+        return self.ownership.holds(group if group is not None else WRITEBACK)
 
     def view_plan(self, group: str) -> GroupPlan | None:
         """The plan an operator sees: this replica's own for a group it plans, else the
