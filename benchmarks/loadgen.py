@@ -5,10 +5,11 @@ keeps what each of its hosts runs: booted commit, staged commit, boot count, and
 its last answer gave. A phase opens its own connections (a server restart breaks the old
 ones, as it would for real agents), runs an asyncio loop (uvloop) in every worker, and
 returns counts. Given several ports (replicas), a worker opens its connections to them in
-turn, so the load is split evenly between them. The client is hand-written: write the request bytes, read the status line,
-the head up to its blank line and Content-Length bytes of body. It costs a fraction of an
-HTTP library's time per request, so that a 2-core machine measures the server, not the
-generator (`ceiling` measures the generator against `/healthz`).
+turn, so the load is split evenly between them. The client is hand-written: write the
+request bytes, read the status line, the head up to its blank line and Content-Length
+bytes of body. It costs a fraction of an HTTP library's time per request, so that a 2-core
+machine measures the server, not the generator (`ceiling` measures the generator against
+`/healthz`).
 
 A report changes its host's state when it follows an action of the host's last answer, as an
 agent does: `stage` -> reports the target staged; `reboot` -> reports it booted with a new

@@ -128,12 +128,22 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as connection:
             return {name: str(connection.execute(f"SHOW {name}").fetchone()[0]) for name in names}  # type: ignore[index]
 
-    def snapshot(self, url: str, settle: float = 1.5) -> Snapshot:
-        """Statistics of the database at ``url``, after ``settle`` seconds: backends publish
-        their table counters at most once a second once idle."""
-        time.sleep(settle)
+    def snapshot(self, url: str, settle: float = 15.0) -> Snapshot:
+        """Statistics of the database at ``url``, once its table counters have settled (for
+        up to ``settle`` seconds): backends publish them at most once a second once idle,
+        and later still when another holds the lock; the daemon's writer batches too."""
+        deadline = time.monotonic() + settle
+        last = self._read(url)
+        while time.monotonic() < deadline:
+            time.sleep(1.1)
+            now = self._read(url)
+            if _report_rows(now) == _report_rows(last):
+                return now
+            last = now
+        return last
+
+    def _read(self, url: str) -> Snapshot:
         with psycopg.connect(url, autocommit=True) as connection:
-            connection.execute("SELECT pg_stat_force_next_flush()")
             rows = connection.execute(
                 "SELECT relname, n_tup_ins + n_tup_upd + n_tup_hot_upd FROM pg_stat_user_tables"
             ).fetchall()
@@ -166,3 +176,9 @@ class PostgresServer:
             elif int(fields[1]) == postmaster:
                 total += int(fields[11]) + int(fields[12])
         return total / tick
+
+
+def _report_rows(snapshot: Snapshot) -> int:
+    """Rows written to every table but the leases' (renewed every few seconds, load or not)."""
+    leases = ("group_leases", "replicas")
+    return sum(n for table, n in snapshot.rows.items() if table not in leases)

@@ -21,7 +21,7 @@ What runs, in order, for each set-up:
 2. First reports: every host's first report ever (timed up to the cap; the rest are sent
    untimed, so that every host has reported once). The database's size growth (SQLite: the
    file's, with its WAL) divided by the hosts is the size per host.
-3. Idle, 5 s: what the leases' rounds alone write (PostgreSQL).
+3. Idle, 10 s: what the leases' rounds alone write (PostgreSQL).
 4. Heartbeats: every host reports its unchanged state again, up to the cap.
 5. Reboot storm: every host reports a new boot id (the same commit), a state change, up to
    the cap.
@@ -159,7 +159,7 @@ class SetUp:
                 raise RuntimeError(f"the leases did not split: {counts}")
             time.sleep(0.25)
 
-    def snapshot(self, settle: float = 1.5) -> Snapshot | None:
+    def snapshot(self, settle: float = 15.0) -> Snapshot | None:
         if self.postgres is None or self.database is None:
             return None
         return self.postgres.snapshot(self.database, settle)
@@ -235,10 +235,10 @@ def measure(setup: SetUp, args: argparse.Namespace, caps: Caps) -> Result:
                 f"reports: {result.size_per_host:,.0f} bytes per host"
             )
             idle_before = setup.snapshot(settle=0)
-            time.sleep(5)
-            idle_after = setup.snapshot()
+            time.sleep(10)
+            idle_after = setup.snapshot(settle=0)
             result.idle = Cost.between(idle_before, idle_after, 1)
-            seconds = 5 + 1.5
+            seconds = 10
             print(
                 f"    idle {seconds:.1f} s (the leases' rounds): "
                 f"{sum(result.idle.rows.values()) / seconds:.1f} rows/s, "

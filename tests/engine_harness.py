@@ -49,6 +49,10 @@ class BusyHost(SimulatedHost):
 
 
 class Harness:
+    #: Where the store is: None, a SQLite file in the test's directory; a PostgreSQL URL when
+    #: the test runs on both stores (tests/state_backends.py, ``harness_on_both_stores``).
+    location: str | None = None
+
     def __init__(
         self,
         tmp: Path,
@@ -63,7 +67,7 @@ class Harness:
         unstageable: Iterable[str] = (),
         host_windows: Mapping[str, list[Mapping[str, Any]]] | None = None,
     ):
-        self.db = tmp / "state.sqlite"
+        self.db: Path | str = self.location or tmp / "state.sqlite"
         self.clock = ManualClock(start)
         self.store = Store(self.db)
         self.engine = Engine(self.store, self.clock)

@@ -95,6 +95,9 @@ class PostgresServer:
         options = (
             f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 "
             "-c max_connections=200 -c shared_buffers=32MB"
+            # Speed over durability for tests: the server is never killed, only its clients
+            # (benchmarks/postgres_server.py runs with production durability).
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
         self._run(
             postgres_bin("pg_ctl") or "pg_ctl",

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.state.database import is_postgres_url
+from tests.engine_harness import Harness
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -27,3 +28,12 @@ def state_location_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Pa
 
 def on_postgres(location: Path | str) -> bool:
     return is_postgres_url(location)
+
+
+@pytest.fixture(params=BACKENDS)
+def harness_on_both_stores(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test of tests/engine_harness.py's Harness on each store: the rollout rules must
+    hold the same on PostgreSQL as on SQLite."""
+    if request.param == "postgresql":
+        monkeypatch.setattr(Harness, "location", request.getfixturevalue("postgres_url"))
+    return str(request.param)

@@ -30,6 +30,7 @@ from reconciler.state.reports import SqliteReportStore
 from reconciler.state.store import Store
 from tests.engine_harness import START, BusyHost, Harness
 from tests.fleets import NEW, OLD, build_fleet
+from tests.state_backends import harness_on_both_stores
 from tests.test_api import report
 
 MIN = timedelta(minutes=1)
@@ -63,6 +64,7 @@ def updating_now(h: Harness) -> set[str]:
     }
 
 
+@pytest.mark.usefixtures("harness_on_both_stores")
 def test_a_draining_host_holds_the_only_slot_then_reboots_once_drained(tmp_path: Path) -> None:
     h, busy = busy_harness(tmp_path)
     for _ in range(10):
@@ -87,6 +89,7 @@ def test_a_draining_host_holds_the_only_slot_then_reboots_once_drained(tmp_path:
     assert "h2" in [d.host for d in h.kinds(DecisionKind.REBOOT_ALLOWED)]
 
 
+@pytest.mark.usefixtures("harness_on_both_stores")
 def test_health_timeout_counts_from_the_end_of_the_drain(tmp_path: Path) -> None:
     """A drain longer than the health timeout does not fail the host once it reboots."""
     h, busy = busy_harness(tmp_path)
@@ -104,6 +107,7 @@ def test_health_timeout_counts_from_the_end_of_the_drain(tmp_path: Path) -> None
     assert h.kinds(DecisionKind.HOST_SUCCEEDED, "h1")[0].at - drained.at < 20 * MIN
 
 
+@pytest.mark.usefixtures("harness_on_both_stores")
 def test_a_host_that_never_drains_fails_and_the_rollout_goes_on(tmp_path: Path) -> None:
     h, busy = busy_harness(tmp_path)
     h.run(3 * 60 * MIN)
@@ -234,3 +238,6 @@ def test_a_deferral_that_ends_without_a_reboot_is_a_drain_that_ended(open_servic
     assert (answer["state"], answer["action"]) == ("updating", "reboot")
     kinds = [e.kind for e in first.store.events("g") if e.host == "c1"]
     assert kinds[-2:] == [DecisionKind.HOST_DRAINING, DecisionKind.HOST_DRAINED]
+
+
+__all__ = ["harness_on_both_stores"]  # the fixture, for pytest

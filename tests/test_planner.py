@@ -48,6 +48,7 @@ from tests.planner_builders import (
     running,
     spec,
 )
+from tests.state_backends import harness_on_both_stores
 
 K, R = DecisionKind, ReasonCode
 SHOWN, SHOWN_BEFORE, SHOWN_OTHER = TARGET[:12], PREVIOUS[:12], OTHER[:12]  # as sentences show
@@ -1523,6 +1524,7 @@ def harness(tmp_path: Path, rollout: dict[str, object] | None = None, **kwargs: 
     return Harness(tmp_path, {"g": group}, HOSTS_6, **kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.usefixtures("harness_on_both_stores")
 def test_rule1_rollout_starts_on_new_commit_and_records_why(tmp_path: Path) -> None:
     h = harness(tmp_path)
     plan = h.plan("g")
@@ -1538,6 +1540,7 @@ def test_rule1_rollout_starts_on_new_commit_and_records_why(tmp_path: Path) -> N
     assert (second.commit, second.previous, second.revision) == (NEWER, NEW, "rev-2")
 
 
+@pytest.mark.usefixtures("harness_on_both_stores")
 def test_rule4_success_needs_green_and_next_wave_waits_for_soak(tmp_path: Path) -> None:
     h = harness(tmp_path)
     h.run(5 * MIN)
@@ -1605,6 +1608,7 @@ def _stage_only(h: Harness, name: str) -> None:
     h.sim.hosts[name].staged = NEW  # stages, but never reboots when told to
 
 
+@pytest.mark.usefixtures("harness_on_both_stores")
 def test_rule5_halt_holds_until_resume_in_git(tmp_path: Path) -> None:
     h = harness(tmp_path, bad=[NEW])
     h.run(timedelta(hours=3))
@@ -1626,6 +1630,7 @@ def test_rule5_halt_holds_until_resume_in_git(tmp_path: Path) -> None:
     assert h.sim.hosts[failed_host or ""].booted == OLD
 
 
+@pytest.mark.usefixtures("harness_on_both_stores")
 def test_rule6_reboots_only_inside_the_window_with_margin(tmp_path: Path) -> None:
     window = [{"schedule": "0 2 * * *", "duration": "1h", "timeZone": "Europe/Dublin"}]
     h = harness(
@@ -1741,6 +1746,7 @@ def test_rule6_a_permission_lapses_only_where_the_hosts_own_window_is_closed(
     assert plan.hosts[lapses].reason.code is R.WAITING_FOR_WINDOW
 
 
+@pytest.mark.usefixtures("harness_on_both_stores")
 def test_rule6_engine_reboots_each_site_in_its_own_night_across_dst(tmp_path: Path) -> None:
     hosts = {
         "dub-1": {"timezone": DUBLIN},
@@ -1765,6 +1771,7 @@ def test_rule6_engine_reboots_each_site_in_its_own_night_across_dst(tmp_path: Pa
         assert all(inside_own_night(t, labels["timezone"]) for t in reboots), (name, reboots)
 
 
+@pytest.mark.usefixtures("harness_on_both_stores")
 def test_rule7_pause_stops_new_offers_and_resume_continues(tmp_path: Path) -> None:
     h = harness(tmp_path)
     h.run(timedelta(minutes=40))
@@ -1780,6 +1787,7 @@ def test_rule7_pause_stops_new_offers_and_resume_continues(tmp_path: Path) -> No
     assert len(h.kinds(DecisionKind.ROLLOUT_COMPLETED)) == 1
 
 
+@pytest.mark.usefixtures("harness_on_both_stores")
 def test_rule8_depends_on_waits_for_completion_of_the_same_commit(tmp_path: Path) -> None:
     hosts = {"a1": {}, "a2": {}, "b1": {}, "b2": {}}
     groups = {
@@ -1797,6 +1805,7 @@ def test_rule8_depends_on_waits_for_completion_of_the_same_commit(tmp_path: Path
     assert min(d.at for d in second_offers) >= first_done[0].at
 
 
+@pytest.mark.usefixtures("harness_on_both_stores")
 def test_rule9_new_commit_supersedes_after_updating_hosts_finish(tmp_path: Path) -> None:
     h = harness(tmp_path, {**FAST, "waves": ["100%"], "rebootBudget": {"maxUnavailable": 1}})
     h.step()
@@ -1822,6 +1831,7 @@ def test_rule9_new_commit_supersedes_after_updating_hosts_finish(tmp_path: Path)
     assert {host.booted for host in h.sim.hosts.values()} == {NEWER}
 
 
+@pytest.mark.usefixtures("harness_on_both_stores")
 def test_rule9_revert_is_a_rollout_back_through_the_waves(tmp_path: Path) -> None:
     h = harness(tmp_path)
     h.run(timedelta(hours=3))
@@ -1835,6 +1845,7 @@ def test_rule9_revert_is_a_rollout_back_through_the_waves(tmp_path: Path) -> Non
     assert {host.booted for host in h.sim.hosts.values()} == {OLD}
 
 
+@pytest.mark.usefixtures("harness_on_both_stores")
 def test_rule10_stale_hosts_are_reported_then_skipped(tmp_path: Path) -> None:
     h = harness(tmp_path, {**FAST, "staleAfter": "10m", "skipStaleAfter": "1h"})
     order = h.engine.specs["g"].order  # without a pass: nobody has reported yet
@@ -1855,6 +1866,7 @@ def test_rule10_stale_hosts_are_reported_then_skipped(tmp_path: Path) -> None:
     assert h.sim.hosts[order[1]].booted == NEW
 
 
+@pytest.mark.usefixtures("harness_on_both_stores")
 def test_rule11_manual_rebase_is_unexpected_drift_and_brought_back(tmp_path: Path) -> None:
     h = harness(tmp_path)
     h.run(timedelta(hours=3))
@@ -1869,6 +1881,7 @@ def test_rule11_manual_rebase_is_unexpected_drift_and_brought_back(tmp_path: Pat
     assert h.sim.hosts["h2"].booted == NEW
 
 
+@pytest.mark.usefixtures("harness_on_both_stores")
 def test_same_inputs_give_the_same_decisions_after_a_restart(tmp_path: Path) -> None:
     h = harness(tmp_path)
     h.run(timedelta(minutes=20))
@@ -1882,6 +1895,7 @@ def test_same_inputs_give_the_same_decisions_after_a_restart(tmp_path: Path) -> 
     assert {k: v for k, v in a.hosts.items()} == {k: v for k, v in b.hosts.items()}
 
 
+@pytest.mark.usefixtures("harness_on_both_stores")
 def test_fewer_waves_in_git_mid_rollout_does_not_break_planning(tmp_path: Path) -> None:
     h = harness(tmp_path, {**FAST, "soakTime": "0s"})
     h.run(timedelta(minutes=30))
@@ -1893,6 +1907,7 @@ def test_fewer_waves_in_git_mid_rollout_does_not_break_planning(tmp_path: Path) 
     assert len(h.kinds(DecisionKind.ROLLOUT_COMPLETED)) == 1
 
 
+@pytest.mark.usefixtures("harness_on_both_stores")
 def test_host_that_boots_the_target_on_its_own_must_turn_green_in_time(tmp_path: Path) -> None:
     h = harness(tmp_path, {**FAST, "waves": ["100%"]})
     h.sim.hosts["h2"].booted = NEW  # rebooted into a staged target by a power cut, say
@@ -1906,6 +1921,7 @@ def test_host_that_boots_the_target_on_its_own_must_turn_green_in_time(tmp_path:
     assert (failed.host, failed.reason.code) == ("h2", ReasonCode.HEALTH_TIMEOUT)
 
 
+@pytest.mark.usefixtures("harness_on_both_stores")
 def test_host_brought_back_after_drift_finishes_before_a_new_commit(tmp_path: Path) -> None:
     h = harness(tmp_path, {**FAST, "waves": ["100%"]})
     h.run(timedelta(hours=2))
@@ -1921,6 +1937,7 @@ def test_host_brought_back_after_drift_finishes_before_a_new_commit(tmp_path: Pa
     assert plan.status.reason.code is ReasonCode.WAITING_FOR_SUPERSEDED_HOSTS
 
 
+@pytest.mark.usefixtures("harness_on_both_stores")
 def test_reverted_commit_left_staged_is_removed(tmp_path: Path) -> None:
     window = [{"schedule": "0 2 * * *", "duration": "1h", "timeZone": "UTC"}]
     h = harness(tmp_path, {**FAST, "waves": ["100%"]}, group={"maintenanceWindows": window})
@@ -1935,6 +1952,7 @@ def test_reverted_commit_left_staged_is_removed(tmp_path: Path) -> None:
     assert {p.action for p in h.plan("g").hosts.values()} == {Action.NONE}
 
 
+@pytest.mark.usefixtures("harness_on_both_stores")
 def test_each_event_is_credited_to_the_revision_that_caused_it(tmp_path: Path) -> None:
     """Issue 13 point 4: what follows from a rollout traces to the commit that started it; a
     halt to the revision in force when it happened; a resume to the commit that set
@@ -1961,6 +1979,7 @@ def test_each_event_is_credited_to_the_revision_that_caused_it(tmp_path: Path) -
     assert h.kinds(DecisionKind.ROLLOUT_STARTED)[-1].revision == "rev-4"
 
 
+@pytest.mark.usefixtures("harness_on_both_stores")
 def test_a_failure_follows_the_host_into_another_group(tmp_path: Path) -> None:
     """Issue 13 point 6: a host that failed on a commit in one group is not offered it again
     after it moved to another group."""
@@ -1990,3 +2009,6 @@ def test_a_failure_follows_the_host_into_another_group(tmp_path: Path) -> None:
     offered_in_b = [d.host for g, d in h.log if g == "b" and d.kind is DecisionKind.HOST_OFFERED]
     assert "h1" not in offered_in_b
     assert h.sim.hosts["h1"].booted == OLD  # it never took NEW again
+
+
+__all__ = ["harness_on_both_stores"]  # the fixture, for pytest
