@@ -69,6 +69,7 @@ from reconciler.serve.writeback import (
 from reconciler.state.backends import StateBackend, open_state
 from reconciler.state.database import is_postgres_url
 from reconciler.state.leases import PostgresLeases
+from reconciler.state.notifications import PlanListener
 
 logger = logging.getLogger(__name__)
 
@@ -437,6 +438,21 @@ class Daemon:
                 logger.error("lease round failed: %s", exc, extra={"replica": replicas.holder})
             await asyncio.sleep(replicas.leases.renew_interval.total_seconds())
 
+    def _plan_heard(self, group: str) -> None:
+        """Replicas: another replica committed decisions about ``group`` (NOTIFY)."""
+        if group not in self.service.fleet.groups or self.service.ownership.holds(group):
+            return
+
+        async def read_and_tell() -> None:
+            try:
+                state = await asyncio.to_thread(self.service.store.load, group)
+            except ReconcilerError as exc:  # the next lease round reads it anyway
+                logger.warning("cannot read group %s after its change: %s", group, exc)
+                return
+            self.service.heard_plan_change(group, state)
+
+        asyncio.get_running_loop().create_task(read_and_tell())
+
     async def _resync(self) -> None:
         self.request_sync()
         self.request_writeback()
@@ -499,6 +515,14 @@ class Daemon:
                 running.callback(self.replicas.give_up)  # first: hand the groups over now
                 lease_loop = asyncio.get_running_loop().create_task(self._lease_loop())
                 running.callback(lease_loop.cancel)
+                assert self.config.store is not None
+                event_loop = asyncio.get_running_loop()
+                listener = PlanListener(
+                    self.config.store,
+                    lambda group: event_loop.call_soon_threadsafe(self._plan_heard, group),
+                )
+                listener.start()
+                running.callback(listener.stop)
             observer = self._watch()
             if observer is not None:
                 running.callback(observer.join, timeout=5)

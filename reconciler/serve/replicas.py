@@ -24,9 +24,11 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from reconciler.serve.ownership import WRITEBACK, Fence
 from reconciler.state.leases import Lease, LeaseLost, PostgresLeases
+from reconciler.state.notifications import notify_in
 
 #: Stop acting on a lease this long before it expires by our own clock: the database's
 #: clock decides, and ours may run slow (the fence catches the rest).
@@ -70,8 +72,16 @@ class Replicas:
                 raise LeaseLost(f"this replica does not hold group {group!r}")
 
             return lost
-        # Store.save calls it with its transaction's own psycopg connection.
-        return self.leases.fence(lease)
+        check = self.leases.fence(lease)
+
+        def fenced_and_announced(connection: Any) -> None:
+            # Store.save calls it first in the transaction that writes the decisions, with
+            # that transaction's psycopg connection: the check, then the notification the
+            # other replicas get when (and only if) the decisions commit.
+            check(connection)
+            notify_in(connection, group)
+
+        return fenced_and_announced
 
     def holder_url(self, group: str) -> str | None:
         holder = self._others.get(group)

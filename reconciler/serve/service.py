@@ -50,6 +50,7 @@ from reconciler.rollout.observed import (
 )
 from reconciler.rollout.planner import Action, GroupPlan
 from reconciler.rollout.reasons import Reason, ReasonCode
+from reconciler.rollout.state import GroupState
 from reconciler.serve.answers import (
     BUSY_REPORT_SECONDS,
     HOST_SLOT,
@@ -468,6 +469,18 @@ class FleetService:
             g: self.engine.preview(g, observed) for g in others if g in self.engine.specs
         }
         self._views_at = time.monotonic()
+
+    def heard_plan_change(self, group: str, state: GroupState) -> None:
+        """Replicas: another replica changed ``group``'s plan (``state``, read since). A
+        group of this replica's that depends on it may go on now; views show it afresh."""
+        if self.ownership.holds(group):
+            return
+        held = {g for g in self.fleet.groups if self.ownership.holds(g)}
+        self.engine.refresh_others({group: state}, held)
+        self._views_at = float("-inf")
+        for name, model in self.fleet.groups.items():
+            if group in model.depends_on and name in held:
+                self.look_again(name)
 
     def relinquish(self, group: str) -> None:
         """Another replica plans ``group`` now: forget its plan, and wake its long-polls so
