@@ -245,6 +245,7 @@ def measure(setup: SetUp, args: argparse.Namespace, caps: Caps) -> Result:
                 f"{result.idle.wal_bytes / seconds:,.0f} WAL bytes/s, "
                 f"{result.idle.wal_syncs / seconds:.2f} syncs/s"
             )
+            result.idle.print(per=f"{seconds:.0f} s idle")
         else:
             time.sleep(2)  # the report store's writer catches up
             result.size_per_host = (setup.sqlite_bytes() - file_before) / reported
