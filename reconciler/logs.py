@@ -96,6 +96,3 @@ def configure(json_lines: bool, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Replicas forward requests with httpx, which logs every one at INFO: thousands a second.
-    for chatty in ("httpx", "httpcore"):
-        logging.getLogger(chatty).setLevel(max(level, logging.WARNING))

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-import httpx
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -33,6 +32,7 @@ from reconciler.serve.api.fleetlock import FleetLockSettings, add_fleetlock_rout
 from reconciler.serve.api.forward import forwarded
 from reconciler.serve.api.identity import AgentAuth, agent_host
 from reconciler.serve.api.limits import ReportBodyLimits
+from reconciler.serve.api.peers import PeerClient
 from reconciler.serve.api.revision import add_revision_route
 from reconciler.serve.api.webhooks import add_webhook_route
 from reconciler.serve.metrics import export_fleet_state, exposition
@@ -96,7 +96,7 @@ def create_app(
     long_polls = app.state.long_polls = LongPolls()
     service.plan_listeners.append(long_polls.plan_changed)
     # Replicas: requests about groups another replica holds go there (serve/api/forward.py).
-    peers = httpx.AsyncClient()
+    peers = PeerClient()
     app.router.on_shutdown.append(peers.aclose)
 
     async def operator(credentials: Credentials) -> None:

@@ -18,12 +18,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from reconciler.errors import NotHeld
 from reconciler.serve.api.forward import forwarded
+from reconciler.serve.api.peers import PeerClient
 from reconciler.serve.service import FleetService, LockAnswer, token_hash
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def add_fleetlock_routes(
     app: FastAPI,
     service: FleetService,
     settings: FleetLockSettings,
-    peers: httpx.AsyncClient | None = None,
+    peers: PeerClient | None = None,
     replica: str = "",
 ) -> None:
     """Serve FleetLock on ``app`` for ``service``'s hosts (with replicas, a host whose group

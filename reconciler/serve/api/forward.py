@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 from fastapi import Request
 from fastapi.responses import Response
 
 from reconciler.errors import NotHeld
+from reconciler.serve.api.peers import PeerClient, PeerUnavailable
 from reconciler.serve.ownership import Ownership
 
 #: Marks a request one replica sent to another.
@@ -35,7 +35,7 @@ async def forwarded(
     body: bytes,
     ownership: Ownership,
     group: str,
-    client: httpx.AsyncClient,
+    client: PeerClient,
     replica: str,
     wait_seconds: float = 0.0,
 ) -> Response:
@@ -55,13 +55,9 @@ async def forwarded(
     headers[FORWARDED] = replica
     try:
         answer = await client.request(
-            request.method,
-            url,
-            content=body,
-            headers=headers,
-            timeout=wait_seconds + ANSWER_MARGIN_SECONDS,
+            request.method, url, headers, body, timeout=wait_seconds + ANSWER_MARGIN_SECONDS
         )
-    except httpx.HTTPError as exc:
-        raise NotHeld(f"the replica holding group {group} did not answer: {exc!r}") from exc
+    except PeerUnavailable as exc:
+        raise NotHeld(f"the replica holding group {group} did not answer: {exc}") from exc
     relayed = {name: value for name in _ANSWER_HEADERS if (value := answer.headers.get(name))}
-    return Response(answer.content, status_code=answer.status_code, headers=relayed)
+    return Response(answer.body, status_code=answer.status, headers=relayed)
