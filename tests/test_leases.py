@@ -572,3 +572,19 @@ def test_a_takeover_gives_up_after_the_lock_timeout_and_the_resumed_writer_commi
 
     # the old holder's decision committed before the takeover, never after it
     assert decisions(decisions_table) == [("edge", "child", 1), ("edge", "replica-b", 2)]
+
+
+def test_renew_all_renews_one_holders_leases_in_one_statement_and_skips_lost_ones(
+    postgres_url: str,
+) -> None:
+    with PostgresLeases(postgres_url, timedelta(seconds=30)) as leases:
+        a, b = leases.acquire("a", "r1"), leases.acquire("b", "r1")
+        assert a is not None
+        assert b is not None
+        leases.release(b)
+        assert leases.acquire("b", "r2") is not None  # b is taken over: r1's token is stale
+        renewed = leases.renew_all([a, b])
+        assert [(lease.group, lease.token) for lease in renewed] == [("a", a.token)]
+        assert renewed[0].expires_at >= a.expires_at
+        with pytest.raises(ValueError, match="one holder"):
+            leases.renew_all([a, Lease("c", "r2", 1, a.expires_at)])

@@ -108,6 +108,16 @@ UPDATE group_leases SET expires_at = clock_timestamp() + %(ttl)s
 RETURNING {_COLUMNS}
 """
 
+# Every lease of one holder renewed in one statement (one commit, one WAL flush per round,
+# rather than one per group: 2,000 groups renewed every 5 s would be 400 flushes a second).
+_RENEW_ALL = """
+UPDATE group_leases AS held SET expires_at = clock_timestamp() + %(ttl)s
+  FROM unnest(%(groups)s::text[], %(tokens)s::bigint[]) AS mine(group_name, token)
+ WHERE held.group_name = mine.group_name AND held.token = mine.token
+   AND held.holder = %(holder)s
+RETURNING held.group_name, held.holder, held.token, held.expires_at
+"""
+
 _RELEASE = """
 UPDATE group_leases SET expires_at = LEAST(expires_at, clock_timestamp())
  WHERE group_name = %(group)s AND holder = %(holder)s AND token = %(token)s
@@ -283,6 +293,23 @@ class PostgresLeases:
             row = connection.execute(_RENEW, parameters).fetchone()
         return _lease(row) if row is not None else None
 
+    def renew_all(self, leases: Sequence[Lease]) -> list[Lease]:
+        """:meth:`renew` for every lease of one holder at once; the ones still held."""
+        if not leases:
+            return []
+        holders = {lease.holder for lease in leases}
+        if len(holders) != 1:
+            raise ValueError(f"renew_all renews one holder's leases, not {sorted(holders)}")
+        parameters = {
+            "groups": [lease.group for lease in leases],
+            "tokens": [lease.token for lease in leases],
+            "holder": holders.pop(),
+            "ttl": self.ttl,
+        }
+        with self._connection() as connection:
+            rows = connection.execute(_RENEW_ALL, parameters).fetchall()
+        return [_lease(row) for row in rows]
+
     def release(self, lease: Lease) -> None:
         """Give ``lease`` up now (it expires; the row and its token stay)."""
         parameters = {"group": lease.group, "holder": lease.holder, "token": lease.token}
@@ -323,14 +350,11 @@ class PostgresLeases:
         wanted = set(groups)
         share = fair_share(len(wanted), self.live_replicas(), holder)
         current = self.leases()
-        held: list[Lease] = []
-        for lease in current.values():
-            if lease.holder != holder:
-                continue
+        mine_now = [lease for lease in current.values() if lease.holder == holder]
+        for lease in mine_now:
             if lease.group not in wanted:
                 self.release(lease)
-            elif (renewed := self.renew(lease)) is not None:
-                held.append(renewed)
+        held = self.renew_all([lease for lease in mine_now if lease.group in wanted])
         held.sort(key=lambda lease: _preference(holder, lease.group))
         for extra in held[share:]:
             self.release(extra)
