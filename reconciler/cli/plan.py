@@ -22,6 +22,7 @@ import pygit2
 
 from reconciler.cli.arguments import add_fleet_location
 from reconciler.cli.exits import ExitCode
+from reconciler.durations import parse_duration
 from reconciler.errors import FleetSourceUnavailable, GitRevisionNotFound, ReconcilerError
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet
@@ -31,8 +32,11 @@ from reconciler.review.change import invalid_review, review_change
 from reconciler.review.live import fetch_live_state
 from reconciler.review.model import ChangeReview
 from reconciler.review.render import render_json, render_markdown, render_text
+from reconciler.review.timeline import predict_change
+from reconciler.rollout.prediction import Assumptions
 
 RENDERERS = {"text": render_text, "markdown": render_markdown, "json": render_json}
+DEFAULTS = Assumptions()
 
 
 def register(verbs: Any) -> None:
@@ -67,6 +71,39 @@ def register(verbs: Any) -> None:
         "--no-commit-check",
         action="store_true",
         help="do not ask the OSTree repositories whether new commits exist",
+    )
+    prediction = parser.add_argument_group(
+        "prediction", "run the rollouts in virtual time with the real planner (docs/plan.md)"
+    )
+    prediction.add_argument(
+        "--predict",
+        action="store_true",
+        help="predict when each wave and group finishes (a gantt chart in markdown)",
+    )
+    prediction.add_argument(
+        "--stage-time",
+        type=parse_duration,
+        default=DEFAULTS.stage,
+        help="how long a host takes to stage a build (default 10m)",
+    )
+    prediction.add_argument(
+        "--reboot-time",
+        type=parse_duration,
+        default=DEFAULTS.reboot,
+        help="how long a reboot and greenboot's checks take (default 10m)",
+    )
+    prediction.add_argument(
+        "--horizon",
+        type=parse_duration,
+        default=DEFAULTS.horizon,
+        help="how far ahead to predict (default 30d)",
+    )
+    prediction.add_argument(
+        "--what-if-fail",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="predict as if this host's new build failed greenboot (repeatable)",
     )
     parser.add_argument("--format", choices=tuple(RENDERERS), default="text")
     parser.set_defaults(run=run)
@@ -113,6 +150,13 @@ def _run(args: argparse.Namespace) -> int:
             problems=problems,
             notes=notes,
         )
+        if args.predict or args.what_if_fail:
+            assumptions = Assumptions(
+                args.stage_time, args.reboot_time, args.horizon, frozenset(args.what_if_fail)
+            )
+            review = dataclasses.replace(
+                review, prediction=predict_change(result.fleet, base, live, now, assumptions)
+            )
     sys.stdout.write(RENDERERS[args.format](review))
     if not review.valid:
         return ExitCode.INVALID

@@ -17,6 +17,7 @@ from reconciler.review.model import (
     WindowOpening,
 )
 from reconciler.review.sentences import local_time, summary
+from reconciler.review.timeline import timeline_json
 
 
 def render_json(review: ChangeReview) -> str:
@@ -35,6 +36,7 @@ def review_json(review: ChangeReview) -> dict[str, Any]:
         "baseRevision": review.base_revision,
         "hasBase": review.has_base,
         "liveServer": review.live_server,
+        "prediction": timeline_json(review.prediction) if review.prediction else None,
         "notes": list(review.notes),
         "problems": [p.to_json() for p in review.problems],
         "revisionBlockers": [_blocker_json(b) for b in review.revision_blockers],

@@ -35,6 +35,7 @@ from reconciler.review.sentences import (
     stream_change,
     summary,
 )
+from reconciler.review.timeline import timeline_mermaid, timeline_text
 
 #: Host lists longer than this are folded into `<details>` in Markdown.
 _FOLD_HOSTS = 8
@@ -117,6 +118,10 @@ def _markdown(review: ChangeReview, detail: _Detail) -> str:
             f"Removed groups: {removed} (hosts that no other group selects are no longer managed).",
             "",
         ]
+    if review.prediction is not None:
+        out += ["#### Predicted rollout", "", *timeline_mermaid(review.prediction), ""]
+        out += _fenced([line.strip() for line in timeline_text(review.prediction)[1:]])
+        out.append("")
     if review.problems:
         out += [f"<details><summary>{plural(len(review.problems), 'warning')}</summary>", ""]
         out += [*_fenced([problem_line(p) for p in review.problems]), "", "</details>", ""]

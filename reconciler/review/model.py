@@ -12,6 +12,7 @@ from enum import StrEnum
 from reconciler.fleetrepo.models import MaintenanceWindow
 from reconciler.ostree.commits import CommitCheck
 from reconciler.problems import Problem
+from reconciler.rollout.prediction import Prediction
 
 
 class BlockerCode(StrEnum):
@@ -230,6 +231,8 @@ class ChangeReview:
     promotions: tuple[PromotionChange, ...] = ()
     defaults: tuple[DefaultChange, ...] = ()
     risks: tuple[RiskWarning, ...] = ()
+    #: `plan --predict`: the rollout run in virtual time (reconciler/rollout/prediction.py).
+    prediction: Prediction | None = None
 
     @property
     def valid(self) -> bool:

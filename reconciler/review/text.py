@@ -24,6 +24,7 @@ from reconciler.review.sentences import (
     summary,
     windows_text,
 )
+from reconciler.review.timeline import timeline_text
 
 
 def render_text(review: ChangeReview) -> str:
@@ -46,6 +47,8 @@ def render_text(review: ChangeReview) -> str:
         lines.append("unchanged: " + ", ".join(_unchanged(review)))
     if review.removed:
         lines.append("removed: " + ", ".join(review.removed))
+    if review.prediction is not None:
+        lines += timeline_text(review.prediction)
     return "\n".join(lines) + "\n"
 
 

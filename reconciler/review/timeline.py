@@ -1,0 +1,214 @@
+"""The predicted rollout (:mod:`reconciler.rollout.prediction`) as text, JSON and a Mermaid
+``gantt`` chart for the pull request.
+
+Times are shown in UTC and in each group's own time zone (its maintenance windows'), since
+"when will Sydney be done" is asked in Sydney time. The chart has one section per group and
+one bar per wave, with the wait between two waves (the soak, and any wait for a window) as a
+bar of its own, so where the time goes is visible. GitHub refuses comments over 65,536
+characters: a large fleet's chart shows one bar per group instead of per wave, and at most
+:data:`MAX_CHART_GROUPS` groups (the last to finish; the rest are counted).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from reconciler.durations import format_minutes
+from reconciler.fleetrepo.fleet import Fleet
+from reconciler.review.live import LiveState
+from reconciler.rollout.prediction import Assumptions, GroupTimeline, Prediction, predict
+
+#: Above this many groups the chart has one bar per group, not per wave.
+WAVE_BARS_UP_TO = 30
+#: At most this many groups in the chart (the ones that finish last).
+MAX_CHART_GROUPS = 120
+
+
+#: What a host whose current commit is unknown is taken to run: something older than any
+#: target, so the prediction rolls the target out to it.
+UNKNOWN_COMMIT = "0" * 64
+
+
+def predict_change(
+    proposed: Fleet,
+    base: Fleet | None,
+    live: LiveState | None,
+    now: datetime,
+    assumptions: Assumptions,
+) -> Prediction:
+    """The proposed revision's rollouts from ``now``: each host starting on what the running
+    reconciler says it booted (``live``, with `--against`), else on its group's commit in
+    the base revision, else on an unknown older commit."""
+    booted: dict[str, str | None] = {}
+    for host in proposed.hosts:
+        seen = live.hosts.get(host) if live is not None else None
+        if seen is not None and seen.booted_commit:
+            booted[host] = seen.booted_commit
+        elif base is not None and (group := base.group_of(host)) is not None:
+            booted[host] = base.target(group).commit
+        else:
+            booted[host] = UNKNOWN_COMMIT
+    return predict(proposed, now, booted, assumptions)
+
+
+def _utc(at: datetime) -> str:
+    return f"{at:%Y-%m-%d %H:%M} UTC"
+
+
+def _local(at: datetime, zone: str | None) -> str:
+    if zone is None:
+        return ""
+    local = at.astimezone(ZoneInfo(zone))
+    return f" ({local:%Y-%m-%d %H:%M %Z} {zone})"
+
+
+def _assumed(prediction: Prediction) -> str:
+    a = prediction.assumptions
+    return (
+        f"assuming every host succeeds, staging takes {format_minutes(a.stage)} and a reboot "
+        f"with greenboot {format_minutes(a.reboot)}; looking {format_minutes(a.horizon)} ahead"
+        + (f"; what if {', '.join(sorted(a.failing))} fail" if a.failing else "")
+    )
+
+
+def timeline_text(prediction: Prediction) -> list[str]:
+    lines = ["", f"Predicted rollout ({_assumed(prediction)})"]
+    rolling = [g for g in prediction.groups if g.rolls_out]
+    if not rolling:
+        return [*lines, "  nothing to roll out"]
+    for group in rolling:
+        if group.started is None:
+            lines.append(f"  {group.group}: does not start: {group.unfinished}")
+            continue
+        end = (
+            _utc(group.finished) + _local(group.finished, group.time_zone)
+            if group.finished
+            else "does not finish"
+        )
+        lines.append(
+            f"  {group.group}: {_utc(group.started)}{_local(group.started, group.time_zone)} "
+            f"-> {end}"
+        )
+        for wave in group.waves:
+            opened = _utc(wave.opened) if wave.opened else "not opened"
+            done = _utc(wave.done) if wave.done else "not done"
+            lines.append(f"    wave {wave.number} ({wave.hosts} host(s)): {opened} -> {done}")
+        if group.unfinished:
+            lines.append(f"    does not finish: {group.unfinished}")
+    lines.append(_summary(prediction))
+    return lines
+
+
+def _summary(prediction: Prediction) -> str:
+    critical = prediction.critical_group()
+    if prediction.end is None:
+        unfinished = [g.group for g in prediction.groups if g.rolls_out and g.finished is None]
+        return f"  not every group finishes within the horizon: {', '.join(unfinished)}"
+    assert critical is not None
+    took = format_minutes(prediction.end - prediction.start)
+    after = f", after {', '.join(critical.depends_on)}" if critical.depends_on else ""
+    return (
+        f"  all done {_utc(prediction.end)} ({took} after the merge); the last to finish: "
+        f"{critical.group}{after}"
+    )
+
+
+def timeline_json(prediction: Prediction) -> dict[str, Any]:
+    def at(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    critical = prediction.critical_group()
+    return {
+        "start": at(prediction.start),
+        "end": at(prediction.end),
+        "criticalGroup": critical.group if critical else None,
+        "assumptions": {
+            "stageMinutes": prediction.assumptions.stage.total_seconds() / 60,
+            "rebootMinutes": prediction.assumptions.reboot.total_seconds() / 60,
+            "horizonDays": prediction.assumptions.horizon.total_seconds() / 86400,
+            "failing": sorted(prediction.assumptions.failing),
+        },
+        "groups": [
+            {
+                "name": g.group,
+                "timeZone": g.time_zone,
+                "start": at(g.started),
+                "end": at(g.finished),
+                "unfinished": g.unfinished,
+                "dependsOn": list(g.depends_on),
+                "waves": [
+                    {
+                        "number": w.number,
+                        "hosts": w.hosts,
+                        "opened": at(w.opened),
+                        "done": at(w.done),
+                    }
+                    for w in g.waves
+                ],
+            }
+            for g in prediction.groups
+            if g.rolls_out
+        ],
+    }
+
+
+def _name(text: str) -> str:
+    """A task or section name Mermaid reads as text: no colon, hash or semicolon."""
+    return re.sub(r"[:#;]", " ", text).strip() or "-"
+
+
+def _when(at: datetime) -> str:
+    return f"{at.astimezone(ZoneInfo('UTC')):%Y-%m-%dT%H:%M}"
+
+
+def timeline_mermaid(prediction: Prediction) -> list[str]:
+    """A Mermaid `gantt` chart of the prediction, in UTC."""
+    rolling = [g for g in prediction.groups if g.rolls_out and g.started is not None]
+    if not rolling:
+        return []
+    shown = sorted(
+        rolling, key=lambda g: (g.finished is None, g.finished or g.started), reverse=True
+    )
+    shown = sorted(shown[:MAX_CHART_GROUPS], key=lambda g: (g.started, g.group))
+    per_wave = len(shown) <= WAVE_BARS_UP_TO
+    lines = [
+        "```mermaid",
+        "gantt",
+        "    title Predicted rollout (UTC)",
+        "    dateFormat YYYY-MM-DDTHH:mm",
+        "    axisFormat %d %b %H:%M",
+    ]
+    horizon_end = prediction.start + prediction.assumptions.horizon
+    for group in shown:
+        lines.append(f"    section {_name(group.group)}")
+        if per_wave:
+            lines += _wave_bars(group, horizon_end)
+        else:
+            assert group.started is not None
+            end = group.finished or horizon_end
+            tag = "" if group.finished else "crit, "
+            lines.append(f"    rollout :{tag}{_when(group.started)}, {_when(end)}")
+    lines.append("```")
+    if len(shown) < len(rolling):
+        lines.append(f"{len(rolling) - len(shown)} more group(s) finish earlier; see the text.")
+    return lines
+
+
+def _wave_bars(group: GroupTimeline, horizon_end: datetime) -> list[str]:
+    bars = []
+    previous_done: datetime | None = None
+    for wave in group.waves:
+        if wave.opened is None:
+            break
+        if previous_done is not None and wave.opened > previous_done:
+            bars.append(f"    soak and wait :{_when(previous_done)}, {_when(wave.opened)}")
+        done = wave.done or horizon_end
+        tag = "" if wave.done else "crit, "
+        bars.append(
+            f"    wave {wave.number} ({wave.hosts}) :{tag}{_when(wave.opened)}, {_when(done)}"
+        )
+        previous_done = wave.done
+    return bars

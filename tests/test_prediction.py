@@ -1,0 +1,190 @@
+"""`plan --predict`: the real planner in virtual time (reconciler/rollout/prediction.py), and
+the timeline it prints (reconciler/review/timeline.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from reconciler.cli import main
+from reconciler.review.timeline import timeline_json, timeline_mermaid, timeline_text
+from reconciler.rollout.prediction import Assumptions, Prediction, predict
+from tests.conftest import EXAMPLE_FLEET
+from tests.fleets import NEW, OLD, build_fleet
+
+MIN = timedelta(minutes=1)
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def one_group(hosts: int = 3, **rollout: Any) -> Any:
+    policy = {"waves": [1, "100%"], "soakTime": "30m", "rebootBudget": {"maxUnavailable": 1}}
+    names = [f"h{i}" for i in range(1, hosts + 1)]
+    group = {"hosts": names, "canaries": ["h1"], "rollout": {**policy, **rollout}}
+    return build_fleet({"g": group}, {n: {"site": "a"} for n in names})
+
+
+def test_the_timeline_of_a_simple_rollout_is_its_arithmetic() -> None:
+    """Three hosts, waves [1, 100%], soak 30 min, one reboot at a time, no windows; staging
+    and a reboot take 10 min each. h1 is offered at once and staged at +10, reboots, is
+    back at +20: wave 1 done. Soak to +50: wave 2 opens; h2 and h3 stage until +60, then
+    reboot one at a time: +70 and +80."""
+    prediction = predict(one_group(), T0, dict.fromkeys(["h1", "h2", "h3"], OLD))
+    [group] = prediction.groups
+    assert [(w.opened, w.done) for w in group.waves] == [
+        (T0, T0 + 20 * MIN),
+        (T0 + 50 * MIN, T0 + 80 * MIN),
+    ]
+    assert (group.started, group.finished) == (T0, T0 + 80 * MIN)
+    assert prediction.end == T0 + 80 * MIN
+
+
+def test_longer_steps_and_a_wider_budget_change_the_timeline() -> None:
+    slow = Assumptions(stage=30 * MIN, reboot=15 * MIN)
+    prediction = predict(
+        one_group(rebootBudget={"maxUnavailable": 2}),
+        T0,
+        dict.fromkeys(["h1", "h2", "h3"], OLD),
+        slow,
+    )
+    [group] = prediction.groups
+    # h1: staged +30, back +45; soak to +75; h2, h3 staged +105, back together at +120.
+    assert [(w.opened, w.done) for w in group.waves] == [
+        (T0, T0 + 45 * MIN),
+        (T0 + 75 * MIN, T0 + 120 * MIN),
+    ]
+
+
+def test_hosts_already_on_the_target_make_nothing_to_roll_out() -> None:
+    prediction = predict(one_group(), T0, dict.fromkeys(["h1", "h2", "h3"], NEW))
+    assert prediction.groups[0].started is None
+    assert timeline_text(prediction)[-1] == "  nothing to roll out"
+
+
+def test_reboots_wait_for_each_sites_night_even_across_a_dst_change() -> None:
+    """Berlin moves to summer time at 02:00 on 2027-03-28. The window opens at 03:30 local
+    every night: 02:30 UTC before the change, 01:30 UTC after. Each wave's reboots land in
+    its night's window, in local time."""
+    windows = [{"schedule": "30 3 * * *", "duration": "1h", "timeZone": "Europe/Berlin"}]
+    fleet = build_fleet(
+        {
+            "g": {
+                "hosts": ["h1", "h2"],
+                "canaries": ["h1"],
+                "maintenanceWindows": windows,
+                "rollout": {"waves": [1, "100%"], "soakTime": "20h", "rebootMargin": "10m"},
+            }
+        },
+        {"h1": {}, "h2": {}},
+    )
+    start = datetime(2027, 3, 27, 1, 0, tzinfo=UTC)  # 02:00 CET: tonight's window is ahead
+    prediction = predict(fleet, start, {"h1": OLD, "h2": OLD})
+    berlin = ZoneInfo("Europe/Berlin")
+    done = [w.done.astimezone(berlin) for w in prediction.groups[0].waves if w.done]
+    assert [(d.date().isoformat(), d.hour, d.utcoffset()) for d in done] == [
+        ("2027-03-27", 3, timedelta(hours=1)),  # 03:30 CET + 10 min reboot = 02:40 UTC
+        ("2027-03-28", 3, timedelta(hours=2)),  # 03:30 CEST = 01:30 UTC
+    ]
+
+
+def test_a_dependency_chain_and_a_paused_group_say_why_they_do_not_finish() -> None:
+    fleet = build_fleet(
+        {
+            "first": {"hosts": ["a1"], "paused": True},
+            "second": {"hosts": ["b1"], "dependsOn": ["first"]},
+            "free": {"hosts": ["c1"]},
+        },
+        {"a1": {}, "b1": {}, "c1": {}},
+    )
+    prediction = predict(
+        fleet, T0, {"a1": OLD, "b1": OLD, "c1": OLD}, Assumptions(horizon=timedelta(days=2))
+    )
+    by_name = {g.group: g for g in prediction.groups}
+    assert by_name["free"].finished is not None
+    assert by_name["first"].finished is None
+    assert "paused" in (by_name["first"].unfinished or "")
+    assert prediction.end is None
+    assert "not every group finishes" in timeline_text(prediction)[-1]
+
+
+def test_what_if_the_canary_fails_the_rollout_halts_there() -> None:
+    prediction = predict(
+        one_group(),
+        T0,
+        dict.fromkeys(["h1", "h2", "h3"], OLD),
+        Assumptions(failing=frozenset({"h1"})),
+    )
+    [group] = prediction.groups
+    assert group.finished is None
+    assert (group.unfinished or "").startswith("halted")
+    assert group.waves[1].opened is None  # wave 2 never opened
+
+
+def example_promotion(tmp_path: Path) -> Path:
+    """The example fleet's pull request: production takes the staging build."""
+    root = tmp_path / "fleet"
+    shutil.copytree(EXAMPLE_FLEET, root)
+    staging = re.search(r"commit: (\w+)", (root / "streams/staging.yaml").read_text())
+    production = root / "streams/production.yaml"
+    current = re.search(r"commit: (\w+)", production.read_text())
+    assert staging
+    assert current
+    production.write_text(production.read_text().replace(current.group(1), staging.group(1)))
+    return root
+
+
+def run_plan(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main(["plan", *args])
+    return code, capsys.readouterr().out
+
+
+def test_plan_predict_on_the_example_fleet_in_every_format(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = example_promotion(tmp_path)
+    common = [str(root), "--predict", "--no-commit-check", "--at", "2026-11-30T12:00+00:00"]
+    code, text = run_plan(capsys, *common)
+    assert code in (0, 3), text
+    assert "Predicted rollout" in text
+    code, markdown = run_plan(capsys, *common, "--format", "markdown")
+    assert "```mermaid\ngantt" in markdown
+    chart = markdown.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    sections = re.findall(r"^    section (.+)$", chart, flags=re.MULTILINE)
+    assert "callservers-dub" in sections
+    tasks = [line for line in chart.splitlines()[5:] if not line.strip().startswith("section")]
+    assert tasks
+    for line in tasks:  # `name :[crit, ]start, end`: a colon in the name would end it early
+        name, separator, spec = line.partition(" :")
+        assert separator, line
+        assert ":" not in name, line
+        assert re.fullmatch(
+            r"(crit, )?\d{4}-\d\d-\d\dT\d\d:\d\d, \d{4}-\d\d-\d\dT\d\d:\d\d", spec
+        ), line
+    code, out = run_plan(capsys, *common, "--format", "json")
+    data = json.loads(out)["prediction"]
+    assert data["groups"]
+    assert data["criticalGroup"] in {g["name"] for g in data["groups"]}
+
+
+def test_the_chart_summarises_large_fleets_to_fit_a_comment() -> None:
+    groups = {f"g{i:03d}": {"hosts": [f"h{i:03d}"]} for i in range(200)}
+    fleet = build_fleet(groups, {f"h{i:03d}": {} for i in range(200)})
+    prediction = predict(fleet, T0, {f"h{i:03d}": OLD for i in range(200)})
+    chart = "\n".join(timeline_mermaid(prediction))
+    assert len(chart) < 60_000
+    assert chart.count("    section ") == 120
+    assert "80 more group(s) finish earlier" in chart
+    assert "wave 1" not in chart  # one bar per group at this size
+    assert len(timeline_json(prediction)["groups"]) == 200
+
+
+def test_the_prediction_is_a_pure_function_of_its_inputs() -> None:
+    booted = dict.fromkeys(["h1", "h2", "h3"], OLD)
+    first: Prediction = predict(one_group(), T0, booted)
+    assert predict(one_group(), T0, booted) == first
