@@ -16,6 +16,7 @@ or at the horizon; it says which groups did not finish and why, in the planner's
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -184,6 +185,13 @@ def predict(
     clock = ManualClock(start)
     engine: Engine[_MemoryStore] = Engine(_MemoryStore(), clock)
     engine.use_fleet(fleet)
+    # Simulated hosts report at every pass, so none is ever stale; without this, every
+    # group would be planned again every `staleAfter` only to find that out (most of the
+    # passes of a prediction over nights of waiting for windows).
+    never = assumptions.horizon + timedelta(days=1)
+    for name, spec in engine.specs.items():
+        policy = spec.policy.model_copy(update={"stale_after": never, "skip_stale_after": never})
+        engine.specs[name] = dataclasses.replace(spec, policy=policy)
     hosts = {name: _Host(name, booted.get(name)) for name in fleet.hosts}
     records = {group: _Record() for group in fleet.groups}
     dependents: dict[str, set[str]] = {group: set() for group in fleet.groups}
