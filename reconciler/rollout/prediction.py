@@ -185,13 +185,7 @@ def predict(
     clock = ManualClock(start)
     engine: Engine[_MemoryStore] = Engine(_MemoryStore(), clock)
     engine.use_fleet(fleet)
-    # Simulated hosts report at every pass, so none is ever stale; without this, every
-    # group would be planned again every `staleAfter` only to find that out (most of the
-    # passes of a prediction over nights of waiting for windows).
-    never = assumptions.horizon + timedelta(days=1)
-    for name, spec in engine.specs.items():
-        policy = spec.policy.model_copy(update={"stale_after": never, "skip_stale_after": never})
-        engine.specs[name] = dataclasses.replace(spec, policy=policy)
+    _never_stale(engine, assumptions.horizon + timedelta(days=1))
     hosts = {name: _Host(name, booted.get(name)) for name in fleet.hosts}
     records = {group: _Record() for group in fleet.groups}
     dependents: dict[str, set[str]] = {group: set() for group in fleet.groups}
@@ -237,6 +231,15 @@ def predict(
         ),
         passes,
     )
+
+
+def _never_stale(engine: Engine[_MemoryStore], never: timedelta) -> None:
+    """Simulated hosts report at every pass, so none is ever stale; without this, every
+    group would be planned again every `staleAfter` only to find that out (most of the
+    passes of a prediction over nights of waiting for windows)."""
+    for name, spec in engine.specs.items():
+        policy = spec.policy.model_copy(update={"stale_after": never, "skip_stale_after": never})
+        engine.specs[name] = dataclasses.replace(spec, policy=policy)
 
 
 def _next_event(hosts: list[_Host], plans: list[GroupPlan], now: datetime) -> datetime | None:
