@@ -4,6 +4,7 @@ the timeline it prints (reconciler/review/timeline.py)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from reconciler.cli import main
-from reconciler.review.timeline import timeline_json, timeline_mermaid, timeline_text
+from reconciler.fleetrepo.loader import load_fleet_or_raise
+from reconciler.fleetrepo.sources import DirectorySource
+from reconciler.review.timeline import (
+    predict_change,
+    timeline_json,
+    timeline_mermaid,
+    timeline_text,
+)
 from reconciler.rollout.prediction import Assumptions, Prediction, predict
 from tests.conftest import EXAMPLE_FLEET
 from tests.fleets import NEW, OLD, build_fleet
@@ -188,3 +196,54 @@ def test_the_prediction_is_a_pure_function_of_its_inputs() -> None:
     booted = dict.fromkeys(["h1", "h2", "h3"], OLD)
     first: Prediction = predict(one_group(), T0, booted)
     assert predict(one_group(), T0, booted) == first
+
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def five_sites_moved(tmp_path: Path) -> Path:
+    """The five-site fleet of docs/reboots.md with production on a new build."""
+    root = tmp_path / "five-sites"
+    shutil.copytree(EXAMPLE_FLEET.parent / "five-sites", root)
+    stream = root / "streams" / "production.yaml"
+    text = stream.read_text()
+    current = re.search(r"commit: (\w+)", text)
+    assert current
+    stream.write_text(text.replace(current.group(1), "9" + current.group(1)[1:]))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("name", "fleet", "base", "at"),
+    [
+        # The example fleet's promotion: production groups chained behind Dublin's canary.
+        ("predict-callos", example_promotion, EXAMPLE_FLEET, "2026-11-30T12:00+00:00"),
+        # Five sites, each rebooting in its own night, merged the day before the year-end
+        # freeze: the sites whose nights fall inside it wait until it ends.
+        (
+            "predict-five-sites",
+            five_sites_moved,
+            EXAMPLE_FLEET.parent / "five-sites",
+            "2026-12-22T12:00+00:00",
+        ),
+    ],
+    ids=["callos", "five-sites"],
+)
+def test_predictions_match_the_golden_files(
+    tmp_path: Path, name: str, fleet: Any, base: Path, at: str
+) -> None:
+    """Regenerate with `UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_prediction.py` and read
+    the diff: each line is a claim about when a wave finishes."""
+    proposed = load_fleet_or_raise(DirectorySource(fleet(tmp_path)))
+    before = load_fleet_or_raise(DirectorySource(base))
+    prediction = predict_change(proposed, before, None, datetime.fromisoformat(at), Assumptions())
+    outputs = {
+        "txt": "\n".join(timeline_text(prediction)) + "\n",
+        "md": "\n".join(timeline_mermaid(prediction)) + "\n",
+        "json": json.dumps(timeline_json(prediction), indent=2) + "\n",
+    }
+    for suffix, text in outputs.items():
+        golden = GOLDEN / f"{name}.{suffix}"
+        if os.environ.get("UPDATE_GOLDEN"):
+            golden.write_text(text)
+        assert text == golden.read_text(), f"{golden} differs"

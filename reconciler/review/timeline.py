@@ -59,8 +59,8 @@ def _utc(at: datetime) -> str:
 
 
 def _local(at: datetime, zone: str | None) -> str:
-    if zone is None:
-        return ""
+    if zone is None or zone in ("UTC", "Etc/UTC"):
+        return ""  # UTC already: shown once
     local = at.astimezone(ZoneInfo(zone))
     return f" ({local:%Y-%m-%d %H:%M %Z} {zone})"
 
