@@ -65,6 +65,26 @@ class GroupTimeline:
     #: Why the group did not finish (None when it did or had nothing to do).
     unfinished: str | None = None
     depends_on: tuple[str, ...] = ()
+    soak: timedelta = timedelta(0)
+
+    def longest_wait(self, merged: datetime) -> tuple[timedelta, str] | None:
+        """The longest stretch in which the group waited rather than updated hosts, and
+        what for: before its first wave (what it depends on), or between two waves (the
+        soak, and beyond it a reboot window or a freeze)."""
+        if self.started is None:
+            return None
+        waits = [(self.started - merged, "before its first wave (what it depends on)")]
+        for before, after in zip(self.waves, self.waves[1:], strict=False):
+            if before.done is None or after.opened is None:
+                break
+            gap = after.opened - before.done
+            extra = gap - self.soak
+            why = f"between waves {before.number} and {after.number}: the soak"
+            if extra > timedelta(0):
+                why += " and a wait for a reboot window or the end of a freeze"
+            waits.append((gap, why))
+        longest = max(waits, key=lambda wait: wait[0])
+        return longest if longest[0] > timedelta(0) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,4 +326,5 @@ def _timeline(
         tuple(waves) if changing else (),
         unfinished,
         tuple(fleet.groups[group].depends_on),
+        spec.soak_time,
     )
