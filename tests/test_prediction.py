@@ -51,7 +51,7 @@ def test_the_timeline_of_a_simple_rollout_is_its_arithmetic() -> None:
     ]
     assert (group.started, group.finished) == (T0, T0 + 80 * MIN)
     assert prediction.end == T0 + 80 * MIN
-    assert group.longest_wait(T0) == (30 * MIN, "between waves 1 and 2: the soak")
+    assert group.longest_wait(T0, Assumptions()) == (30 * MIN, "between waves 1 and 2: the soak")
 
 
 def test_longer_steps_and_a_wider_budget_change_the_timeline() -> None:
@@ -100,10 +100,13 @@ def test_reboots_wait_for_each_sites_night_even_across_a_dst_change() -> None:
         ("2027-03-27", 3, timedelta(hours=1)),  # 03:30 CET + 10 min reboot = 02:40 UTC
         ("2027-03-28", 3, timedelta(hours=2)),  # 03:30 CEST = 01:30 UTC
     ]
-    wait = prediction.groups[0].longest_wait(start)
-    assert wait is not None
-    assert wait[1].endswith("a wait for a reboot window or the end of a freeze")
-    assert wait[0] > timedelta(hours=20)  # the 20 h soak, then the next night's window
+    waits = dict((why, took) for took, why in prediction.groups[0].waits(start, Assumptions()))
+    assert waits["between waves 1 and 2: the soak"] == timedelta(hours=20)
+    # Wave 2 opened at 22:40 UTC; its host staged by 22:50 and rebooted at 01:30 UTC, the
+    # window: 2 h 40 min beyond the 20 minutes it needed.
+    assert waits["in wave 2: reboot windows, a freeze or the budget"] == timedelta(
+        hours=2, minutes=40
+    )
 
 
 def test_a_dependency_chain_and_a_paused_group_say_why_they_do_not_finish() -> None:

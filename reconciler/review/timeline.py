@@ -110,7 +110,7 @@ def _summary(prediction: Prediction) -> str:
     assert critical is not None
     took = format_minutes(prediction.end - prediction.start)
     after = f", after {', '.join(critical.depends_on)}" if critical.depends_on else ""
-    wait = critical.longest_wait(prediction.start)
+    wait = critical.longest_wait(prediction.start, prediction.assumptions)
     waited = f"; its longest wait: {format_minutes(wait[0])} {wait[1]}" if wait else ""
     return (
         f"  all done {_utc(prediction.end)} ({took} after the merge); the last to finish: "

@@ -67,24 +67,37 @@ class GroupTimeline:
     depends_on: tuple[str, ...] = ()
     soak: timedelta = timedelta(0)
 
-    def longest_wait(self, merged: datetime) -> tuple[timedelta, str] | None:
-        """The longest stretch in which the group waited rather than updated hosts, and
-        what for: before its first wave (what it depends on), or between two waves (the
-        soak, and beyond it a reboot window or a freeze)."""
+    def waits(self, merged: datetime, assumed: Assumptions) -> list[tuple[timedelta, str]]:
+        """The stretches in which the group waited rather than updated hosts, and what for:
+        before its first wave (what it depends on); between two waves (the soak, and beyond
+        it a window or a freeze); inside a wave, beyond the time its hosts take one after
+        the other (reboot windows, a freeze, the budget)."""
         if self.started is None:
-            return None
-        waits = [(self.started - merged, "before its first wave (what it depends on)")]
+            return []
+        found = [(self.started - merged, "before its first wave (what it depends on)")]
+        for wave in self.waves:
+            if wave.opened is None or wave.done is None:
+                break
+            busy = assumed.stage + assumed.reboot * wave.hosts
+            if wave.done - wave.opened > busy:
+                found.append(
+                    (
+                        wave.done - wave.opened - busy,
+                        f"in wave {wave.number}: reboot windows, a freeze or the budget",
+                    )
+                )
         for before, after in zip(self.waves, self.waves[1:], strict=False):
             if before.done is None or after.opened is None:
                 break
-            gap = after.opened - before.done
-            extra = gap - self.soak
             why = f"between waves {before.number} and {after.number}: the soak"
-            if extra > timedelta(0):
+            if after.opened - before.done > self.soak:
                 why += " and a wait for a reboot window or the end of a freeze"
-            waits.append((gap, why))
-        longest = max(waits, key=lambda wait: wait[0])
-        return longest if longest[0] > timedelta(0) else None
+            found.append((after.opened - before.done, why))
+        return [wait for wait in found if wait[0] > timedelta(0)]
+
+    def longest_wait(self, merged: datetime, assumed: Assumptions) -> tuple[timedelta, str] | None:
+        """The longest of :meth:`waits`."""
+        return max(self.waits(merged, assumed), key=lambda wait: wait[0], default=None)
 
 
 @dataclass(frozen=True, slots=True)
