@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.postgres_harness import PostgresServer, running_postgres
+from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_FLEET = ROOT / "fleet-repo-schema" / "examples" / "callos"
@@ -20,12 +21,7 @@ EXAMPLE_FLEET = ROOT / "fleet-repo-schema" / "examples" / "callos"
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """`@pytest.mark.needs_tool("ostree")`: skip when missing, but fail when CI is set."""
     for marker in item.iter_markers("needs_tool"):
-        tool = marker.args[0]
-        if shutil.which(tool) is None:
-            message = f"`{tool}` is not installed (.ci/run installs it)"
-            if os.environ.get("CI"):
-                pytest.fail(message + "; CI must not skip this test", pytrace=False)
-            pytest.skip(message)
+        require_tool(marker.args[0])
 
 
 @pytest.fixture

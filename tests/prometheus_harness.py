@@ -26,9 +26,6 @@ of `needs_tool` in conftest.py, which tests using it should carry as well).
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import ssl
 import subprocess
 import threading
@@ -41,27 +38,13 @@ from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import httpx
-import pytest
 import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from tests.tools import free_port, require_tool
+
 JOB = "hosts"
 Result = list[dict[str, Any]]
-
-
-def require_tool(tool: str) -> None:
-    """Skip when ``tool`` is missing, but fail when CI is set (conftest's `needs_tool` rule)."""
-    if shutil.which(tool) is None:
-        message = f"`{tool}` is not installed (.ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message + "; CI must not skip this test", pytrace=False)
-        pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

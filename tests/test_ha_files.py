@@ -4,25 +4,18 @@ takes its configuration, and `reconciler serve` takes the replica's settings fil
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from reconciler.cli import serve
 from tests.conftest import ROOT
+from tests.tools import require_tool
 
 HA = ROOT / "deploy" / "ha"
 
 
 def test_haproxy_accepts_the_example_configuration(tmp_path: Path) -> None:
-    if shutil.which("haproxy") is None:
-        message = "haproxy is not installed (apt-get install haproxy)"
-        if os.environ.get("CI"):
-            pytest.fail(message + "; CI must not skip this test", pytrace=False)
-        pytest.skip(message)
+    require_tool("haproxy")
     ca = tmp_path / "ca.pem"
     subprocess.run(
         [

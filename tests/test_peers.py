@@ -5,7 +5,6 @@ peer may do on the wire (close an idle connection, answer chunked, not answer)."
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Iterator
 
@@ -14,12 +13,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from reconciler.serve.api.peers import PeerClient, PeerUnavailable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.tools import free_port
 
 
 @pytest.fixture(scope="module")

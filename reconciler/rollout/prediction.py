@@ -201,7 +201,6 @@ class _Host:
 
 @dataclass
 class _Record:
-    started: datetime | None = None
     finished: datetime | None = None
     opened: dict[int, datetime] = field(default_factory=dict)
     done: dict[int, datetime] = field(default_factory=dict)
@@ -293,9 +292,7 @@ def _all_done(plans: Mapping[str, GroupPlan]) -> bool:
 
 def _record(record: _Record, decisions: Sequence[Decision]) -> None:
     for decision in decisions:
-        if decision.kind is DecisionKind.ROLLOUT_STARTED and record.started is None:
-            record.started = decision.at
-        elif decision.kind is DecisionKind.WAVE_OPENED and decision.wave is not None:
+        if decision.kind is DecisionKind.WAVE_OPENED and decision.wave is not None:
             record.opened.setdefault(decision.wave, decision.at)
         elif decision.kind is DecisionKind.WAVE_COMPLETED and decision.wave is not None:
             record.done.setdefault(decision.wave, decision.at)
