@@ -31,6 +31,7 @@ def test_a_fenced_save_announces_its_group_when_it_commits(postgres_url: str) ->
     store = Store(postgres_url)
     try:
         assert replica.round(["g"]).gained == ("__writeback__", "g")
+        replica.adopted("g")
         state, decisions = _started()
         store.save(state, decisions, fence=replica.fence("g"))
         assert heard.get(timeout=10) == "g"
@@ -48,6 +49,7 @@ def test_a_refused_save_announces_nothing(postgres_url: str) -> None:
     store = Store(postgres_url)
     try:
         first.round(["g"])
+        first.adopted("g")
         stale = first.fence("g")
         first.give_up()  # the lease is released ...
         assert leases.acquire("g", second.holder) is not None  # ... and taken by another
@@ -60,4 +62,20 @@ def test_a_refused_save_announces_nothing(postgres_url: str) -> None:
     finally:
         listener.stop()
         store.close()
+        leases.close()
+
+
+def test_a_group_taken_over_is_not_planned_until_it_is_adopted(postgres_url: str) -> None:
+    """Between taking a lease and reading the group's state again, a pass would plan from
+    what was read before: it could repeat a decision the last holder made."""
+    leases = PostgresLeases(postgres_url, timedelta(seconds=30))
+    replica = Replicas(leases, "http://127.0.0.1:1")
+    try:
+        assert "g" in replica.round(["g"]).gained
+        assert not replica.holds("g")
+        assert replica.round(["g"]).gained == ()  # still taken, not gained again
+        assert not replica.holds("g")
+        replica.adopted("g")
+        assert replica.holds("g")
+    finally:
         leases.close()

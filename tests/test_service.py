@@ -15,12 +15,13 @@ from reconciler.clock import ManualClock
 from reconciler.errors import StoreUnavailable
 from reconciler.rollout import engine as engine_module
 from reconciler.rollout import planner
+from reconciler.rollout.observed import Greenboot, HostObservation
 from reconciler.serve.metrics import OperationalMetrics
 from reconciler.serve.service import FIRST_RETRY, FleetService
 from reconciler.state.reports import SqliteReportStore
 from reconciler.state.store import Store
 from tests.engine_harness import START
-from tests.fleets import build_fleet
+from tests.fleets import NEW, OLD, build_fleet
 
 HOSTS = {"a1": {}, "b1": {}, "c1": {}}
 # c depends on a: planned after it in every round
@@ -148,3 +149,20 @@ def test_a_group_that_left_the_fleet_is_not_looked_at_again(running: Running) ->
     running.service.look_again("a")
     assert running.requeues == []
     assert "a" not in running.service.plans
+
+
+def test_taking_a_group_over_never_replaces_a_newer_report_with_a_stored_one(
+    running: Running,
+) -> None:
+    """Replicas: the reports a replica reads when it takes a group over were read while the
+    lease was already its own; a host that reported here meanwhile keeps its newer report
+    (tests/test_failover.py found a host told to reboot again from the older one)."""
+    service = running.service
+    older = HostObservation("a1", START, OLD, "boot-1", Greenboot.GREEN, NEW)
+    newer = HostObservation("a1", START + timedelta(seconds=5), OLD, "boot-2", Greenboot.GREEN)
+    service.observed["a1"] = newer
+    service.adopt("a", {"a1": older})
+    assert service.observed["a1"] is newer
+    service.observed["a1"] = older
+    service.adopt("a", {"a1": newer})
+    assert service.observed["a1"] is newer

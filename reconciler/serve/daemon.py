@@ -419,10 +419,12 @@ class Daemon:
                     observed = await asyncio.to_thread(
                         restored_observations, service.reports, service.store
                     )
-                    for group in gained:
+                    for group in gained:  # no await between: no report is planned before
+                        replicas.adopted(group)
                         service.adopt(group, observed)
                         self._arm_look_again(group, service.next_look(group))
                 if WRITEBACK in result.gained:
+                    replicas.adopted(WRITEBACK)
                     self.request_writeback()
                 stored = await asyncio.to_thread(service.store.load_all)
                 held = {g for g in service.fleet.groups if replicas.holds(g)}

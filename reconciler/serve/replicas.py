@@ -56,6 +56,9 @@ class Replicas:
         self.url = url.rstrip("/")
         self.holder = f"{self.url}#{uuid.uuid4().hex[:12]}"
         self._held: dict[str, Lease] = {}
+        # Leases taken but not yet adopted: planning one of these groups from the states read
+        # before its lease was taken could repeat a decision its last holder made.
+        self._taken: dict[str, Lease] = {}
         self._valid_until: dict[str, float] = {}  # group -> monotonic deadline, our clock
         self._others: dict[str, str] = {}  # group -> holder id, as of the last round
 
@@ -105,21 +108,29 @@ class Replicas:
         held = {lease.group: lease for lease in self.leases.balance(wanted, self.holder)}
         # Renewed at or after `started` by the database's clock: valid for ttl from then.
         valid = started + self.leases.ttl.total_seconds() * (1 - SAFETY_MARGIN)
-        before = set(self._held)
-        self._held = held
+        before = self._held.keys() | self._taken.keys()
+        gained = held.keys() - before
+        self._taken = {g: lease for g, lease in held.items() if g in gained or g in self._taken}
+        self._held = {g: lease for g, lease in held.items() if g not in self._taken}
         self._valid_until = dict.fromkeys(held, valid)
         self._others = {
             group: lease.holder
             for group, lease in self.leases.leases().items()
             if lease.holder != self.holder
         }
-        return RoundResult(
-            gained=tuple(sorted(held.keys() - before)), lost=tuple(sorted(before - held.keys()))
-        )
+        return RoundResult(gained=tuple(sorted(gained)), lost=tuple(sorted(before - held.keys())))
+
+    def adopted(self, group: str) -> None:
+        """``group``, gained at a round, now plans from what its last holder wrote: from now
+        on this replica plans it (:meth:`holds`)."""
+        lease = self._taken.pop(group, None)
+        if lease is not None:
+            self._held[group] = lease
 
     def give_up(self) -> None:
         """Release every lease now (a clean shutdown hands the groups over at once)."""
-        for lease in self._held.values():
+        for lease in (*self._held.values(), *self._taken.values()):
             self.leases.release(lease)
         self._held.clear()
+        self._taken.clear()
         self._valid_until.clear()

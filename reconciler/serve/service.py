@@ -429,11 +429,15 @@ class FleetService:
     def adopt(self, group: str, observed: Mapping[str, HostObservation]) -> None:
         """This replica took ``group``'s lease: plan it from what the database holds now (its
         state, and ``observed``: its hosts' latest reports, read by the caller), not from
-        anything remembered from before."""
+        anything remembered from before.
+
+        ``observed`` was read while the lease was already this replica's, so a host may have
+        reported here since: a stored report never replaces a newer one (planning from the
+        older one would tell a host that just rebooted to reboot again)."""
         self.engine.reload(group)
         for host in self.fleet.members.get(group, ()):
-            seen = observed.get(host)
-            if seen is not None:
+            seen, known = observed.get(host), self.observed.get(host)
+            if seen is not None and (known is None or seen.received_at > known.received_at):
                 self.observed[host] = seen
         self.plans.pop(group, None)
         self._answers.pop(group, None)
