@@ -12,11 +12,11 @@ import subprocess
 from datetime import timedelta
 from typing import Any
 
-from reconciler.review.timeline import timeline_mermaid
+from reconciler.review.timeline import predict_change, timeline_mermaid
 from reconciler.rollout.prediction import Assumptions, predict
 from tests.conftest import ROOT
 from tests.fleets import OLD, build_fleet
-from tests.test_prediction import T0, one_group
+from tests.test_prediction import T0, one_group, staging_and_production
 from tests.tools import missing_tool
 
 CHECKER = ROOT / "tests" / "mermaid"
@@ -79,8 +79,13 @@ def test_prediction_charts_of_every_shape_are_read_by_mermaid() -> None:
         T0,
         {f"h{i:03d}": OLD for i in range(200)},
     )
-    charts = [chart(timeline_mermaid(p)) for p in (small, halted, chained, large)]
+    base, proposed = staging_and_production(gate=True)
+    promoted = predict_change(proposed, base, None, T0, Assumptions())
+    shapes = (small, halted, chained, large, promoted)
+    charts = [chart(timeline_mermaid(p)) for p in shapes]
     verdicts = mermaid_verdicts(charts)
     assert all(v["ok"] for v in verdicts), verdicts
-    assert [v["type"] for v in verdicts] == ["gantt"] * 4
+    assert [v["type"] for v in verdicts] == ["gantt"] * len(shapes)
     assert verdicts[0]["tasks"] == 3  # two waves and the soak between them
+    # The promotion milestone; lab's wave; calls' wait for it, 2 waves and a soak.
+    assert verdicts[4]["tasks"] == 1 + 1 + 4

@@ -3,6 +3,7 @@ the timeline it prints (reconciler/review/timeline.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -15,7 +16,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from reconciler.cli import main
+from reconciler.fleetrepo.healthchecks import HealthCheck
 from reconciler.fleetrepo.loader import load_fleet_or_raise
+from reconciler.fleetrepo.models import Promotion
 from reconciler.fleetrepo.sources import DirectorySource
 from reconciler.review.timeline import (
     predict_change,
@@ -51,7 +54,7 @@ def test_the_timeline_of_a_simple_rollout_is_its_arithmetic() -> None:
     ]
     assert (group.started, group.finished) == (T0, T0 + 80 * MIN)
     assert prediction.end == T0 + 80 * MIN
-    assert group.longest_wait(T0, Assumptions()) == (30 * MIN, "between waves 1 and 2: the soak")
+    assert group.longest_wait(T0) == (30 * MIN, "soaking: wave 1/2 soaking until 2026-11-30 12:50Z")
 
 
 def test_longer_steps_and_a_wider_budget_change_the_timeline() -> None:
@@ -100,13 +103,29 @@ def test_reboots_wait_for_each_sites_night_even_across_a_dst_change() -> None:
         ("2027-03-27", 3, timedelta(hours=1)),  # 03:30 CET + 10 min reboot = 02:40 UTC
         ("2027-03-28", 3, timedelta(hours=2)),  # 03:30 CEST = 01:30 UTC
     ]
-    waits = dict((why, took) for took, why in prediction.groups[0].waits(start, Assumptions()))
-    assert waits["between waves 1 and 2: the soak"] == timedelta(hours=20)
-    # Wave 2 opened at 22:40 UTC; its host staged by 22:50 and rebooted at 01:30 UTC, the
-    # window: 2 h 40 min beyond the 20 minutes it needed.
-    assert waits["in wave 2: reboot windows, a freeze or the budget"] == timedelta(
-        hours=2, minutes=40
-    )
+    # Where the time went, in the planner's words: h1 staged by 01:10 UTC and waited for
+    # the 02:30 UTC window; wave 1 soaked 20 h; wave 2 opened at 22:40, its host staged by
+    # 22:50 and waited for the window, now at 01:30 UTC (after the change).
+    assert [(s.start, s.length, s.phase, s.why) for s in prediction.groups[0].stretches] == [
+        (
+            start + timedelta(minutes=10),
+            timedelta(hours=1, minutes=20),
+            "waiting_window",
+            "waiting for maintenance window 03:30–04:30 Europe/Berlin, opens in 1h20m",
+        ),
+        (
+            datetime(2027, 3, 27, 2, 40, tzinfo=UTC),
+            timedelta(hours=20),
+            "soaking",
+            "wave 1/2 soaking until 2027-03-27 22:40Z",
+        ),
+        (
+            datetime(2027, 3, 27, 22, 50, tzinfo=UTC),
+            timedelta(hours=2, minutes=40),
+            "waiting_window",
+            "waiting for maintenance window 03:30–04:30 Europe/Berlin, opens in 2h40m",
+        ),
+    ]
 
 
 def test_a_dependency_chain_and_a_paused_group_say_why_they_do_not_finish() -> None:
@@ -180,7 +199,7 @@ def test_plan_predict_on_the_example_fleet_in_every_format(
         assert separator, line
         assert ":" not in name, line
         assert re.fullmatch(
-            r"(crit, )?\d{4}-\d\d-\d\dT\d\d:\d\d, \d{4}-\d\d-\d\dT\d\d:\d\d", spec
+            r"((crit|active), )?\d{4}-\d\d-\d\dT\d\d:\d\d, \d{4}-\d\d-\d\dT\d\d:\d\d", spec
         ), line
     code, out = run_plan(capsys, *common, "--format", "json")
     data = json.loads(out)["prediction"]
@@ -255,3 +274,114 @@ def test_predictions_match_the_golden_files(
         if os.environ.get("UPDATE_GOLDEN"):
             golden.write_text(text)
         assert text == golden.read_text(), f"{golden} differs"
+
+
+def gated_group(interval: str, successes: int) -> Any:
+    check = {
+        "name": "calls",
+        "query": "min(call_setup_ratio)",
+        "successCondition": ">= 0.99",
+        "failureCondition": "< 0.95",
+        "interval": interval,
+        "consecutiveSuccesses": successes,
+    }
+    fleet = one_group()
+    group = fleet.groups["g"].model_copy(
+        update={"health_checks": (HealthCheck.model_validate(check),)}
+    )
+    return dataclasses.replace(fleet, groups={"g": group})
+
+
+@pytest.mark.parametrize(
+    ("interval", "successes", "wave_2_opens"),
+    [
+        ("1m", 3, 50),  # 3 passes by +22 min, before the soak ends at +50
+        ("20m", 3, 60),  # evaluated at +20, +40, +60: the third pass opens wave 2
+        ("30m", 1, 50),  # the first evaluation, as the soak begins, is enough
+    ],
+)
+def test_health_checks_pass_at_each_evaluation_and_the_next_wave_waits_for_them(
+    interval: str, successes: int, wave_2_opens: int
+) -> None:
+    """A gated wave opens once its soak is over and the check has passed `consecutiveSuccesses`
+    evaluations in a row, the first as the soak begins (+20) and then every `interval`."""
+    prediction = predict(
+        gated_group(interval, successes), T0, dict.fromkeys(["h1", "h2", "h3"], OLD)
+    )
+    [group] = prediction.groups
+    assert group.waves[1].opened == T0 + wave_2_opens * MIN
+    assert group.finished == T0 + (wave_2_opens + 30) * MIN
+
+
+def staging_and_production(soak: str = "2h", gate: bool = False) -> tuple[Any, Any]:
+    """A lab group on staging and a call-server group on production, which is promoted from
+    staging by the reconciler; the pull request moves staging to NEW."""
+    policy = {"from": "staging", "soakTime": soak, "minHealthyHosts": 1}
+    if gate:
+        policy["healthChecks"] = [
+            {
+                "name": "calls",
+                "query": "up",
+                "successCondition": ">= 1",
+                "interval": "1h",
+                "consecutiveSuccesses": 4,
+            }
+        ]
+    groups = {
+        "lab": {"stream": "staging", "hosts": ["lab1"]},
+        "calls": {
+            "stream": "production",
+            "hosts": ["c1", "c2", "c3"],
+            "canaries": ["c1"],
+            "rollout": {"waves": [1, "100%"], "soakTime": "30m"},
+        },
+    }
+    hosts = {n: {} for n in ("lab1", "c1", "c2", "c3")}
+    base = build_fleet(groups, hosts, streams={"staging": OLD, "production": OLD})
+    proposed = build_fleet(groups, hosts, streams={"staging": NEW, "production": OLD})
+    production = proposed.streams["production"].model_copy(
+        update={"promotion": Promotion.model_validate(policy)}
+    )
+    proposed = dataclasses.replace(proposed, streams={**proposed.streams, "production": production})
+    return base, proposed
+
+
+@pytest.mark.parametrize(("gate", "promoted_at"), [(False, 140), (True, 200)])
+def test_a_staging_change_predicts_the_promotion_and_productions_rollout(
+    gate: bool, promoted_at: int
+) -> None:
+    """lab1 takes NEW by +20; soaked 2 h on one healthy host, production is due at +140.
+    With a promotion gate of 4 hourly passes in a row, evaluated from +20 (when the build
+    has its healthy host): +20, +80, +140, +200, so it is due at +200. Production's
+    rollout then runs as any: canary 20 min, soak 30, two hosts one at a time."""
+    base, proposed = staging_and_production(gate=gate)
+    prediction = predict_change(proposed, base, None, T0, Assumptions())
+    [milestone] = prediction.milestones
+    assert milestone.what == "production takes NEW from staging".replace("NEW", NEW[:12])
+    assert milestone.at == T0 + promoted_at * MIN
+    calls = next(g for g in prediction.groups if g.group == "calls")
+    assert calls.promoted == milestone.at
+    assert calls.started == milestone.at  # its canary is offered at once
+    assert calls.finished == milestone.at + (20 + 30 + 30) * MIN
+    assert [g.group for g in prediction.critical_path()] == ["lab", "calls"]
+    text = "\n".join(timeline_text(prediction))
+    assert f"promotion {milestone.at:%Y-%m-%d %H:%M} UTC: production takes" in text
+    assert "critical path: lab -> calls" in text
+    assert "waiting for its stream's promotion" in text
+    data = timeline_json(prediction)
+    assert data["criticalPath"] == ["lab", "calls"]
+    assert data["promotions"][0]["stream"] == "production"
+    assert "milestone" in "\n".join(timeline_mermaid(prediction))
+
+
+def test_markdown_carries_the_prediction_unless_told_not_to(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = example_promotion(tmp_path)
+    common = [str(root), "--no-commit-check", "--at", "2026-11-30T12:00+00:00"]
+    _, markdown = run_plan(capsys, *common, "--format", "markdown")
+    assert "```mermaid\ngantt" in markdown
+    _, markdown = run_plan(capsys, *common, "--format", "markdown", "--no-predict")
+    assert "mermaid" not in markdown
+    _, text = run_plan(capsys, *common)
+    assert "Predicted rollout" not in text

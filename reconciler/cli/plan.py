@@ -77,8 +77,9 @@ def register(verbs: Any) -> None:
     )
     prediction.add_argument(
         "--predict",
-        action="store_true",
-        help="predict when each wave and group finishes (a gantt chart in markdown)",
+        action=argparse.BooleanOptionalAction,
+        help="predict when each wave and group finishes, with a gantt chart in markdown "
+        "(default: in markdown, the pull-request comment, only)",
     )
     prediction.add_argument(
         "--stage-time",
@@ -150,7 +151,7 @@ def _run(args: argparse.Namespace) -> int:
             problems=problems,
             notes=notes,
         )
-        if args.predict or args.what_if_fail:
+        if _predicts(args):
             assumptions = Assumptions(
                 args.stage_time, args.reboot_time, args.horizon, frozenset(args.what_if_fail)
             )
@@ -161,6 +162,14 @@ def _run(args: argparse.Namespace) -> int:
     if not review.valid:
         return ExitCode.INVALID
     return ExitCode.ATTENTION if review.blocked else ExitCode.OK
+
+
+def _predicts(args: argparse.Namespace) -> bool:
+    """Whether to add the prediction: asked for, a what-if, or the markdown of a pull request
+    (where the timeline picture is what reviewers ask for) unless `--no-predict`."""
+    if args.predict is not None:
+        return bool(args.predict)
+    return bool(args.what_if_fail) or args.format == "markdown"
 
 
 def _now(at: datetime | None) -> datetime:

@@ -2,11 +2,13 @@
 ``gantt`` chart for the pull request.
 
 Times are shown in UTC and in each group's own time zone (its maintenance windows'), since
-"when will Sydney be done" is asked in Sydney time. The chart has one section per group and
-one bar per wave, with the wait between two waves (the soak, and any wait for a window) as a
-bar of its own, so where the time goes is visible. GitHub refuses comments over 65,536
-characters: a large fleet's chart shows one bar per group instead of per wave, and at most
-:data:`MAX_CHART_GROUPS` groups (the last to finish; the rest are counted).
+"when will Sydney be done" is asked in Sydney time. The chart has one section per group, one
+bar per wave and one per wait (a soak, a window, a freeze, a dependency: the planner's own
+phase, the longest :data:`MAX_WAIT_BARS` of each group), and the reconciler's promotions as
+milestones, so where the time goes is visible. The text names the critical path: the chain
+of groups, each starting after the one before it, that sets the end. GitHub refuses comments
+over 65,536 characters: a large fleet's chart shows one bar per group instead of per wave,
+and at most :data:`MAX_CHART_GROUPS` groups (the last to finish; the rest are counted).
 """
 
 from __future__ import annotations
@@ -18,13 +20,33 @@ from zoneinfo import ZoneInfo
 
 from reconciler.durations import format_minutes
 from reconciler.fleetrepo.fleet import Fleet
+from reconciler.promotion.ahead import PredictedPromotions
 from reconciler.review.live import LiveState
-from reconciler.rollout.prediction import Assumptions, GroupTimeline, Prediction, predict
+from reconciler.rollout.prediction import (
+    Assumptions,
+    GroupTimeline,
+    Prediction,
+    Stretch,
+    no_fleet_changes,
+    predict,
+)
 
 #: Above this many groups the chart has one bar per group, not per wave.
 WAVE_BARS_UP_TO = 30
 #: At most this many groups in the chart (the ones that finish last).
 MAX_CHART_GROUPS = 120
+#: At most this many wait bars per group (the longest), so a wave that waits for a window
+#: every night for a month stays readable.
+MAX_WAIT_BARS = 6
+#: How a wait shows in the chart, by the planner's phase.
+WAIT_BARS = {
+    "soaking": "soak",
+    "waiting": "waits",
+    "waiting_window": "window",
+    "frozen": "freeze",
+    "paused": "paused",
+    "halted": "halted",
+}
 
 
 #: What a host whose current commit is unknown is taken to run: something older than any
@@ -41,7 +63,8 @@ def predict_change(
 ) -> Prediction:
     """The proposed revision's rollouts from ``now``: each host starting on what the running
     reconciler says it booted (``live``, with `--against`), else on its group's commit in
-    the base revision, else on an unknown older commit."""
+    the base revision, else on an unknown older commit. The reconciler's own promotions
+    (streams with a `promotion` policy) happen in the prediction when they are due."""
     booted: dict[str, str | None] = {}
     for host in proposed.hosts:
         seen = live.hosts.get(host) if live is not None else None
@@ -51,7 +74,9 @@ def predict_change(
             booted[host] = base.target(group).commit
         else:
             booted[host] = UNKNOWN_COMMIT
-    return predict(proposed, now, booted, assumptions)
+    promotes = any(stream.promotion is not None for stream in proposed.streams.values())
+    changes = PredictedPromotions() if promotes else no_fleet_changes
+    return predict(proposed, now, booted, assumptions, changes)
 
 
 def _utc(at: datetime) -> str:
@@ -98,41 +123,52 @@ def timeline_text(prediction: Prediction) -> list[str]:
             lines.append(f"    wave {wave.number} ({wave.hosts} host(s)): {opened} -> {done}")
         if group.unfinished:
             lines.append(f"    does not finish: {group.unfinished}")
-    lines.append(_summary(prediction))
-    return lines
+        elif (wait := group.longest_wait(prediction.start)) is not None:
+            lines.append(f"    longest wait: {format_minutes(wait[0])} {wait[1]}")
+    lines += [f"  promotion {_utc(m.at)}: {m.what}" for m in prediction.milestones]
+    return lines + _summary(prediction)
 
 
-def _summary(prediction: Prediction) -> str:
-    critical = prediction.critical_group()
+def _summary(prediction: Prediction) -> list[str]:
     if prediction.end is None:
         unfinished = [g.group for g in prediction.groups if g.rolls_out and g.finished is None]
-        return f"  not every group finishes within the horizon: {', '.join(unfinished)}"
-    assert critical is not None
+        return [f"  not every group finishes within the horizon: {', '.join(unfinished)}"]
     took = format_minutes(prediction.end - prediction.start)
-    after = f", after {', '.join(critical.depends_on)}" if critical.depends_on else ""
-    wait = critical.longest_wait(prediction.start, prediction.assumptions)
-    waited = f"; its longest wait: {format_minutes(wait[0])} {wait[1]}" if wait else ""
-    return (
-        f"  all done {_utc(prediction.end)} ({took} after the merge); the last to finish: "
-        f"{critical.group}{after}{waited}"
-    )
+    lines = [f"  all done {_utc(prediction.end)} ({took} after the merge)"]
+    path = prediction.critical_path()
+    if path:
+        lines.append(f"  critical path: {' -> '.join(g.group for g in path)}")
+    waits = [(wait, g.group) for g in path if (wait := g.longest_wait(prediction.start))]
+    if waits:
+        (longest, why), group = max(waits, key=lambda found: found[0][0])
+        phase = why.split(":", 1)[0]
+        lines.append(f"  its longest wait: {group}, {format_minutes(longest)} ({phase})")
+    return lines
 
 
 def timeline_json(prediction: Prediction) -> dict[str, Any]:
     def at(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
 
+    def stretch(s: Stretch) -> dict[str, Any]:
+        return {"start": at(s.start), "end": at(s.end), "phase": s.phase, "why": s.why}
+
     critical = prediction.critical_group()
     return {
         "start": at(prediction.start),
         "end": at(prediction.end),
         "criticalGroup": critical.group if critical else None,
+        "criticalPath": [g.group for g in prediction.critical_path()],
         "assumptions": {
             "stageMinutes": prediction.assumptions.stage.total_seconds() / 60,
             "rebootMinutes": prediction.assumptions.reboot.total_seconds() / 60,
             "horizonDays": prediction.assumptions.horizon.total_seconds() / 86400,
             "failing": sorted(prediction.assumptions.failing),
         },
+        "promotions": [
+            {"at": at(m.at), "stream": m.stream, "from": m.source, "what": m.what}
+            for m in prediction.milestones
+        ],
         "groups": [
             {
                 "name": g.group,
@@ -141,6 +177,8 @@ def timeline_json(prediction: Prediction) -> dict[str, Any]:
                 "end": at(g.finished),
                 "unfinished": g.unfinished,
                 "dependsOn": list(g.depends_on),
+                "after": list(g.after),
+                "promoted": at(g.promoted),
                 "waves": [
                     {
                         "number": w.number,
@@ -150,6 +188,7 @@ def timeline_json(prediction: Prediction) -> dict[str, Any]:
                     }
                     for w in g.waves
                 ],
+                "waits": [stretch(s) for s in g.stretches],
             }
             for g in prediction.groups
             if g.rolls_out
@@ -184,10 +223,15 @@ def timeline_mermaid(prediction: Prediction) -> list[str]:
         "    axisFormat %d %b %H:%M",
     ]
     horizon_end = prediction.start + prediction.assumptions.horizon
+    if prediction.milestones:
+        lines.append("    section promotions")
+        lines += [
+            f"    {_name(m.what)} :milestone, {_when(m.at)}, 0m" for m in prediction.milestones
+        ]
     for group in shown:
         lines.append(f"    section {_name(group.group)}")
         if per_wave:
-            lines += _wave_bars(group, horizon_end)
+            lines += _wave_bars(group, prediction.start, horizon_end)
         else:
             assert group.started is not None
             end = group.finished or horizon_end
@@ -199,18 +243,22 @@ def timeline_mermaid(prediction: Prediction) -> list[str]:
     return lines
 
 
-def _wave_bars(group: GroupTimeline, horizon_end: datetime) -> list[str]:
-    bars = []
-    previous_done: datetime | None = None
+def _wave_bars(group: GroupTimeline, merged: datetime, horizon_end: datetime) -> list[str]:
+    """One bar per wave, and one per wait (the longest few, and for its stream's promotion),
+    in time order."""
+    bars: list[tuple[datetime, str]] = []
+    if group.promoted is not None and _when(group.promoted) != _when(merged):
+        bars.append((merged, f"    awaits promotion :{_when(merged)}, {_when(group.promoted)}"))
     for wave in group.waves:
         if wave.opened is None:
             break
-        if previous_done is not None and wave.opened > previous_done:
-            bars.append(f"    soak and wait :{_when(previous_done)}, {_when(wave.opened)}")
         done = wave.done or horizon_end
         tag = "" if wave.done else "crit, "
-        bars.append(
-            f"    wave {wave.number} ({wave.hosts}) :{tag}{_when(wave.opened)}, {_when(done)}"
-        )
-        previous_done = wave.done
-    return bars
+        label = f"wave {wave.number} ({wave.hosts})"
+        bars.append((wave.opened, f"    {label} :{tag}{_when(wave.opened)}, {_when(done)}"))
+    waits = [s for s in group.stretches if _when(s.start) != _when(s.end)]
+    for wait in sorted(waits, key=lambda s: s.length, reverse=True)[:MAX_WAIT_BARS]:
+        tag = {"halted": "crit, ", "soaking": "active, "}.get(wait.phase, "")
+        label = WAIT_BARS.get(wait.phase, _name(wait.phase))
+        bars.append((wait.start, f"    {label} :{tag}{_when(wait.start)}, {_when(wait.end)}"))
+    return [bar for _, bar in sorted(bars, key=lambda bar: bar[0])]

@@ -9,6 +9,11 @@ event to the next: a host finishing its stage or its reboot, or a plan's own loo
 freezes, reboot budgets, waves, soaks and `dependsOn` shape the prediction exactly as they
 shape the real rollout, DST included.
 
+Two things the daemon learns from outside a pass are assumed: every health check passes at each
+of its evaluations (the first as the soak begins, then every `interval`), and the fleet's own
+promotions (``FleetChanges``, given by the caller: promotion sits above this package) happen
+the moment they are due.
+
 A prediction stops when every group is done, when nothing more can happen (a group waits for
 something that never comes: a pause, a halt, a window that never opens within the horizon),
 or at the horizon; it says which groups did not finish and why, in the planner's own words.
@@ -20,11 +25,14 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from reconciler.clock import ManualClock
 from reconciler.fleetrepo.fleet import Fleet
+from reconciler.fleetrepo.healthchecks import HealthCheck
 from reconciler.rollout.decisions import Decision, DecisionKind
 from reconciler.rollout.engine import Engine
+from reconciler.rollout.gates import GateOutcome, GateSample, classify
 from reconciler.rollout.observed import Greenboot, HostObservation
 from reconciler.rollout.planner import Action, GroupPhase, GroupPlan
 from reconciler.rollout.state import GroupState
@@ -52,6 +60,33 @@ class WaveTimeline:
     done: datetime | None
 
 
+#: The phases in which a group waits rather than updates hosts.
+WAITING_PHASES = frozenset(
+    {
+        GroupPhase.SOAKING,
+        GroupPhase.WAITING,
+        GroupPhase.WAITING_WINDOW,
+        GroupPhase.FROZEN,
+        GroupPhase.PAUSED,
+        GroupPhase.HALTED,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Stretch:
+    """A stretch of time in which a group waited, in the planner's own words."""
+
+    start: datetime
+    end: datetime
+    phase: str  # a waiting GroupPhase: soaking, waiting, waiting_window, frozen, …
+    why: str  # the planner's reason as the wait began
+
+    @property
+    def length(self) -> timedelta:
+        return self.end - self.start
+
+
 @dataclass(frozen=True, slots=True)
 class GroupTimeline:
     """One group's predicted rollout; ``rolls_out`` False: its hosts run the target already."""
@@ -66,38 +101,69 @@ class GroupTimeline:
     unfinished: str | None = None
     depends_on: tuple[str, ...] = ()
     soak: timedelta = timedelta(0)
+    #: When a promotion gave the group its target (None: the revision predicted gave it).
+    promoted: datetime | None = None
+    #: Where it waited, from the merge (or the promotion) to the end, in time order.
+    stretches: tuple[Stretch, ...] = ()
+    #: The groups whose end its start waits for: what it depends on and, when a promotion
+    #: gave it its target, the groups of the stream promoted from.
+    after: tuple[str, ...] = ()
 
-    def waits(self, merged: datetime, assumed: Assumptions) -> list[tuple[timedelta, str]]:
-        """The stretches in which the group waited rather than updated hosts, and what for:
-        before its first wave (what it depends on); between two waves (the soak, and beyond
-        it a window or a freeze); inside a wave, beyond the time its hosts take one after
-        the other (reboot windows, a freeze, the budget)."""
-        if self.started is None:
-            return []
-        found = [(self.started - merged, "before its first wave (what it depends on)")]
-        for wave in self.waves:
-            if wave.opened is None or wave.done is None:
-                break
-            busy = assumed.stage + assumed.reboot * wave.hosts
-            if wave.done - wave.opened > busy:
-                found.append(
-                    (
-                        wave.done - wave.opened - busy,
-                        f"in wave {wave.number}: reboot windows, a freeze or the budget",
-                    )
-                )
-        for before, after in zip(self.waves, self.waves[1:], strict=False):
-            if before.done is None or after.opened is None:
-                break
-            why = f"between waves {before.number} and {after.number}: the soak"
-            if after.opened - before.done > self.soak:
-                why += " and a wait for a reboot window or the end of a freeze"
-            found.append((after.opened - before.done, why))
-        return [wait for wait in found if wait[0] > timedelta(0)]
+    def waits(self, merged: datetime) -> list[tuple[timedelta, str]]:
+        """How long the group waited, and why in the planner's words: for its stream's
+        promotion, for what it depends on, for a soak, a window, a freeze."""
+        found = []
+        if self.promoted is not None and self.promoted > merged:
+            found.append((self.promoted - merged, "waiting for its stream's promotion"))
+        found += [(s.length, f"{s.phase}: {s.why}") for s in self.stretches]
+        return found
 
-    def longest_wait(self, merged: datetime, assumed: Assumptions) -> tuple[timedelta, str] | None:
+    def longest_wait(self, merged: datetime) -> tuple[timedelta, str] | None:
         """The longest of :meth:`waits`."""
-        return max(self.waits(merged, assumed), key=lambda wait: wait[0], default=None)
+        return max(self.waits(merged), key=lambda wait: wait[0], default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Milestone:
+    """Something that happens to the fleet itself during the rollouts: a promotion."""
+
+    at: datetime
+    what: str  # "production takes 2.0 from staging"
+    stream: str  # the stream that changed
+    source: str  # the stream whose build it took
+
+
+@dataclass(frozen=True, slots=True)
+class FleetChange:
+    """What :class:`FleetChanges` says at one moment."""
+
+    #: The revision to take in now (as the daemon would after a promotion commit), if any.
+    fleet: Fleet | None = None
+    milestones: tuple[Milestone, ...] = ()
+    #: When something may change next without a pass planning anything (a promotion's soak
+    #: ending), so the prediction looks again then.
+    look_again: datetime | None = None
+
+
+class FleetChanges(Protocol):
+    """Changes to the fleet that the reconciler makes itself while rollouts run."""
+
+    def __call__(
+        self,
+        fleet: Fleet,
+        now: datetime,
+        states: Mapping[str, GroupState],
+        observed: Mapping[str, HostObservation],
+    ) -> FleetChange: ...
+
+
+def no_fleet_changes(
+    fleet: Fleet,
+    now: datetime,
+    states: Mapping[str, GroupState],
+    observed: Mapping[str, HostObservation],
+) -> FleetChange:
+    return FleetChange()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +172,7 @@ class Prediction:
     assumptions: Assumptions
     groups: tuple[GroupTimeline, ...]
     passes: int  # planning passes run, for the benchmark
+    milestones: tuple[Milestone, ...] = ()
 
     @property
     def end(self) -> datetime | None:
@@ -124,6 +191,18 @@ class Prediction:
         if unfinished:
             return unfinished[0]
         return max(rolling, key=lambda g: (g.finished, g.group))
+
+    def critical_path(self) -> list[GroupTimeline]:
+        """The chain of groups that sets the end, first to last: the group that finishes
+        last, the group among those it starts after that finished last, and so on."""
+        rolling = {g.group: g for g in self.groups if g.rolls_out}
+        path: list[GroupTimeline] = []
+        step = self.critical_group()
+        while step is not None and step not in path:
+            path.append(step)
+            before = [rolling[n] for n in step.after if n in rolling and rolling[n].finished]
+            step = max(before, key=lambda g: (g.finished, g.group), default=None)
+        return path[::-1]
 
 
 class _MemoryStore:
@@ -201,9 +280,28 @@ class _Host:
 
 @dataclass
 class _Record:
+    retargeted: datetime | None = None  # the group's target moved (a promotion) then
     finished: datetime | None = None
     opened: dict[int, datetime] = field(default_factory=dict)
     done: dict[int, datetime] = field(default_factory=dict)
+    stretches: list[Stretch] = field(default_factory=list)
+    #: The wait under way: since when, in which phase, and why.
+    waiting: tuple[datetime, str, str] | None = None
+
+    def phase_at(self, now: datetime, phase: GroupPhase, why: str) -> None:
+        """The group's phase after a pass at ``now``: a wait begins, goes on or ends."""
+        if self.waiting is not None and self.waiting[1] == phase.value:
+            return
+        self.close(now)
+        if phase in WAITING_PHASES:
+            self.waiting = (now, phase.value, why)
+
+    def close(self, now: datetime) -> None:
+        if self.waiting is not None:
+            since, phase, why = self.waiting
+            if now > since:
+                self.stretches.append(Stretch(since, now, phase, why))
+            self.waiting = None
 
 
 def predict(
@@ -211,58 +309,215 @@ def predict(
     start: datetime,
     booted: Mapping[str, str | None],
     assumptions: Assumptions = Assumptions(),
+    fleet_changes: FleetChanges = no_fleet_changes,
 ) -> Prediction:
     """Predict ``fleet``'s rollouts from ``start``, each host starting on ``booted[host]``
     (a host missing or None there never reports: the planner waits for it as it would)."""
-    clock = ManualClock(start)
-    engine: Engine[_MemoryStore] = Engine(_MemoryStore(), clock)
-    engine.use_fleet(fleet)
-    _never_stale(engine, assumptions.horizon + timedelta(days=1))
-    hosts = {name: _Host(name, booted.get(name)) for name in fleet.hosts}
-    records = {group: _Record() for group in fleet.groups}
-    dependents: dict[str, set[str]] = {group: set() for group in fleet.groups}
-    for name, model in fleet.groups.items():
-        for dependency in model.depends_on:
-            dependents.setdefault(dependency, set()).add(name)
+    simulation = _Simulation(fleet, start, booted, assumptions)
     end = start + assumptions.horizon
-    passes = 0
-    plans: dict[str, GroupPlan] = {}
-    observed: dict[str, HostObservation] = {}
-    dirty = set(fleet.groups)  # groups to plan at this instant
+    milestones: list[Milestone] = []
     while True:
-        now = clock.now()
-        for host in hosts.values():
-            if host.finish_if_due(now, assumptions) and (group := fleet.group_of(host.name)):
-                dirty.add(group)
-        dirty |= {g for g, plan in plans.items() if plan.requeue_at and plan.requeue_at <= now}
-        for group in engine.groups_in_order():  # dependencies first: a completion unblocks
-            if group not in dirty:
-                continue
-            for name in fleet.members.get(group, ()):  # agents report every minute or so
-                if (seen := hosts[name].observe(now)) is not None:
-                    observed[name] = seen
-            before = plans.get(group)
-            plan = plans[group] = engine.reconcile_group(group, observed)
-            passes += 1
-            _record(records[group], plan.decisions)
-            if before is None or plan.state.completed_commits != before.state.completed_commits:
-                dirty |= dependents.get(group, set())
-            target = plan.spec.target.commit
-            for name, host_plan in plan.hosts.items():
-                hosts[name].obey(host_plan.action, target, now, assumptions)
-        dirty.clear()
-        wake = _next_event(list(hosts.values()), list(plans.values()), now)
-        if wake is None or wake > end or _all_done(plans):
+        now = simulation.clock.now()
+        simulation.plan_due_groups(now)
+        # Asked after the passes, which may have just finished what a promotion waits for.
+        change = fleet_changes(
+            simulation.fleet, now, simulation.engine.states(), simulation.everyone_reports(now)
+        )
+        milestones += change.milestones
+        if change.fleet is not None:
+            simulation.take_in(change.fleet)
+            simulation.plan_due_groups(now)
+        wake = simulation.next_event(now, change.look_again)
+        done = simulation.all_done() and change.look_again is None and change.fleet is None
+        if wake is None or wake > end or done:
             break
-        clock.advance(wake - now)
+        simulation.clock.advance(wake - now)
+    for record in simulation.records.values():  # a wait under way lasts to the horizon
+        record.close(end)
     return Prediction(
         start,
         assumptions,
         tuple(
-            _timeline(fleet, group, records[group], plans[group], booted) for group in sorted(plans)
+            _timeline(simulation.fleet, group, simulation.records[group], plan, booted, milestones)
+            for group, plan in sorted(simulation.plans.items())
         ),
-        passes,
+        simulation.passes,
+        tuple(milestones),
     )
+
+
+class _Simulation:
+    """The engine, its simulated hosts and what a prediction records, at one moment."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        start: datetime,
+        booted: Mapping[str, str | None],
+        assumptions: Assumptions,
+    ) -> None:
+        self.clock = ManualClock(start)
+        self.engine: Engine[_MemoryStore] = Engine(_MemoryStore(), self.clock)
+        self.assumptions = assumptions
+        self.hosts = {name: _Host(name, booted.get(name)) for name in fleet.hosts}
+        self.records = {group: _Record() for group in fleet.groups}
+        self.plans: dict[str, GroupPlan] = {}
+        self.observed: dict[str, HostObservation] = {}
+        self.samples: dict[str, list[GateSample]] = {}
+        self.passes = 0
+        self.fleet = fleet
+        self._use(fleet)
+        self.dirty = set(fleet.groups)  # groups to plan at this instant
+
+    def _use(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self.engine.use_fleet(fleet)
+        _never_stale(self.engine, self.assumptions.horizon + timedelta(days=1))
+        self.dependents: dict[str, set[str]] = {group: set() for group in fleet.groups}
+        for name, model in fleet.groups.items():
+            for dependency in model.depends_on:
+                self.dependents.setdefault(dependency, set()).add(name)
+
+    def take_in(self, fleet: Fleet) -> None:
+        """A new revision (a promotion): groups whose target moved start a new timeline."""
+        before = {group: plan.spec.target.commit for group, plan in self.plans.items()}
+        self._use(fleet)
+        for group in fleet.groups:
+            if before.get(group) != fleet.target(group).commit:
+                self.records[group] = _Record(retargeted=self.clock.now())
+                self.samples.pop(group, None)
+        self.dirty |= set(fleet.groups)
+
+    def everyone_reports(self, now: datetime) -> dict[str, HostObservation]:
+        """What every host would report now (simulated agents always do)."""
+        return {
+            name: seen
+            for name, host in self.hosts.items()
+            if (seen := host.observe(now)) is not None
+        }
+
+    def plan_due_groups(self, now: datetime) -> None:
+        """Plan every group something happened to: a host done with a step, a plan's own
+        look-again, a health-check evaluation, a dependency completed."""
+        for host in self.hosts.values():
+            if host.finish_if_due(now, self.assumptions) and (
+                group := self.fleet.group_of(host.name)
+            ):
+                self.dirty.add(group)
+        self.dirty |= {
+            g for g, plan in self.plans.items() if plan.requeue_at and plan.requeue_at <= now
+        }
+        self.dirty |= {g for g, plan in self.plans.items() if _evaluations_due(plan, now)}
+        for group in self.engine.groups_in_order():  # dependencies first: a completion unblocks
+            if group in self.dirty:
+                self._plan(group, now)
+        self.dirty.clear()
+
+    def _plan(self, group: str, now: datetime) -> None:
+        for name in self.fleet.members.get(group, ()):  # agents report every minute or so
+            if (seen := self.hosts[name].observe(now)) is not None:
+                self.observed[name] = seen
+        before = self.plans.get(group)
+        samples = self.samples.setdefault(group, [])
+        if before is not None:
+            samples += _passing_evaluations(before, samples, now)
+        plan = self.plans[group] = self.engine.reconcile_group(
+            group, self.observed, gate_samples=samples
+        )
+        self.passes += 1
+        _record(self.records[group], plan.decisions)
+        if plan.gate is not None and (before is None or before.gate is None):
+            # A soak began in this pass: its first evaluation is now.
+            samples += _passing_evaluations(plan, samples, now)
+            plan = self.plans[group] = self.engine.reconcile_group(
+                group, self.observed, gate_samples=samples
+            )
+            self.passes += 1
+            _record(self.records[group], plan.decisions)
+        self.records[group].phase_at(now, plan.status.phase, plan.status.reason.message)
+        if before is None or plan.state.completed_commits != before.state.completed_commits:
+            self.dirty |= self.dependents.get(group, set())
+        target = plan.spec.target.commit
+        for name, host_plan in plan.hosts.items():
+            self.hosts[name].obey(host_plan.action, target, now, self.assumptions)
+
+    def next_event(self, now: datetime, look_again: datetime | None) -> datetime | None:
+        """The next moment anything happens: a host done staging or rebooting, a plan's own
+        look-again, a health check's next evaluation, or the caller's look-again (one
+        already due means at once: one second on)."""
+        times = [h.busy_until for h in self.hosts.values() if h.busy_until is not None]
+        times += [p.requeue_at for p in self.plans.values() if p.requeue_at is not None]
+        times += [e for p in self.plans.values() if (e := _next_evaluation(p, now)) is not None]
+        if look_again is not None:
+            times.append(look_again)
+        if not times:
+            return None
+        return max(min(times), now + timedelta(seconds=1))
+
+    def all_done(self) -> bool:
+        return all(
+            plan.status.phase in (GroupPhase.IN_SYNC, GroupPhase.EMPTY)
+            for plan in self.plans.values()
+        )
+
+
+def _evaluation_times(plan: GroupPlan, until: datetime) -> list[tuple[str, datetime]]:
+    """Each health check of the soaking wave evaluated at the soak's start, then every
+    `interval`, up to ``until``: (check, when)."""
+    gate = plan.gate
+    if gate is None or not gate.blocking:
+        return []
+    times = []
+    for check in plan.spec.health_checks:
+        at = gate.since
+        while at <= until:
+            times.append((check.name, at))
+            at += check.interval
+    return times
+
+
+def _passing_evaluations(
+    plan: GroupPlan, known: Sequence[GateSample], now: datetime
+) -> list[GateSample]:
+    """The evaluations of ``plan``'s gate made by ``now`` and not in ``known``, all passing:
+    a prediction assumes every host succeeds, and every health check with it."""
+    have = {(s.check, s.at) for s in known}
+    checks = {check.name: check for check in plan.spec.health_checks}
+    return [
+        passing_sample(checks[name], at)
+        for name, at in sorted(_evaluation_times(plan, now), key=lambda e: (e[1], e[0]))
+        if (name, at) not in have
+    ]
+
+
+def passing_sample(check: HealthCheck, at: datetime) -> GateSample:
+    """An evaluation of ``check`` that passes, with a value that meets its conditions."""
+    thresholds = [c.threshold for c in (check.success_condition, check.failure_condition) if c]
+    for value in [t + step for t in thresholds for step in (0, 1, -1)] + [0.0]:
+        outcome, worst, detail = classify(check, [value], None)
+        if outcome is GateOutcome.SUCCESS:
+            return GateSample(check.name, at, outcome, worst, f"assumed: {detail}")
+    raise ValueError(f"no value passes health check {check.name}")  # conditions that conflict
+
+
+def _evaluations_due(plan: GroupPlan, now: datetime) -> bool:
+    return (
+        plan.gate is not None
+        and bool(plan.gate.blocking)
+        and any(at == now for _, at in _evaluation_times(plan, now))
+    )
+
+
+def _next_evaluation(plan: GroupPlan, now: datetime) -> datetime | None:
+    """When the soaking wave's blocked gate is evaluated next."""
+    gate = plan.gate
+    if gate is None or not gate.blocking:
+        return None
+    upcoming = []
+    for check in plan.spec.health_checks:
+        steps = (now - gate.since) // check.interval + 1
+        upcoming.append(gate.since + steps * check.interval)
+    return min(upcoming, default=None)
 
 
 def _never_stale(engine: Engine[_MemoryStore], never: timedelta) -> None:
@@ -272,22 +527,6 @@ def _never_stale(engine: Engine[_MemoryStore], never: timedelta) -> None:
     for name, spec in engine.specs.items():
         policy = spec.policy.model_copy(update={"stale_after": never, "skip_stale_after": never})
         engine.specs[name] = dataclasses.replace(spec, policy=policy)
-
-
-def _next_event(hosts: list[_Host], plans: list[GroupPlan], now: datetime) -> datetime | None:
-    """The next moment anything happens: a host done staging or rebooting, or a plan's own
-    look-again (a look-again already due means at once: one second on)."""
-    times = [h.busy_until for h in hosts if h.busy_until is not None]
-    times += [p.requeue_at for p in plans if p.requeue_at is not None]
-    if not times:
-        return None
-    return max(min(times), now + timedelta(seconds=1))
-
-
-def _all_done(plans: Mapping[str, GroupPlan]) -> bool:
-    return all(
-        plan.status.phase in (GroupPhase.IN_SYNC, GroupPhase.EMPTY) for plan in plans.values()
-    )
 
 
 def _record(record: _Record, decisions: Sequence[Decision]) -> None:
@@ -306,6 +545,7 @@ def _timeline(
     record: _Record,
     plan: GroupPlan,
     booted: Mapping[str, str | None],
+    milestones: Sequence[Milestone],
 ) -> GroupTimeline:
     spec = plan.spec
     previous = 0
@@ -327,14 +567,25 @@ def _timeline(
         unfinished = f"{plan.status.phase}: {plan.status.reason.message}"
     windows = spec.windows
     zone = windows[0].time_zone if windows else None
+    depends_on = tuple(fleet.groups[group].depends_on)
+    after = depends_on
+    promotion = [m for m in milestones if m.stream == spec.target.stream]
+    if record.retargeted is not None and promotion:
+        source = promotion[-1].source
+        after += tuple(sorted(g for g, model in fleet.groups.items() if model.stream == source))
+    if not changing:
+        return GroupTimeline(group, zone, False, None, None, (), None, depends_on, spec.soak_time)
     return GroupTimeline(
         group,
         zone,
-        changing,
+        True,
         started,
-        record.finished if changing else None,
-        tuple(waves) if changing else (),
+        record.finished,
+        tuple(waves),
         unfinished,
-        tuple(fleet.groups[group].depends_on),
+        depends_on,
         spec.soak_time,
+        record.retargeted,
+        tuple(record.stretches),
+        after,
     )
