@@ -28,6 +28,9 @@ def test_real_demo_promotes_then_halts_on_the_host_that_falls_back() -> None:
     assert "host_failed" in text
     assert "greenboot fell back" in text
     assert "rollout HALTED" in text
+    # The prediction printed before the push, and the real rollout set against it.
+    assert "+  15s  callservers halted" in text
+    assert "the real rollout matched the prediction: same milestones, in the same order" in text
     assert "lab          host_succeeded   lab-01 runs 2.0" in text
     assert "callservers  host_succeeded   call-01 runs 2.0" in text
     # staging's build was promoted to production by the reconciler, with its reasons

@@ -7,13 +7,16 @@ fake is the reboot (a script; on one host it plays greenboot falling back becaus
 build's health check fails).
 
 The story: an invalid pull request is refused and the last good revision stays in force;
-then staging moves to build 2.0. The lab server takes it and runs it healthily for the soak
+then the fix, staging on build 2.0, is predicted first with the real planner in virtual time
+(`reconciler plan --predict`, what if the host that will fail fails), and merged. The lab server takes it and runs it healthily for the soak
 time, and the reconciler promotes it to production by itself, with a commit whose trailers
 say why. The production canary updates and soaks; with `prometheus` installed, the group
 has a health gate too: a real Prometheus on 127.0.0.1 scrapes each call server's call-setup
 success ratio, and the next wave opens only once the canary's ratio passes the check
 `call-setup-success` (the wave's reason says so). The next wave opens, the first host of
-that wave fails its greenboot check and falls back, and the rollout halts there. Last, what
+that wave fails its greenboot check and falls back, and the rollout halts there. A table
+sets each milestone against its prediction: the same ones, in the same order, within a few
+seconds (reconciler/demo/forecast.py). Last, what
 an auditor sees: `git log --notes=rollouts` in the fleet repo.
 Without `ostree` it says how to install it and shows the same engine on simulated hosts;
 without `prometheus` it says how to install it and runs without the gate.
@@ -31,6 +34,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, suppress
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console, Group
@@ -39,6 +43,16 @@ from rich.panel import Panel
 from rich.table import Table
 
 from reconciler.demo import validation
+from reconciler.demo.forecast import (
+    DEMO_REBOOT,
+    DEMO_STAGE,
+    TOLERANCE,
+    Comparison,
+    compare,
+    demo_assumptions,
+    predicted_steps,
+    real_steps,
+)
 from reconciler.demo.prometheus import have_prometheus, running_prometheus
 from reconciler.demo.testbed import (
     OS_NAME,
@@ -50,8 +64,13 @@ from reconciler.demo.testbed import (
     remove_sysroot,
     serve_directory,
 )
+from reconciler.fleetrepo.fleet import Fleet
+from reconciler.fleetrepo.loader import load_fleet_or_raise
+from reconciler.fleetrepo.sources import DirectorySource
 from reconciler.git.writer import GitIdentity
+from reconciler.review.timeline import predict_change
 from reconciler.rollout.planner import GroupPlan
+from reconciler.rollout.prediction import Prediction
 from reconciler.rollout.spec import rollout_order
 from reconciler.serve.daemon import DaemonThread, ServeConfig
 from reconciler.serve.prometheus import PrometheusConnection
@@ -326,6 +345,7 @@ def run(console: Console | None = None, budget_seconds: float = 90) -> int:  # n
 
             console.rule("4. The fix: staging moves to CallOS 2.0; production follows by itself")
             stream.write_text(stream.read_text().replace(new[:-1], new).replace("'1.0'", "'2.0'"))
+            prediction = _predict(console, work, service.fleet, failing)
             _git(work, "commit", "-qam", "staging: 2.0")
             _git(work, "push", "-q", "origin", "main")
             pushed = time.monotonic()
@@ -380,6 +400,11 @@ def run(console: Console | None = None, budget_seconds: float = 90) -> int:  # n
                         f"  {event.at:%H:%M:%S}  {event.group:12} {event.kind:16} {event.message}"
                     )
             gate_passed = _show_gate(console, events) if gated else True
+            comparison = compare(
+                predicted_steps(prediction),
+                real_steps(events, prediction.start, ("production", GROUP)),
+            )
+            _show_comparison(console, comparison)
             halted = plan is not None and plan.status.phase.value == "halted"
             rolled_back = plan is not None and plan.hosts[failing].state.value == "rolled_back"
             untouched = [h for h in CALL_HOSTS if versions[h] == "1.0" and h != failing]
@@ -398,8 +423,60 @@ def run(console: Console | None = None, budget_seconds: float = 90) -> int:  # n
                 lambda: None,
             )
             console.print(_git(bare, "log", "--notes=rollouts", "--format=%h %an: %s%n%N", "main"))
-            succeeded = done and halted and rolled_back and promotion and noted and gate_passed
+            succeeded = (
+                done
+                and halted
+                and rolled_back
+                and promotion
+                and noted
+                and gate_passed
+                and comparison.matches
+            )
             return 0 if succeeded else 1
+
+
+def _predict(console: Console, work: Path, in_force: Fleet | None, failing: str) -> Prediction:
+    """Predict the pull request as `reconciler plan --predict` would, and print it."""
+    assert in_force is not None  # the daemon took in the first revision
+    proposed = load_fleet_or_raise(DirectorySource(work))
+    prediction = predict_change(
+        proposed, in_force, None, datetime.now(UTC), demo_assumptions(failing)
+    )
+    console.print(
+        f"  predicted first, with the real planner in virtual time (as `reconciler plan "
+        f"--predict --stage-time {DEMO_STAGE.seconds}s --reboot-time "
+        f"{DEMO_REBOOT.seconds}s --what-if-fail {failing}` would):"
+    )
+    for step in predicted_steps(prediction):
+        console.print(f"    +{step.at.total_seconds():4.0f}s  {step.what}")
+    return prediction
+
+
+def _show_comparison(console: Console, comparison: Comparison) -> None:
+    """The prediction next to what happened."""
+    table = Table(title="predicted before the push, and what happened")
+    for column in ("milestone", "predicted", "real", "off by"):
+        table.add_column(column)
+
+    def seconds(value: timedelta | None) -> str:
+        return f"+{value.total_seconds():.1f}s" if value is not None else "never"
+
+    for what, expected, happened in comparison.rows:
+        off = (
+            f"{(happened - expected).total_seconds():+.1f}s"
+            if expected is not None and happened is not None
+            else "-"
+        )
+        table.add_row(what, seconds(expected), seconds(happened), off)
+    console.print(table)
+    verdict = (
+        f"same milestones{'' if comparison.same_steps else ' [red]NOT[/]'}, in the same order"
+        f"{'' if comparison.same_order else ' [red]NOT[/]'}, each within "
+        f"{comparison.worst.total_seconds():.1f}s of its prediction (allowed: "
+        f"{TOLERANCE.total_seconds():.0f}s)"
+    )
+    style, matched = ("green", "matched") if comparison.matches else ("bold red", "did NOT match")
+    console.print(f"  [{style}]the real rollout {matched} the prediction[/]: {verdict}")
 
 
 def _start_gate(
