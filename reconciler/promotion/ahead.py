@@ -22,7 +22,7 @@ from reconciler.fleetrepo.models import Stream
 from reconciler.promotion.check import PromotionCheck, PromotionStatus, check_promotion
 from reconciler.rollout.gates import GateSample
 from reconciler.rollout.observed import HostObservation
-from reconciler.rollout.prediction import FleetChange, Milestone, passing_sample
+from reconciler.rollout.prediction import FleetChange, Milestone, Reports, passing_sample
 from reconciler.rollout.state import GroupState
 
 #: Promotions whose health checks are being evaluated (as the daemon's gate runner does).
@@ -36,6 +36,19 @@ def promoted(fleet: Fleet, check: PromotionCheck) -> Fleet:
     return dataclasses.replace(
         fleet, streams={**fleet.streams, check.stream: taken}, host_groups=fleet.host_groups
     )
+
+
+def _source_reports(fleet: Fleet, stream: Stream, reports: Reports) -> dict[str, HostObservation]:
+    """What the hosts of the groups on the stream promoted from report now."""
+    assert stream.promotion is not None
+    source = stream.promotion.from_stream
+    found = {}
+    for group, model in fleet.groups.items():
+        if model.stream == source:
+            for host in fleet.members.get(group, ()):
+                if (seen := reports(host)) is not None:
+                    found[host] = seen
+    return found
 
 
 @dataclass
@@ -52,7 +65,7 @@ class PredictedPromotions:
         fleet: Fleet,
         now: datetime,
         states: Mapping[str, GroupState],
-        observed: Mapping[str, HostObservation],
+        reports: Reports,
     ) -> FleetChange:
         milestones: list[Milestone] = []
         look_again: list[datetime] = []
@@ -60,6 +73,7 @@ class PredictedPromotions:
             stream = fleet.streams[name]
             if stream.promotion is None:
                 continue
+            observed = _source_reports(fleet, stream, reports)
             check = self._check(fleet, stream, states, observed, now)
             if check.due:
                 fleet = promoted(fleet, check)

@@ -22,7 +22,7 @@ or at the horizon; it says which groups did not finish and why, in the planner's
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -145,23 +145,21 @@ class FleetChange:
     look_again: datetime | None = None
 
 
+#: What a host reports now (None: nothing yet), asked one host at a time: a prediction of
+#: 10,000 hosts cannot afford every host's report at every step.
+Reports = Callable[[str], HostObservation | None]
+
+
 class FleetChanges(Protocol):
     """Changes to the fleet that the reconciler makes itself while rollouts run."""
 
     def __call__(
-        self,
-        fleet: Fleet,
-        now: datetime,
-        states: Mapping[str, GroupState],
-        observed: Mapping[str, HostObservation],
+        self, fleet: Fleet, now: datetime, states: Mapping[str, GroupState], reports: Reports
     ) -> FleetChange: ...
 
 
 def no_fleet_changes(
-    fleet: Fleet,
-    now: datetime,
-    states: Mapping[str, GroupState],
-    observed: Mapping[str, HostObservation],
+    fleet: Fleet, now: datetime, states: Mapping[str, GroupState], reports: Reports
 ) -> FleetChange:
     return FleetChange()
 
@@ -321,7 +319,7 @@ def predict(
         simulation.plan_due_groups(now)
         # Asked after the passes, which may have just finished what a promotion waits for.
         change = fleet_changes(
-            simulation.fleet, now, simulation.engine.states(), simulation.everyone_reports(now)
+            simulation.fleet, now, simulation.engine.states(), simulation.reports_at(now)
         )
         milestones += change.milestones
         if change.fleet is not None:
@@ -388,13 +386,9 @@ class _Simulation:
                 self.samples.pop(group, None)
         self.dirty |= set(fleet.groups)
 
-    def everyone_reports(self, now: datetime) -> dict[str, HostObservation]:
-        """What every host would report now (simulated agents always do)."""
-        return {
-            name: seen
-            for name, host in self.hosts.items()
-            if (seen := host.observe(now)) is not None
-        }
+    def reports_at(self, now: datetime) -> Reports:
+        """What each host would report now (simulated agents always do)."""
+        return lambda name: self.hosts[name].observe(now) if name in self.hosts else None
 
     def plan_due_groups(self, now: datetime) -> None:
         """Plan every group something happened to: a host done with a step, a plan's own
