@@ -240,11 +240,26 @@ def five_sites_moved(tmp_path: Path) -> Path:
     return root
 
 
+def example_staging(tmp_path: Path) -> Path:
+    """The example fleet's pull request that moves staging: production follows by promotion."""
+    root = tmp_path / "staging"
+    shutil.copytree(EXAMPLE_FLEET, root)
+    stream = root / "streams" / "staging.yaml"
+    text = stream.read_text()
+    current = re.search(r"commit: (\w+)", text)
+    assert current
+    stream.write_text(text.replace(current.group(1), "c" * 64))
+    return root
+
+
 @pytest.mark.parametrize(
     ("name", "fleet", "base", "at"),
     [
         # The example fleet's promotion: production groups chained behind Dublin's canary.
         ("predict-callos", example_promotion, EXAMPLE_FLEET, "2026-11-30T12:00+00:00"),
+        # A new staging build: the lab takes it, then production by the reconciler's own
+        # promotion 48 h after the third lab host, then the same chain.
+        ("predict-callos-staging", example_staging, EXAMPLE_FLEET, "2026-11-30T12:00+00:00"),
         # Five sites, each rebooting in its own night, merged the day before the year-end
         # freeze: the sites whose nights fall inside it wait until it ends.
         (
@@ -254,7 +269,7 @@ def five_sites_moved(tmp_path: Path) -> Path:
             "2026-12-22T12:00+00:00",
         ),
     ],
-    ids=["callos", "five-sites"],
+    ids=["callos", "callos-staging", "five-sites"],
 )
 def test_predictions_match_the_golden_files(
     tmp_path: Path, name: str, fleet: Any, base: Path, at: str

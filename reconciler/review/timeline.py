@@ -101,7 +101,10 @@ def _assumed(prediction: Prediction) -> str:
 
 def timeline_text(prediction: Prediction) -> list[str]:
     lines = ["", f"Predicted rollout ({_assumed(prediction)})"]
-    rolling = [g for g in prediction.groups if g.rolls_out]
+    rolling = sorted(
+        (g for g in prediction.groups if g.rolls_out),
+        key=lambda g: (g.started is None, g.started or prediction.start, g.group),
+    )
     if not rolling:
         return [*lines, "  nothing to roll out"]
     for group in rolling:
