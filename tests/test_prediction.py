@@ -400,3 +400,19 @@ def test_markdown_carries_the_prediction_unless_told_not_to(
     assert "mermaid" not in markdown
     _, text = run_plan(capsys, *common)
     assert "Predicted rollout" not in text
+
+
+def test_what_if_names_a_host_of_the_revision_and_shows_where_the_rollout_halts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = example_promotion(tmp_path)
+    common = [str(root), "--no-commit-check", "--at", "2026-11-30T12:00+00:00"]
+    code = main(["plan", *common, "--what-if-fail", "no-such-host"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "--what-if-fail: no host no-such-host in the proposed revision" in captured.err
+    code, text = run_plan(capsys, *common, "--what-if-fail", "dub-call-01")
+    assert "what if dub-call-01 fail" in text
+    assert "callservers-dub" in text
+    assert "does not finish: halted" in text
+    assert "not every group finishes within the horizon" in text

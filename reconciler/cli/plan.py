@@ -14,6 +14,7 @@ import dataclasses
 import os
 import sys
 import traceback
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,7 @@ def _run(args: argparse.Namespace) -> int:
             notes=notes,
         )
         if _predicts(args):
+            _check_what_if(args.what_if_fail, result.fleet.hosts)
             assumptions = Assumptions(
                 args.stage_time, args.reboot_time, args.horizon, frozenset(args.what_if_fail)
             )
@@ -170,6 +172,15 @@ def _predicts(args: argparse.Namespace) -> bool:
     if args.predict is not None:
         return bool(args.predict)
     return bool(args.what_if_fail) or args.format == "markdown"
+
+
+def _check_what_if(hosts: list[str], known: Collection[str]) -> None:
+    """A what-if about a host the revision does not have would predict nothing failing."""
+    unknown = sorted(set(hosts) - set(known))
+    if unknown:
+        raise ReconcilerError(
+            f"--what-if-fail: no host {', '.join(unknown)} in the proposed revision's inventory"
+        )
 
 
 def _now(at: datetime | None) -> datetime:

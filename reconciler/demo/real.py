@@ -6,20 +6,20 @@ five `reconciler-agent` processes with the ostree backend on their own test sysr
 fake is the reboot (a script; on one host it plays greenboot falling back because the new
 build's health check fails).
 
-The story: an invalid pull request is refused and the last good revision stays in force;
-then the fix, staging on build 2.0, is predicted first with the real planner in virtual time
-(`reconciler plan --predict`, what if the host that will fail fails), and merged. The lab server takes it and runs it healthily for the soak
-time, and the reconciler promotes it to production by itself, with a commit whose trailers
-say why. The production canary updates and soaks; with `prometheus` installed, the group
-has a health gate too: a real Prometheus on 127.0.0.1 scrapes each call server's call-setup
-success ratio, and the next wave opens only once the canary's ratio passes the check
-`call-setup-success` (the wave's reason says so). The next wave opens, the first host of
-that wave fails its greenboot check and falls back, and the rollout halts there. A table
-sets each milestone against its prediction: the same ones, in the same order, within a few
-seconds (reconciler/demo/forecast.py). Last, what
-an auditor sees: `git log --notes=rollouts` in the fleet repo.
-Without `ostree` it says how to install it and shows the same engine on simulated hosts;
-without `prometheus` it says how to install it and runs without the gate.
+The story: an invalid pull request is refused and the last good revision stays in force; then
+the fix, staging on build 2.0, is predicted first with the real planner in virtual time
+(`reconciler plan --predict`, what if the host that will fail fails), and merged. The lab
+server takes it and runs it healthily for the soak time, and the reconciler promotes it to
+production by itself, with a commit whose trailers say why. The production canary updates and
+soaks; with `prometheus` installed, the group has a health gate too: a real Prometheus on
+127.0.0.1 scrapes each call server's call-setup success ratio, and the next wave opens only
+once the canary's ratio passes the check `call-setup-success` (the wave's reason says so). The
+next wave opens, the first host of that wave fails its greenboot check and falls back, and the
+rollout halts there. A table sets each milestone against its prediction: the same ones, in the
+same order, within a few seconds (reconciler/demo/forecast.py). Last, what an auditor sees:
+`git log --notes=rollouts` in the fleet repo. Without `ostree` it says how to install it and
+shows the same engine on simulated hosts; without `prometheus` it says how to install it and
+runs without the gate.
 """
 
 from __future__ import annotations
