@@ -416,3 +416,24 @@ def test_what_if_names_a_host_of_the_revision_and_shows_where_the_rollout_halts(
     assert "callservers-dub" in text
     assert "does not finish: halted" in text
     assert "not every group finishes within the horizon" in text
+
+
+def test_a_prediction_that_fails_leaves_the_markdown_review_whole_and_fails_when_asked_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The comment's prediction is a default: a bug in it must not stop the review a pull
+    request's gate needs. Asked for with --predict, the same bug fails the command (exit 4)."""
+
+    def broken(*args: object) -> Prediction:
+        raise RuntimeError("a bug in the prediction")
+
+    monkeypatch.setattr("reconciler.cli.plan.predict_change", broken)
+    root = example_promotion(tmp_path)
+    common = [str(root), "--no-commit-check", "--at", "2026-11-30T12:00+00:00"]
+    code = main(["plan", *common, "--format", "markdown"])
+    captured = capsys.readouterr()
+    assert code in (0, 3)
+    assert "the rollout could not be predicted" in captured.out
+    assert "callservers-dub" in captured.out  # the review itself
+    assert "RuntimeError: a bug in the prediction" in captured.err
+    assert main(["plan", *common, "--predict"]) == 4

@@ -30,7 +30,7 @@ from reconciler.fleetrepo.loader import load_fleet
 from reconciler.fleetrepo.sources import DirectorySource, FleetSource, GitRevisionSource
 from reconciler.ostree.remote import commit_exists
 from reconciler.review.change import invalid_review, review_change
-from reconciler.review.live import fetch_live_state
+from reconciler.review.live import LiveState, fetch_live_state
 from reconciler.review.model import ChangeReview
 from reconciler.review.render import render_json, render_markdown, render_text
 from reconciler.review.timeline import predict_change
@@ -153,17 +153,41 @@ def _run(args: argparse.Namespace) -> int:
             notes=notes,
         )
         if _predicts(args):
-            _check_what_if(args.what_if_fail, result.fleet.hosts)
-            assumptions = Assumptions(
-                args.stage_time, args.reboot_time, args.horizon, frozenset(args.what_if_fail)
-            )
-            review = dataclasses.replace(
-                review, prediction=predict_change(result.fleet, base, live, now, assumptions)
-            )
+            review = _with_prediction(args, review, result.fleet, base, live, now)
     sys.stdout.write(RENDERERS[args.format](review))
     if not review.valid:
         return ExitCode.INVALID
     return ExitCode.ATTENTION if review.blocked else ExitCode.OK
+
+
+def _with_prediction(
+    args: argparse.Namespace,
+    review: ChangeReview,
+    proposed: Fleet,
+    base: Fleet | None,
+    live: LiveState | None,
+    now: datetime,
+) -> ChangeReview:
+    """The review with its prediction. A prediction that fails by a bug fails the command
+    when asked for; as the markdown comment's default, the review goes out without it (the
+    traceback on stderr, a note in the review), since it is the review the gate needs."""
+    _check_what_if(args.what_if_fail, proposed.hosts)
+    assumptions = Assumptions(
+        args.stage_time, args.reboot_time, args.horizon, frozenset(args.what_if_fail)
+    )
+    try:
+        prediction = predict_change(proposed, base, live, now, assumptions)
+    except Exception:
+        if args.predict or args.what_if_fail:
+            raise
+        traceback.print_exc()
+        print(
+            "reconciler plan: the prediction failed (a bug; the traceback is above)",
+            file=sys.stderr,
+        )
+        note = "the rollout could not be predicted (a bug in the prediction; see the job's log)"
+        return dataclasses.replace(review, notes=(*review.notes, note))
+    return dataclasses.replace(review, prediction=prediction)
 
 
 def _predicts(args: argparse.Namespace) -> bool:
