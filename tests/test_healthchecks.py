@@ -218,6 +218,15 @@ MISTAKES = [
         "- name:",
     ),
     Mistake(
+        "no value passes",
+        [{**GOOD, "successCondition": ">= 0.99", "failureCondition": "> 0.5"}],
+        "[0]",
+        "schema.value_error_at",
+        "no value can pass this check: every value that meets `successCondition: >= 0.99` "
+        "also meets `failureCondition: > 0.5`",
+        "- name:",
+    ),
+    Mistake(
         "bad condition",
         [{**GOOD, "failureCondition": "about 0.05"}],
         "[0].failureCondition",
@@ -430,6 +439,29 @@ def test_one_extreme_value_answers_any_and_all(
     all_meet = all(condition.met_by(v) for v in floats)
     assert condition.met_by(condition.extreme(floats, meeting=True)) is any_meets
     assert condition.met_by(condition.extreme(floats, meeting=False)) is all_meet
+
+
+OPERATORS = st.sampled_from(["<", "<=", ">", ">=", "==", "!="])
+
+
+@given(OPERATORS, st.integers(-3, 3), OPERATORS, st.integers(-3, 3))
+def test_a_passing_value_is_found_exactly_when_one_exists(
+    success_operator: str, success_at: int, failure_operator: str, failure_at: int
+) -> None:
+    """Against every value on a grid finer than the thresholds (so a gap between two
+    thresholds, or a single point, is on it): the check finds a value that passes exactly
+    when one of the grid's does, and the value it finds passes."""
+    success = Condition(success_operator, success_at)  # type: ignore[arg-type]
+    failure = Condition(failure_operator, failure_at)  # type: ignore[arg-type]
+    check = HealthCheck.model_construct(success_condition=success, failure_condition=failure)
+
+    def passes(value: float) -> bool:
+        return success.met_by(value) and not failure.met_by(value)
+
+    grid = [step / 4 for step in range(-24, 25)]
+    found = check.passing_value()
+    assert (found is not None) is any(passes(v) for v in grid)
+    assert found is None or passes(found)
 
 
 # ---------------------------------------------------------------------------------------------

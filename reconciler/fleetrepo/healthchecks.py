@@ -372,7 +372,31 @@ class HealthCheck(Spec):
                 (),
                 "a health check needs a `successCondition`, a `failureCondition`, or both",
             )
+        if self.passing_value() is None:
+            raise located(
+                (),
+                f"no value can pass this check: every value that meets `successCondition: "
+                f"{self.success_condition}` also meets `failureCondition: "
+                f"{self.failure_condition}`, so a gate on it could never open",
+            )
         return self
+
+    def passing_value(self) -> float | None:
+        """A value that passes the check (the success threshold itself when it does), or
+        None when none can. Each condition splits the numbers at its threshold, so if any
+        value passes, one of the thresholds, their nearest neighbours or the extremes does."""
+        success, failure = self.success_condition, self.failure_condition
+        thresholds = [c.threshold for c in (success, failure) if c is not None]
+        candidates = [0.0, -1e300, 1e300]
+        for t in thresholds:
+            candidates[:0] = [t, math.nextafter(t, math.inf), math.nextafter(t, -math.inf)]
+        if success is not None:  # prefer the success threshold and its neighbours
+            candidates[:0] = [success.threshold, success.threshold + 1, success.threshold - 1]
+        for value in candidates:
+            meets_success = success is None or success.met_by(value)
+            if meets_success and (failure is None or not failure.met_by(value)):
+                return value
+        return None
 
 
 def _unique_names(checks: list[HealthCheck]) -> list[HealthCheck]:

@@ -20,9 +20,10 @@ from datetime import datetime
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.models import Stream
 from reconciler.promotion.check import PromotionCheck, PromotionStatus, check_promotion
+from reconciler.rollout.assumedgates import passing_sample
 from reconciler.rollout.gates import GateSample
 from reconciler.rollout.observed import HostObservation
-from reconciler.rollout.prediction import FleetChange, Milestone, Reports, passing_sample
+from reconciler.rollout.prediction import FleetChange, Milestone, Reports
 from reconciler.rollout.state import GroupState
 
 #: Promotions whose health checks are being evaluated (as the daemon's gate runner does).

@@ -29,10 +29,10 @@ from typing import Protocol
 
 from reconciler.clock import ManualClock
 from reconciler.fleetrepo.fleet import Fleet
-from reconciler.fleetrepo.healthchecks import HealthCheck
+from reconciler.rollout.assumedgates import evaluations_due, next_evaluation, passing_evaluations
 from reconciler.rollout.decisions import Decision, DecisionKind
 from reconciler.rollout.engine import Engine
-from reconciler.rollout.gates import GateOutcome, GateSample, classify
+from reconciler.rollout.gates import GateSample
 from reconciler.rollout.observed import Greenboot, HostObservation
 from reconciler.rollout.planner import Action, GroupPhase, GroupPlan
 from reconciler.rollout.state import GroupState
@@ -404,7 +404,7 @@ class _Simulation:
         self.dirty |= {
             g for g, plan in self.plans.items() if plan.requeue_at and plan.requeue_at <= now
         }
-        self.dirty |= {g for g, plan in self.plans.items() if _evaluations_due(plan, now)}
+        self.dirty |= {g for g, plan in self.plans.items() if evaluations_due(plan, now)}
         for group in self.engine.groups_in_order():  # dependencies first: a completion unblocks
             if group in self.dirty:
                 self._plan(group, now)
@@ -417,7 +417,7 @@ class _Simulation:
         before = self.plans.get(group)
         samples = self.samples.setdefault(group, [])
         if before is not None:
-            samples += _passing_evaluations(before, samples, now)
+            samples += passing_evaluations(before, samples, now)
         plan = self.plans[group] = self.engine.reconcile_group(
             group, self.observed, gate_samples=samples
         )
@@ -425,7 +425,7 @@ class _Simulation:
         _record(self.records[group], plan.decisions)
         if plan.gate is not None and (before is None or before.gate is None):
             # A soak began in this pass: its first evaluation is now.
-            samples += _passing_evaluations(plan, samples, now)
+            samples += passing_evaluations(plan, samples, now)
             plan = self.plans[group] = self.engine.reconcile_group(
                 group, self.observed, gate_samples=samples
             )
@@ -447,7 +447,7 @@ class _Simulation:
         already due means at once: one second on)."""
         times = [min(self.busy.values())] if self.busy else []
         times += [p.requeue_at for p in self.plans.values() if p.requeue_at is not None]
-        times += [e for p in self.plans.values() if (e := _next_evaluation(p, now)) is not None]
+        times += [e for p in self.plans.values() if (e := next_evaluation(p, now)) is not None]
         if look_again is not None:
             times.append(look_again)
         if not times:
@@ -459,65 +459,6 @@ class _Simulation:
             plan.status.phase in (GroupPhase.IN_SYNC, GroupPhase.EMPTY)
             for plan in self.plans.values()
         )
-
-
-def _evaluation_times(plan: GroupPlan, until: datetime) -> list[tuple[str, datetime]]:
-    """Each health check of the soaking wave evaluated at the soak's start, then every
-    `interval`, up to ``until``: (check, when)."""
-    gate = plan.gate
-    if gate is None or not gate.blocking:
-        return []
-    times = []
-    for check in plan.spec.health_checks:
-        at = gate.since
-        while at <= until:
-            times.append((check.name, at))
-            at += check.interval
-    return times
-
-
-def _passing_evaluations(
-    plan: GroupPlan, known: Sequence[GateSample], now: datetime
-) -> list[GateSample]:
-    """The evaluations of ``plan``'s gate made by ``now`` and not in ``known``, all passing:
-    a prediction assumes every host succeeds, and every health check with it."""
-    have = {(s.check, s.at) for s in known}
-    checks = {check.name: check for check in plan.spec.health_checks}
-    return [
-        passing_sample(checks[name], at)
-        for name, at in sorted(_evaluation_times(plan, now), key=lambda e: (e[1], e[0]))
-        if (name, at) not in have
-    ]
-
-
-def passing_sample(check: HealthCheck, at: datetime) -> GateSample:
-    """An evaluation of ``check`` that passes, with a value that meets its conditions."""
-    thresholds = [c.threshold for c in (check.success_condition, check.failure_condition) if c]
-    for value in [t + step for t in thresholds for step in (0, 1, -1)] + [0.0]:
-        outcome, worst, detail = classify(check, [value], None)
-        if outcome is GateOutcome.SUCCESS:
-            return GateSample(check.name, at, outcome, worst, f"assumed: {detail}")
-    raise ValueError(f"no value passes health check {check.name}")  # conditions that conflict
-
-
-def _evaluations_due(plan: GroupPlan, now: datetime) -> bool:
-    return (
-        plan.gate is not None
-        and bool(plan.gate.blocking)
-        and any(at == now for _, at in _evaluation_times(plan, now))
-    )
-
-
-def _next_evaluation(plan: GroupPlan, now: datetime) -> datetime | None:
-    """When the soaking wave's blocked gate is evaluated next."""
-    gate = plan.gate
-    if gate is None or not gate.blocking:
-        return None
-    upcoming = []
-    for check in plan.spec.health_checks:
-        steps = (now - gate.since) // check.interval + 1
-        upcoming.append(gate.since + steps * check.interval)
-    return min(upcoming, default=None)
 
 
 def _never_stale(engine: Engine[_MemoryStore], never: timedelta) -> None:
