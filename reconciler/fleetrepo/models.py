@@ -614,6 +614,7 @@ ALL_MODELS: tuple[type[Spec], ...] = (
     Pin,
     Host,
     Hold,
+    Revocation,
     Freeze,
     HealthCheck,
 )
