@@ -98,13 +98,7 @@ def write_fleet(root: Path, hosts: int, groups: int, windows: bool, promoted: bo
             HEADER + f"kind: Group\nname: {name}\nstream: prod\n"
             f"selector: {{matchLabels: {{group: {name}}}}}\n{depends}{window}"
         )
-        lines = [HEADER + "kind: HostInventory", "hosts:"]
-        lines += [
-            f"  - {{name: {name}-h{i:03d}, labels: {{group: {name}}}, tokenSha256: "
-            f"'{(g * 1000 + i):064x}'}}"
-            for i in range(per_group)
-        ]
-        (root / "hosts" / f"{name}.yaml").write_text("\n".join(lines) + "\n")
+        _write_hosts(root, name, per_group, first_token=g * 1000)
 
 
 def _write_staging(root: Path) -> None:
@@ -118,13 +112,18 @@ def _write_staging(root: Path) -> None:
             f"selector: {{matchLabels: {{group: {name}}}}}\n"
             f"maintenanceWindows:\n  - {{schedule: '0 1 * * *', duration: 3h, timeZone: {zone}}}\n"
         )
-        lines = [HEADER + "kind: HostInventory", "hosts:"]
-        lines += [
-            f"  - {{name: {name}-h{i:03d}, labels: {{group: {name}}}, tokenSha256: "
-            f"'{(10**6 + number * 1000 + i):064x}'}}"
-            for i in range(STAGING_HOSTS_PER_SITE)
-        ]
-        (root / "hosts" / f"{name}.yaml").write_text("\n".join(lines) + "\n")
+        _write_hosts(root, name, STAGING_HOSTS_PER_SITE, first_token=10**6 + number * 1000)
+
+
+def _write_hosts(root: Path, group: str, count: int, first_token: int) -> None:
+    """`hosts/<group>.yaml`: ``count`` hosts labelled for ``group``."""
+    lines = [HEADER + "kind: HostInventory", "hosts:"]
+    lines += [
+        f"  - {{name: {group}-h{i:03d}, labels: {{group: {group}}}, tokenSha256: "
+        f"'{(first_token + i):064x}'}}"
+        for i in range(count)
+    ]
+    (root / "hosts" / f"{group}.yaml").write_text("\n".join(lines) + "\n")
 
 
 def lower_bound(fleet: Fleet, assumed: Assumptions) -> datetime:
