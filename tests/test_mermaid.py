@@ -6,6 +6,7 @@ Without Node.js or the installed package the test skips, except under CI, where 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from reconciler.review.timeline import predict_change, timeline_mermaid
-from reconciler.rollout.prediction import Assumptions, predict
+from reconciler.rollout.prediction import Assumptions, Milestone, predict
 from tests.conftest import ROOT
 from tests.fleets import OLD, build_fleet
 from tests.test_prediction import T0, one_group, staging_and_production
@@ -89,3 +90,24 @@ def test_prediction_charts_of_every_shape_are_read_by_mermaid() -> None:
     assert verdicts[0]["tasks"] == 3  # two waves and the soak between them
     # The promotion milestone; lab's wave; calls' wait for it, 2 waves and a soak.
     assert verdicts[4]["tasks"] == 1 + 1 + 4
+
+
+def test_stream_names_and_versions_that_look_like_mermaid_stay_task_names() -> None:
+    """A promotion milestone is named after the stream and the version, which the fleet repo
+    allows to be `title`, `click`, `section`…, or to hold a newline or `%%`: each chart still
+    parses, with every task in place (two waves, the soak and the milestone)."""
+    base = predict(one_group(), T0, dict.fromkeys(["h1", "h2", "h3"], OLD))
+    streams = ["click", "call", "section", "title", "excludes", "dateformat", "gantt", "topaxis"]
+    versions = ["1.0\nsection evil", "9.2026 %% x", "1.0 :crit", "%%{init: {}}%%", "a;b#c"]
+    milestones = [
+        Milestone(T0 + timedelta(hours=1), f"{s} takes 1.0 from x", s, "x") for s in streams
+    ]
+    milestones += [
+        Milestone(T0 + timedelta(hours=1), f"production takes {v} from staging", "production", "s")
+        for v in versions
+    ]
+    charts = [
+        chart(timeline_mermaid(dataclasses.replace(base, milestones=(m,)))) for m in milestones
+    ]
+    verdicts = mermaid_verdicts(charts)
+    assert all(v["ok"] and v["tasks"] == 4 for v in verdicts), verdicts

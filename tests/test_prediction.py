@@ -20,7 +20,9 @@ from reconciler.fleetrepo.healthchecks import HealthCheck
 from reconciler.fleetrepo.loader import load_fleet_or_raise
 from reconciler.fleetrepo.models import Promotion
 from reconciler.fleetrepo.sources import DirectorySource
+from reconciler.review.markdown import prediction_markdown
 from reconciler.review.timeline import (
+    MERMAID_BUDGET,
     predict_change,
     timeline_json,
     timeline_mermaid,
@@ -281,7 +283,7 @@ def test_predictions_match_the_golden_files(
     prediction = predict_change(proposed, before, None, datetime.fromisoformat(at), Assumptions())
     outputs = {
         "txt": "\n".join(timeline_text(prediction)) + "\n",
-        "md": "\n".join(timeline_mermaid(prediction)) + "\n",
+        "md": "\n".join(prediction_markdown(prediction)) + "\n",
         "json": json.dumps(timeline_json(prediction), indent=2) + "\n",
     }
     for suffix, text in outputs.items():
@@ -437,3 +439,47 @@ def test_a_prediction_that_fails_leaves_the_markdown_review_whole_and_fails_when
     assert "callservers-dub" in captured.out  # the review itself
     assert "RuntimeError: a bug in the prediction" in captured.err
     assert main(["plan", *common, "--predict"]) == 4
+
+
+def many_groups(groups: int, waves: int) -> Any:
+    """``groups`` groups of ``waves`` hosts, one wave per host, all chained one after the
+    other: a long chart and a long list of waves."""
+    names = {f"group-{g:03d}": [f"g{g:03d}-h{i:02d}" for i in range(waves)] for g in range(groups)}
+    specs = {}
+    for g, (group, hosts) in enumerate(names.items()):
+        specs[group] = {
+            "hosts": hosts,
+            "rollout": {"waves": list(range(1, waves)), "soakTime": "10m"},
+            **({"dependsOn": [f"group-{g - 1:03d}"]} if g else {}),
+        }
+    every = [host for hosts in names.values() for host in hosts]
+    return build_fleet(specs, {h: {} for h in every}), every
+
+
+def test_the_comment_keeps_the_summary_first_however_many_groups_roll_out() -> None:
+    """The per-group list is cut after 100 lines; the summary comes before it, and before the
+    chart, so the end and the critical path are always in the comment."""
+    fleet, hosts = many_groups(25, 4)
+    prediction = predict(fleet, T0, dict.fromkeys(hosts, OLD))
+    section = "\n".join(prediction_markdown(prediction))
+    assert prediction.end is not None
+    summary = section.index(f"- all done {prediction.end:%Y-%m-%d %H:%M} UTC")
+    assert summary < section.index("```mermaid") < section.index("Each group's waves")
+    assert "- critical path: group-000 -&gt; group-001" in section
+    assert "… and" in section  # the list of waves was cut, not the summary
+
+
+def test_the_chart_stays_within_its_budget_with_many_waves() -> None:
+    """30 groups of 60 waves: one bar per wave would be over 100,000 characters, beyond what
+    Mermaid renders (50,000); the chart falls back to a bar per group."""
+    fleet, hosts = many_groups(30, 60)
+    prediction = predict(
+        fleet, T0, dict.fromkeys(hosts, OLD), Assumptions(horizon=timedelta(days=90))
+    )
+    chart = timeline_mermaid(prediction)
+    assert sum(len(line) + 1 for line in chart) <= MERMAID_BUDGET
+    assert "    rollout :" in "\n".join(chart)  # one bar per group
+    assert len([line for line in chart if line.startswith("    section ")]) == 30
+    tiny = timeline_mermaid(prediction, budget=2_000)
+    assert sum(len(line) + 1 for line in tiny) <= 2_000
+    assert tiny[-1].endswith("more group(s) finish earlier; see the text.")

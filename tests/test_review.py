@@ -7,6 +7,7 @@ Regenerate the golden files after an intended change of the output with
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import os
@@ -32,6 +33,8 @@ from reconciler.review.model import (
     HostMove,
 )
 from reconciler.review.render import render_json, render_markdown, render_text, summary
+from reconciler.review.timeline import predict_change
+from reconciler.rollout.prediction import Assumptions
 from reconciler.rollout.spec import group_spec
 from tests.conftest import EXAMPLE_FLEET
 
@@ -591,6 +594,24 @@ def test_past_its_budget_markdown_drops_the_host_tables(fleet_dir: Path, base: F
     assert "#### `callservers-dub`" not in tiny
     assert "| `callservers-dub` |" in tiny
     assert len(tiny) <= 1500
+
+
+def test_a_comment_cut_inside_the_chart_closes_its_fence(fleet_dir: Path, base: Fleet) -> None:
+    """With the prediction, a budget that ends inside the Mermaid chart keeps what fits and
+    closes the block, so the rest of the comment is not swallowed into it."""
+    promote(fleet_dir)
+    review = review_change(load(fleet_dir), base, AT, commit_checker=present)
+    prediction = predict_change(load(fleet_dir), base, None, AT, Assumptions())
+    review = dataclasses.replace(review, prediction=prediction)
+    full = render_markdown(review)
+    chart_at = full.index("```mermaid")
+    for budget in (chart_at + 200, chart_at + 400):
+        cut = render_markdown(review, budget=budget)
+        assert len(cut) <= budget
+        assert "```mermaid" in cut
+        fences = [line for line in cut.splitlines() if line.startswith("```")]
+        assert len(fences) % 2 == 0, cut[-400:]
+        assert cut.rstrip().endswith("full plan: `reconciler plan --format json`.")
 
 
 def test_markdown_escapes_free_text(fleet_dir: Path, base: Fleet) -> None:

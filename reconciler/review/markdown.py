@@ -35,7 +35,13 @@ from reconciler.review.sentences import (
     stream_change,
     summary,
 )
-from reconciler.review.timeline import timeline_mermaid, timeline_text
+from reconciler.review.timeline import (
+    timeline_assumptions,
+    timeline_groups,
+    timeline_mermaid,
+    timeline_summary,
+)
+from reconciler.rollout.prediction import Prediction
 
 #: Host lists longer than this are folded into `<details>` in Markdown.
 _FOLD_HOSTS = 8
@@ -119,8 +125,7 @@ def _markdown(review: ChangeReview, detail: _Detail) -> str:
             "",
         ]
     if review.prediction is not None:
-        out += ["#### Predicted rollout", "", *timeline_mermaid(review.prediction), ""]
-        out += _fenced([line.strip() for line in timeline_text(review.prediction)[1:]])
+        out += prediction_markdown(review.prediction)
         out.append("")
     if review.problems:
         out += [f"<details><summary>{plural(len(review.problems), 'warning')}</summary>", ""]
@@ -202,6 +207,24 @@ def _ref_md(ref: CommitRef) -> str:
     return f"`{ref.commit[:12]}`" + (f" ({_text(ref.version)})" if ref.version else "")
 
 
+def prediction_markdown(prediction: Prediction) -> list[str]:
+    """The summary first (it must survive any cut), then the chart, then each group's waves
+    folded away."""
+    out = ["#### Predicted rollout", "", _text(_sentence(timeline_assumptions(prediction))), ""]
+    summary = timeline_summary(prediction)
+    groups = timeline_groups(prediction)
+    if not groups:
+        summary = ["nothing to roll out", *summary]
+    out += [*(f"- {_text(line)}" for line in summary), ""]
+    chart = timeline_mermaid(prediction)
+    if chart:
+        out += [*chart, ""]
+    if groups:
+        out += ["<details><summary>Each group's waves</summary>", ""]
+        out += [*_fenced([line[2:] for line in groups]), "", "</details>", ""]
+    return out
+
+
 def _more(total: int, word: str) -> list[str]:
     return [f"- … and {plural(total - _LIST_ITEMS, word)} more"] if total > _LIST_ITEMS else []
 
@@ -211,11 +234,20 @@ def _cut(text: str, budget: int) -> str:
     tail = f"\n\n… cut to fit a comment; {_FULL_PLAN}.\n"
     kept: list[str] = []
     size = len(tail)
+    fence: str | None = None  # the fence of the code block the kept lines are in
     for line in text.split("\n"):
-        if size + len(line) + 1 > budget:
+        closing = len(fence) + 1 if fence else 0
+        if size + len(line) + 1 + closing > budget:
             break
         kept.append(line)
         size += len(line) + 1
+        if match := re.match(r"^(`{3,})", line):
+            if fence is None:
+                fence = match.group(1)
+            elif line.strip() == fence:
+                fence = None
+    if fence is not None:  # cut inside a code block or a chart: close it
+        kept.append(fence)
     return "\n".join(kept) + tail
 
 

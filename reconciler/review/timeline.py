@@ -2,13 +2,14 @@
 ``gantt`` chart for the pull request.
 
 Times are shown in UTC and in each group's own time zone (its maintenance windows'), since
-"when will Sydney be done" is asked in Sydney time. The chart has one section per group, one
-bar per wave and one per wait (a soak, a window, a freeze, a dependency: the planner's own
-phase, the longest :data:`MAX_WAIT_BARS` of each group), and the reconciler's promotions as
-milestones, so where the time goes is visible. The text names the critical path: the chain
-of groups, each starting after the one before it, that sets the end. GitHub refuses comments
-over 65,536 characters: a large fleet's chart shows one bar per group instead of per wave,
-and at most :data:`MAX_CHART_GROUPS` groups (the last to finish; the rest are counted).
+"when will Sydney be done" is asked in Sydney time. The summary (the promotions, the end, the
+critical path: the chain of groups, each starting after the one before it, that sets the end)
+comes first in a comment, so no cut loses it. The chart has one section per group, one bar
+per wave and one per wait (a soak, a window, a freeze, a dependency: the planner's own phase,
+the longest :data:`MAX_WAIT_BARS` of each group), and the reconciler's promotions as
+milestones. It is kept under :data:`MERMAID_BUDGET` characters (Mermaid renders at most
+50,000; GitHub's comments hold 65,536): past that, one bar per group, then fewer groups (the
+last to finish; the rest are counted).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from reconciler.rollout.prediction import (
 WAVE_BARS_UP_TO = 30
 #: At most this many groups in the chart (the ones that finish last).
 MAX_CHART_GROUPS = 120
+#: The longest chart: Mermaid refuses to render more than 50,000 characters (its
+#: `maxTextSize`), and the comment around it needs room too.
+MERMAID_BUDGET = 30_000
 #: At most this many wait bars per group (the longest), so a wave that waits for a window
 #: every night for a month stays readable.
 MAX_WAIT_BARS = 6
@@ -90,7 +94,7 @@ def _local(at: datetime, zone: str | None) -> str:
     return f" ({local:%Y-%m-%d %H:%M %Z} {zone})"
 
 
-def _assumed(prediction: Prediction) -> str:
+def timeline_assumptions(prediction: Prediction) -> str:
     a = prediction.assumptions
     return (
         f"assuming every host succeeds, staging takes {format_minutes(a.stage)} and a reboot "
@@ -100,13 +104,25 @@ def _assumed(prediction: Prediction) -> str:
 
 
 def timeline_text(prediction: Prediction) -> list[str]:
-    lines = ["", f"Predicted rollout ({_assumed(prediction)})"]
+    """The prediction for the terminal: each group's waves, then the summary."""
+    lines = ["", timeline_heading(prediction)]
+    groups = timeline_groups(prediction)
+    if not groups:
+        return [*lines, "  nothing to roll out", *(f"  {s}" for s in timeline_summary(prediction))]
+    return lines + groups + [f"  {line}" for line in timeline_summary(prediction)]
+
+
+def timeline_heading(prediction: Prediction) -> str:
+    return f"Predicted rollout ({timeline_assumptions(prediction)})"
+
+
+def timeline_groups(prediction: Prediction) -> list[str]:
+    """Each group that rolls out, by start: its span, its waves, its longest wait."""
+    lines: list[str] = []
     rolling = sorted(
         (g for g in prediction.groups if g.rolls_out),
         key=lambda g: (g.started is None, g.started or prediction.start, g.group),
     )
-    if not rolling:
-        return [*lines, "  nothing to roll out"]
     for group in rolling:
         if group.started is None:
             lines.append(f"  {group.group}: does not start: {group.unfinished}")
@@ -128,24 +144,28 @@ def timeline_text(prediction: Prediction) -> list[str]:
             lines.append(f"    does not finish: {group.unfinished}")
         elif (wait := group.longest_wait(prediction.start)) is not None:
             lines.append(f"    longest wait: {format_minutes(wait[0])} {wait[1]}")
-    lines += [f"  promotion {_utc(m.at)}: {m.what}" for m in prediction.milestones]
-    return lines + _summary(prediction)
+    return lines
 
 
-def _summary(prediction: Prediction) -> list[str]:
+def timeline_summary(prediction: Prediction) -> list[str]:
+    """The promotions, when everything is done (or what does not finish), the critical path
+    and its longest wait: what a reviewer reads first."""
+    lines = [f"promotion {_utc(m.at)}: {m.what}" for m in prediction.milestones]
+    if not any(g.rolls_out for g in prediction.groups):
+        return lines
     if prediction.end is None:
         unfinished = [g.group for g in prediction.groups if g.rolls_out and g.finished is None]
-        return [f"  not every group finishes within the horizon: {', '.join(unfinished)}"]
+        return [*lines, f"not every group finishes within the horizon: {', '.join(unfinished)}"]
     took = format_minutes(prediction.end - prediction.start)
-    lines = [f"  all done {_utc(prediction.end)} ({took} after the merge)"]
+    lines.append(f"all done {_utc(prediction.end)} ({took} after the merge)")
     path = prediction.critical_path()
     if path:
-        lines.append(f"  critical path: {' -> '.join(g.group for g in path)}")
+        lines.append(f"critical path: {' -> '.join(g.group for g in path)}")
     waits = [(wait, g.group) for g in path if (wait := g.longest_wait(prediction.start))]
     if waits:
         (longest, why), group = max(waits, key=lambda found: found[0][0])
         phase = why.split(":", 1)[0]
-        lines.append(f"  its longest wait: {group}, {format_minutes(longest)} ({phase})")
+        lines.append(f"its longest wait: {group}, {format_minutes(longest)} ({phase})")
     return lines
 
 
@@ -200,24 +220,40 @@ def timeline_json(prediction: Prediction) -> dict[str, Any]:
 
 
 def _name(text: str) -> str:
-    """A task or section name Mermaid reads as text: no colon, hash or semicolon."""
-    return re.sub(r"[:#;]", " ", text).strip() or "-"
+    """A task or section name Mermaid reads as text: one line, no colon, hash or semicolon."""
+    return " ".join(re.sub(r"[:#;]", " ", text).split()) or "-"
 
 
 def _when(at: datetime) -> str:
     return f"{at.astimezone(ZoneInfo('UTC')):%Y-%m-%dT%H:%M}"
 
 
-def timeline_mermaid(prediction: Prediction) -> list[str]:
-    """A Mermaid `gantt` chart of the prediction, in UTC."""
+def timeline_mermaid(prediction: Prediction, budget: int = MERMAID_BUDGET) -> list[str]:
+    """A Mermaid `gantt` chart of the prediction, in UTC, of at most ``budget`` characters:
+    one bar per wave and wait while that fits, else one bar per group, for as many of the
+    groups that finish last as fit."""
     rolling = [g for g in prediction.groups if g.rolls_out and g.started is not None]
     if not rolling:
         return []
-    shown = sorted(
+    last_first = sorted(
         rolling, key=lambda g: (g.finished is None, g.finished or g.started), reverse=True
     )
-    shown = sorted(shown[:MAX_CHART_GROUPS], key=lambda g: (g.started, g.group))
-    per_wave = len(shown) <= WAVE_BARS_UP_TO
+    count = min(len(rolling), MAX_CHART_GROUPS)
+    per_wave = count <= WAVE_BARS_UP_TO
+    while True:
+        shown = sorted(last_first[:count], key=lambda g: (g.started, g.group))
+        lines = _chart(prediction, shown, per_wave)
+        if count < len(rolling):
+            lines.append(f"{len(rolling) - count} more group(s) finish earlier; see the text.")
+        if sum(len(line) + 1 for line in lines) <= budget or count == 1:
+            return lines
+        if per_wave:
+            per_wave = False
+        else:
+            count = max(1, count // 2)
+
+
+def _chart(prediction: Prediction, shown: list[GroupTimeline], per_wave: bool) -> list[str]:
     lines = [
         "```mermaid",
         "gantt",
@@ -229,7 +265,8 @@ def timeline_mermaid(prediction: Prediction) -> list[str]:
     if prediction.milestones:
         lines.append("    section promotions")
         lines += [
-            f"    {_name(m.what)} :milestone, {_when(m.at)}, 0m" for m in prediction.milestones
+            f"    {_name('promotion - ' + m.what)} :milestone, {_when(m.at)}, 0m"
+            for m in prediction.milestones
         ]
     for group in shown:
         lines.append(f"    section {_name(group.group)}")
@@ -241,8 +278,6 @@ def timeline_mermaid(prediction: Prediction) -> list[str]:
             tag = "" if group.finished else "crit, "
             lines.append(f"    rollout :{tag}{_when(group.started)}, {_when(end)}")
     lines.append("```")
-    if len(shown) < len(rolling):
-        lines.append(f"{len(rolling) - len(shown)} more group(s) finish earlier; see the text.")
     return lines
 
 
