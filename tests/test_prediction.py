@@ -315,6 +315,7 @@ def gated_group(interval: str, successes: int) -> Any:
         ("1m", 3, 50),  # 3 passes by +22 min, before the soak ends at +50
         ("20m", 3, 60),  # evaluated at +20, +40, +60: the third pass opens wave 2
         ("30m", 1, 50),  # the first evaluation, as the soak begins, is enough
+        ("1m", 240, 259),  # four hours of evaluations: the last at +20 + 239
     ],
 )
 def test_health_checks_pass_at_each_evaluation_and_the_next_wave_waits_for_them(
@@ -328,6 +329,9 @@ def test_health_checks_pass_at_each_evaluation_and_the_next_wave_waits_for_them(
     [group] = prediction.groups
     assert group.waves[1].opened == T0 + wave_2_opens * MIN
     assert group.finished == T0 + (wave_2_opens + 30) * MIN
+    # The evaluations before the last needed one change nothing: the prediction steps over
+    # them, so a gate of 240 costs no more planning passes than one of 3.
+    assert prediction.passes <= 10
 
 
 def staging_and_production(soak: str = "2h", gate: bool = False) -> tuple[Any, Any]:

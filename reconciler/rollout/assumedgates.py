@@ -18,17 +18,19 @@ from reconciler.rollout.planner import GroupPlan
 
 
 def _evaluation_times(plan: GroupPlan, until: datetime) -> list[tuple[str, datetime]]:
-    """Each health check of the soaking wave evaluated at the soak's start, then every
-    `interval`, up to ``until``: (check, when)."""
+    """The evaluations of the soaking wave's checks that its gate needs, up to ``until``:
+    (check, when). Each check is evaluated at the soak's start and then every `interval`;
+    as each passes, its gate needs no more than `consecutiveSuccesses` of them."""
     gate = plan.gate
     if gate is None or not gate.blocking:
         return []
     times = []
     for check in plan.spec.health_checks:
-        at = gate.since
-        while at <= until:
+        for k in range(check.consecutive_successes):
+            at = gate.since + k * check.interval
+            if at > until:
+                break
             times.append((check.name, at))
-            at += check.interval
     return times
 
 
@@ -55,21 +57,28 @@ def passing_sample(check: HealthCheck, at: datetime) -> GateSample:
     return GateSample(check.name, at, outcome, worst, f"assumed: {detail}")
 
 
-def evaluations_due(plan: GroupPlan, now: datetime) -> bool:
-    return (
-        plan.gate is not None
-        and bool(plan.gate.blocking)
-        and any(at == now for _, at in _evaluation_times(plan, now))
-    )
-
-
-def next_evaluation(plan: GroupPlan, now: datetime) -> datetime | None:
-    """When the soaking wave's blocked gate is evaluated next."""
+def _passes_at(plan: GroupPlan) -> datetime | None:
+    """When the soaking wave's blocked gate has all the passing evaluations it needs: the
+    last check's `consecutiveSuccesses`-th evaluation. The ones before it change nothing
+    (the gate stays pending), so a prediction steps straight there."""
     gate = plan.gate
     if gate is None or not gate.blocking:
         return None
-    upcoming = []
-    for check in plan.spec.health_checks:
-        steps = (now - gate.since) // check.interval + 1
-        upcoming.append(gate.since + steps * check.interval)
-    return min(upcoming, default=None)
+    return max(
+        (
+            gate.since + (check.consecutive_successes - 1) * check.interval
+            for check in plan.spec.health_checks
+        ),
+        default=None,
+    )
+
+
+def evaluations_due(plan: GroupPlan, now: datetime) -> bool:
+    """Whether the gate can pass now, with the evaluations made by now."""
+    return _passes_at(plan) == now
+
+
+def next_evaluation(plan: GroupPlan, now: datetime) -> datetime | None:
+    """When the soaking wave's blocked gate can pass (None: not blocked, or already due)."""
+    at = _passes_at(plan)
+    return at if at is not None and at > now else None

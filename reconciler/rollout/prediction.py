@@ -424,7 +424,9 @@ class _Simulation:
         self.passes += 1
         _record(self.records[group], plan.decisions)
         if plan.gate is not None and (before is None or before.gate is None):
-            # A soak began in this pass: its first evaluation is now.
+            # A soak began in this pass: its first evaluation is now, and the evaluations
+            # of earlier soaks no longer count.
+            samples[:] = [s for s in samples if s.at >= plan.gate.since]
             samples += passing_evaluations(plan, samples, now)
             plan = self.plans[group] = self.engine.reconcile_group(
                 group, self.observed, gate_samples=samples
