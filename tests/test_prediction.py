@@ -20,6 +20,7 @@ from reconciler.fleetrepo.healthchecks import HealthCheck
 from reconciler.fleetrepo.loader import load_fleet_or_raise
 from reconciler.fleetrepo.models import Promotion
 from reconciler.fleetrepo.sources import DirectorySource
+from reconciler.review.live import LiveGroup, LiveHost, LiveState
 from reconciler.review.markdown import prediction_markdown
 from reconciler.review.timeline import (
     MERMAID_BUDGET,
@@ -487,3 +488,52 @@ def test_the_chart_stays_within_its_budget_with_many_waves() -> None:
     tiny = timeline_mermaid(prediction, budget=2_000)
     assert sum(len(line) + 1 for line in tiny) <= 2_000
     assert tiny[-1].endswith("more group(s) finish earlier; see the text.")
+
+
+def a_then_b(extra_hosts: bool) -> Any:
+    """Groups a and b on NEW, b after a; a reboots only in a night window, b at any time."""
+    night = [{"schedule": "0 2 * * *", "duration": "3h", "timeZone": "UTC"}]
+    policy = {"waves": ["100%"], "soakTime": "0s"}
+    groups = {
+        "a": {"hosts": ["a1", "a2", *(["a3"] if extra_hosts else [])], "rollout": policy},
+        "b": {"hosts": ["b1", "b2", *(["b3"] if extra_hosts else [])], "rollout": policy},
+    }
+    groups["a"]["maintenanceWindows"] = night
+    groups["b"]["dependsOn"] = ["a"]
+    hosts = {h: {} for group in groups.values() for h in group["hosts"]}
+    return build_fleet(groups, hosts)
+
+
+def test_a_dependency_done_before_the_change_does_not_hold_its_dependents_again() -> None:
+    """A host joins each group: a's new host waits for the night, but a completed NEW long
+    ago (its commit did not change), so b's new host goes at once, as the daemon's store
+    would have it and as the review assumes."""
+    base, proposed = a_then_b(False), a_then_b(True)
+    prediction = predict_change(proposed, base, None, T0, Assumptions())
+    by_name = {g.group: g for g in prediction.groups}
+    assert by_name["b"].finished == T0 + 20 * MIN
+    assert by_name["a"].finished == datetime(2026, 12, 1, 2, 10, tzinfo=UTC)
+
+
+def live_state(phase: str, completed: frozenset[str], resume: str | None = None) -> LiveState:
+    hosts = {h: LiveHost(h, "g", OLD, None) for h in ("h1", "h2", "h3")}
+    reason = "halted after 1 failure(s): h1 fell back"
+    group = LiveGroup("g", NEW, None, phase, phase, reason, 1, completed, resume)
+    return LiveState("http://127.0.0.1:1", {"g": group}, hosts)
+
+
+def test_a_group_halted_on_the_live_server_stays_halted_until_resumed() -> None:
+    fleet = one_group()
+    halted = live_state("halted", frozenset(), resume="r1")
+    prediction = predict_change(fleet, fleet, halted, T0, Assumptions())
+    [group] = prediction.groups
+    assert group.started is None
+    assert group.unfinished == (
+        "halted on the running reconciler: halted after 1 failure(s): h1 fell back"
+    )
+    assert prediction.end is None
+    resumed = dataclasses.replace(
+        fleet, groups={"g": fleet.groups["g"].model_copy(update={"resume": "r2"})}
+    )
+    prediction = predict_change(resumed, fleet, halted, T0, Assumptions())
+    assert prediction.groups[0].finished is not None

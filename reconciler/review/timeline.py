@@ -80,7 +80,45 @@ def predict_change(
             booted[host] = UNKNOWN_COMMIT
     promotes = any(stream.promotion is not None for stream in proposed.streams.values())
     changes = PredictedPromotions() if promotes else no_fleet_changes
-    return predict(proposed, now, booted, assumptions, changes)
+    return predict(
+        proposed,
+        now,
+        booted,
+        assumptions,
+        changes,
+        completed=_completed(proposed, base, live),
+        stopped=_halted_live(proposed, live),
+    )
+
+
+def _completed(proposed: Fleet, base: Fleet | None, live: LiveState | None) -> dict[str, set[str]]:
+    """The commits each group completed before the change, as the review assumes them: from
+    the running reconciler; else a group whose commit the change keeps is taken as done."""
+    if live is not None:
+        return {name: set(group.completed_commits) for name, group in live.groups.items()}
+    if base is None:
+        return {}
+    return {
+        name: {base.target(name).commit}
+        for name in base.groups
+        if name in proposed.groups and base.target(name).commit == proposed.target(name).commit
+    }
+
+
+def _halted_live(proposed: Fleet, live: LiveState | None) -> dict[str, str]:
+    """Groups halted on the running reconciler that the change neither moves nor resumes:
+    they stay halted (the planner's own test, as the review's `halted` blocker makes it)."""
+    if live is None:
+        return {}
+    stopped = {}
+    for name, group in live.groups.items():
+        if name not in proposed.groups or group.phase != "halted":
+            continue
+        resume = proposed.groups[name].resume
+        moved = proposed.target(name).commit != group.commit
+        if not moved and not (resume and resume != group.halt_resume_token):
+            stopped[name] = f"halted on the running reconciler: {group.reason}"
+    return stopped
 
 
 def _utc(at: datetime) -> str:

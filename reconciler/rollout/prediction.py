@@ -22,7 +22,7 @@ or at the horizon; it says which groups did not finish and why, in the planner's
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -206,8 +206,13 @@ class Prediction:
 class _MemoryStore:
     """The engine's store, in memory: a prediction decides nothing anyone acts on."""
 
-    def __init__(self) -> None:
-        self._states: dict[str, GroupState] = {}
+    def __init__(self, completed: Mapping[str, Iterable[str]], before: datetime) -> None:
+        # Commits the groups completed before the prediction starts: what a group that
+        # depends on them finds done, as the daemon's store would say.
+        self._states: dict[str, GroupState] = {
+            group: GroupState(group, completed_commits=dict.fromkeys(commits, before))
+            for group, commits in completed.items()
+        }
 
     def load_all(self) -> dict[str, GroupState]:
         return dict(self._states)
@@ -308,10 +313,16 @@ def predict(
     booted: Mapping[str, str | None],
     assumptions: Assumptions = Assumptions(),
     fleet_changes: FleetChanges = no_fleet_changes,
+    *,
+    completed: Mapping[str, Iterable[str]] | None = None,
+    stopped: Mapping[str, str] | None = None,
 ) -> Prediction:
     """Predict ``fleet``'s rollouts from ``start``, each host starting on ``booted[host]``
-    (a host missing or None there never reports: the planner waits for it as it would)."""
-    simulation = _Simulation(fleet, start, booted, assumptions)
+    (a host missing or None there never reports: the planner waits for it as it would).
+    ``completed``: the commits each group completed before ``start`` (its dependents need
+    not wait for them again); ``stopped``: groups that will not move, and why (a rollout
+    halted on the running reconciler, which only a `resume` in the fleet repo goes on)."""
+    simulation = _Simulation(fleet, start, booted, assumptions, completed or {}, stopped or {})
     end = start + assumptions.horizon
     milestones: list[Milestone] = []
     while True:
@@ -336,8 +347,20 @@ def predict(
         start,
         assumptions,
         tuple(
-            _timeline(simulation.fleet, group, simulation.records[group], plan, booted, milestones)
-            for group, plan in sorted(simulation.plans.items())
+            sorted(
+                [
+                    _timeline(
+                        simulation.fleet, group, simulation.records[group], plan, booted, milestones
+                    )
+                    for group, plan in simulation.plans.items()
+                ]
+                + [
+                    _stopped_timeline(simulation.fleet, group, why)
+                    for group, why in simulation.stopped.items()
+                    if group in simulation.fleet.groups
+                ],
+                key=lambda timeline: timeline.group,
+            )
         ),
         simulation.passes,
         tuple(milestones),
@@ -353,9 +376,13 @@ class _Simulation:
         start: datetime,
         booted: Mapping[str, str | None],
         assumptions: Assumptions,
+        completed: Mapping[str, Iterable[str]],
+        stopped: Mapping[str, str],
     ) -> None:
         self.clock = ManualClock(start)
-        self.engine: Engine[_MemoryStore] = Engine(_MemoryStore(), self.clock)
+        store = _MemoryStore(completed, start - timedelta(seconds=1))
+        self.engine: Engine[_MemoryStore] = Engine(store, self.clock)
+        self.stopped = stopped
         self.assumptions = assumptions
         self.hosts = {name: _Host(name, booted.get(name)) for name in fleet.hosts}
         self.records = {group: _Record() for group in fleet.groups}
@@ -406,7 +433,7 @@ class _Simulation:
         }
         self.dirty |= {g for g, plan in self.plans.items() if evaluations_due(plan, now)}
         for group in self.engine.groups_in_order():  # dependencies first: a completion unblocks
-            if group in self.dirty:
+            if group in self.dirty and group not in self.stopped:
                 self._plan(group, now)
         self.dirty.clear()
 
@@ -531,4 +558,13 @@ def _timeline(
         record.retargeted,
         tuple(record.stretches),
         after,
+    )
+
+
+def _stopped_timeline(fleet: Fleet, group: str, why: str) -> GroupTimeline:
+    """A group that does not move: it never starts, and says why."""
+    windows = fleet.maintenance_windows(group)
+    zone = windows[0].time_zone if windows else None
+    return GroupTimeline(
+        group, zone, True, None, None, (), why, tuple(fleet.groups[group].depends_on)
     )
