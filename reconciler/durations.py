@@ -11,6 +11,9 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 _UNIT_SECONDS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 DURATION_PATTERN = r"^(?=\d)(\d+d)?(\d+h)?(\d+m)?(\d+s)?$"
+#: Ten years: longer is a typo, and far longer would not fit in a date (soaks and horizons
+#: are added to the time now).
+LONGEST = timedelta(days=3650)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -19,7 +22,12 @@ def parse_duration(text: str) -> timedelta:
     if not text.strip() or match is None:
         raise ValueError(f"`{text}` is not a duration; write e.g. `90s`, `30m`, `1h30m` or `2d`")
     days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    total = days * 86_400 + hours * 3_600 + minutes * 60 + seconds
+    if total > LONGEST.total_seconds():
+        raise ValueError(
+            f"`{text}` is longer than {format_duration(LONGEST)}, the longest duration accepted"
+        )
+    return timedelta(seconds=total)
 
 
 def format_duration(value: timedelta) -> str:

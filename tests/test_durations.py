@@ -33,3 +33,12 @@ def test_parse_rejects_with_an_example(text: str) -> None:
 def test_format_then_parse_round_trips(seconds: int) -> None:
     value = timedelta(seconds=seconds)
     assert parse_duration(format_duration(value)) == value
+
+
+@pytest.mark.parametrize("text", ["3651d", "3650d1s", "99999999999d", "9" * 40 + "s"])
+def test_parse_refuses_more_than_ten_years_instead_of_overflowing_later(text: str) -> None:
+    """A soak or horizon is added to the time now; 3,000,000 days passed validation and then
+    crashed the planner, and 10^11 days overflowed timedelta itself."""
+    with pytest.raises(ValueError, match=r"longer than 3650d, the longest duration accepted"):
+        parse_duration(text)
+    assert parse_duration("3650d") == timedelta(days=3650)

@@ -537,3 +537,18 @@ def test_a_group_halted_on_the_live_server_stays_halted_until_resumed() -> None:
     )
     prediction = predict_change(resumed, fleet, halted, T0, Assumptions())
     assert prediction.groups[0].finished is not None
+
+
+def test_predicting_from_the_end_of_the_calendar_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = example_promotion(tmp_path)
+    code = main(
+        ["plan", str(root), "--no-commit-check", "--predict", "--at", "9999-12-01T00:00+00:00"]
+    )
+    assert code == 2
+    assert "is too late to predict from" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["plan", str(root), "--predict", "--horizon", "99999999999d"])
+    assert exited.value.code == 2
+    assert "longer than 3650d" in capsys.readouterr().err

@@ -15,7 +15,7 @@ import os
 import sys
 import traceback
 from collections.abc import Collection
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import pygit2
 
 from reconciler.cli.arguments import add_fleet_location
 from reconciler.cli.exits import ExitCode
-from reconciler.durations import parse_duration
+from reconciler.durations import LONGEST, parse_duration
 from reconciler.errors import FleetSourceUnavailable, GitRevisionNotFound, ReconcilerError
 from reconciler.fleetrepo.fleet import Fleet
 from reconciler.fleetrepo.loader import load_fleet
@@ -84,19 +84,19 @@ def register(verbs: Any) -> None:
     )
     prediction.add_argument(
         "--stage-time",
-        type=parse_duration,
+        type=_duration,
         default=DEFAULTS.stage,
         help="how long a host takes to stage a build (default 10m)",
     )
     prediction.add_argument(
         "--reboot-time",
-        type=parse_duration,
+        type=_duration,
         default=DEFAULTS.reboot,
         help="how long a reboot and greenboot's checks take (default 10m)",
     )
     prediction.add_argument(
         "--horizon",
-        type=parse_duration,
+        type=_duration,
         default=DEFAULTS.horizon,
         help="how far ahead to predict (default 30d)",
     )
@@ -172,6 +172,7 @@ def _with_prediction(
     when asked for; as the markdown comment's default, the review goes out without it (the
     traceback on stderr, a note in the review), since it is the review the gate needs."""
     _check_what_if(args.what_if_fail, proposed.hosts)
+    _check_room(now, args.horizon)
     assumptions = Assumptions(
         args.stage_time, args.reboot_time, args.horizon, frozenset(args.what_if_fail)
     )
@@ -196,6 +197,24 @@ def _predicts(args: argparse.Namespace) -> bool:
     if args.predict is not None:
         return bool(args.predict)
     return bool(args.what_if_fail) or args.format == "markdown"
+
+
+def _duration(text: str) -> timedelta:
+    """A duration option: argparse shows this error's own sentence (`… is not a duration`)."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _check_room(now: datetime, horizon: timedelta) -> None:
+    """The prediction adds the horizon, soaks and windows to ``now``: it must stay a date."""
+    try:
+        now + horizon + 2 * LONGEST
+    except OverflowError:
+        raise ReconcilerError(
+            f"--at {now.isoformat()} is too late to predict from: dates end at year 9999"
+        ) from None
 
 
 def _check_what_if(hosts: list[str], known: Collection[str]) -> None:
