@@ -552,3 +552,22 @@ def test_predicting_from_the_end_of_the_calendar_is_a_usage_error(
         main(["plan", str(root), "--predict", "--horizon", "99999999999d"])
     assert exited.value.code == 2
     assert "longer than 3650d" in capsys.readouterr().err
+
+
+def test_a_promotion_that_does_not_happen_says_why() -> None:
+    """The lab host fails (what-if): staging's build is never promoted, and production's
+    rollout never starts; with a horizon shorter than the promotion soak, it is still
+    soaking. Either way the summary says so rather than only "all done"."""
+    base, proposed = staging_and_production()
+    failing = Assumptions(failing=frozenset({"lab1"}), horizon=timedelta(days=2))
+    prediction = predict_change(proposed, base, None, T0, failing)
+    assert not prediction.milestones
+    [pending] = prediction.pending
+    assert pending.startswith("production is not promoted: ")
+    assert "failed on lab1 (lab)" in pending
+    assert pending in timeline_text(prediction)[-2]
+    short = predict_change(proposed, base, None, T0, Assumptions(horizon=timedelta(hours=1)))
+    assert short.pending == (
+        f"production is not promoted: {NEW[:12]} has soaked 40m of 2h on 1 healthy hosts",
+    )
+    assert timeline_json(short)["pending"] == list(short.pending)

@@ -26,6 +26,8 @@ from reconciler.rollout.observed import HostObservation
 from reconciler.rollout.prediction import FleetChange, Milestone, Reports
 from reconciler.rollout.state import GroupState
 
+#: A stream in these needs no promotion: nothing is waiting.
+_SETTLED = frozenset({PromotionStatus.UP_TO_DATE, PromotionStatus.ALREADY_PROMOTED})
 #: Promotions whose health checks are being evaluated (as the daemon's gate runner does).
 _EVALUATED = frozenset({PromotionStatus.SOAKING, PromotionStatus.WAITING_FOR_HEALTH_CHECKS})
 
@@ -70,6 +72,7 @@ class PredictedPromotions:
     ) -> FleetChange:
         milestones: list[Milestone] = []
         look_again: list[datetime] = []
+        waiting: list[str] = []
         for name in sorted(fleet.streams):  # one at a time: a promotion may feed the next
             stream = fleet.streams[name]
             if stream.promotion is None:
@@ -88,12 +91,18 @@ class PredictedPromotions:
                         check.source,
                     )
                 )
-            elif check.status is PromotionStatus.SOAKING and check.due_at is not None:
+                continue
+            if check.status not in _SETTLED:
+                waiting.append(f"{check.stream} is not promoted: {check.message}")
+            if check.status is PromotionStatus.SOAKING and check.due_at is not None:
                 look_again.append(check.due_at)
             elif check.status is PromotionStatus.WAITING_FOR_HEALTH_CHECKS:
                 look_again.append(self._next_evaluation(stream, check, now))
         return FleetChange(
-            fleet if milestones else None, tuple(milestones), min(look_again, default=None)
+            fleet if milestones else None,
+            tuple(milestones),
+            min(look_again, default=None),
+            tuple(waiting),
         )
 
     def _check(

@@ -189,6 +189,7 @@ def timeline_summary(prediction: Prediction) -> list[str]:
     """The promotions, when everything is done (or what does not finish), the critical path
     and its longest wait: what a reviewer reads first."""
     lines = [f"promotion {_utc(m.at)}: {m.what}" for m in prediction.milestones]
+    lines += list(prediction.pending)
     if not any(g.rolls_out for g in prediction.groups):
         return lines
     if prediction.end is None:
@@ -230,6 +231,7 @@ def timeline_json(prediction: Prediction) -> dict[str, Any]:
             {"at": at(m.at), "stream": m.stream, "from": m.source, "what": m.what}
             for m in prediction.milestones
         ],
+        "pending": list(prediction.pending),
         "groups": [
             {
                 "name": g.group,

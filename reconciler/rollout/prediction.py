@@ -143,6 +143,9 @@ class FleetChange:
     #: When something may change next without a pass planning anything (a promotion's soak
     #: ending), so the prediction looks again then.
     look_again: datetime | None = None
+    #: What has not happened yet, and why ("production is not promoted: …"): the last
+    #: answer's is what the prediction ends with.
+    waiting: tuple[str, ...] = ()
 
 
 #: What a host reports now (None: nothing yet), asked one host at a time: a prediction of
@@ -171,6 +174,9 @@ class Prediction:
     groups: tuple[GroupTimeline, ...]
     passes: int  # planning passes run, for the benchmark
     milestones: tuple[Milestone, ...] = ()
+    #: Changes to the fleet that did not happen by the end, and why (a promotion blocked by
+    #: a failure, or still soaking at the horizon).
+    pending: tuple[str, ...] = ()
 
     @property
     def end(self) -> datetime | None:
@@ -325,6 +331,7 @@ def predict(
     simulation = _Simulation(fleet, start, booted, assumptions, completed or {}, stopped or {})
     end = start + assumptions.horizon
     milestones: list[Milestone] = []
+    pending: tuple[str, ...] = ()
     while True:
         now = simulation.clock.now()
         simulation.plan_due_groups(now)
@@ -333,11 +340,17 @@ def predict(
             simulation.fleet, now, simulation.engine.states(), simulation.reports_at(now)
         )
         milestones += change.milestones
+        pending = change.waiting
         if change.fleet is not None:
             simulation.take_in(change.fleet)
             simulation.plan_due_groups(now)
         wake = simulation.next_event(now, change.look_again)
         done = simulation.all_done() and change.look_again is None and change.fleet is None
+        if wake is not None and wake > end and change.look_again is not None:
+            # Stopped by the horizon while a change waits: say how it stands then.
+            simulation.clock.advance(end - now)
+            states, reports = simulation.engine.states(), simulation.reports_at(end)
+            pending = fleet_changes(simulation.fleet, end, states, reports).waiting
         if wake is None or wake > end or done:
             break
         simulation.clock.advance(wake - now)
@@ -364,6 +377,7 @@ def predict(
         ),
         simulation.passes,
         tuple(milestones),
+        pending,
     )
 
 
