@@ -571,3 +571,27 @@ def test_a_promotion_that_does_not_happen_says_why() -> None:
         f"production is not promoted: {NEW[:12]} has soaked 40m of 2h on 1 healthy hosts",
     )
     assert timeline_json(short)["pending"] == list(short.pending)
+
+
+@pytest.mark.parametrize(
+    ("soak", "idle_since", "waited"),
+    [
+        # Production first rolls out its own build to hosts of unknown commit (done at
+        # +80), then waits for the promotion at +140: an hour.
+        ("2h", T0 + 80 * MIN, 60 * MIN),
+        # The promotion (+30) comes while that rollout is under way: it supersedes it, and
+        # the group never waited for it.
+        ("10m", None, None),
+    ],
+)
+def test_the_wait_for_a_promotion_counts_only_while_the_group_had_nothing_to_do(
+    soak: str, idle_since: datetime | None, waited: timedelta | None
+) -> None:
+    _, proposed = staging_and_production(soak=soak)
+    prediction = predict_change(proposed, None, None, T0, Assumptions())
+    calls = next(g for g in prediction.groups if g.group == "calls")
+    assert calls.idle_since == idle_since
+    waits = dict((why, took) for took, why in calls.waits(T0))
+    assert waits.get("waiting for its stream's promotion") == waited
+    bars = "\n".join(timeline_mermaid(prediction))
+    assert ("awaits promotion" in bars) is (waited is not None)

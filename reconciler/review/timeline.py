@@ -325,8 +325,9 @@ def _wave_bars(group: GroupTimeline, merged: datetime, horizon_end: datetime) ->
     """One bar per wave, and one per wait (the longest few, and for its stream's promotion),
     in time order."""
     bars: list[tuple[datetime, str]] = []
-    if group.promoted is not None and _when(group.promoted) != _when(merged):
-        bars.append((merged, f"    awaits promotion :{_when(merged)}, {_when(group.promoted)}"))
+    idle, promoted = group.idle_since, group.promoted
+    if idle is not None and promoted is not None and _when(promoted) != _when(idle):
+        bars.append((idle, f"    awaits promotion :{_when(idle)}, {_when(promoted)}"))
     for wave in group.waves:
         if wave.opened is None:
             break

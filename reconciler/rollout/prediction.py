@@ -103,6 +103,9 @@ class GroupTimeline:
     soak: timedelta = timedelta(0)
     #: When a promotion gave the group its target (None: the revision predicted gave it).
     promoted: datetime | None = None
+    #: Since when it waited for that promotion with nothing to do (None: it was rolling out
+    #: another commit, which the promotion superseded).
+    idle_since: datetime | None = None
     #: Where it waited, from the merge (or the promotion) to the end, in time order.
     stretches: tuple[Stretch, ...] = ()
     #: The groups whose end its start waits for: what it depends on and, when a promotion
@@ -113,8 +116,9 @@ class GroupTimeline:
         """How long the group waited, and why in the planner's words: for its stream's
         promotion, for what it depends on, for a soak, a window, a freeze."""
         found = []
-        if self.promoted is not None and self.promoted > merged:
-            found.append((self.promoted - merged, "waiting for its stream's promotion"))
+        idle, promoted = self.idle_since, self.promoted
+        if idle is not None and promoted is not None and promoted > idle:
+            found.append((promoted - idle, "waiting for its stream's promotion"))
         found += [(s.length, f"{s.phase}: {s.why}") for s in self.stretches]
         return found
 
@@ -290,6 +294,7 @@ class _Host:
 @dataclass
 class _Record:
     retargeted: datetime | None = None  # the group's target moved (a promotion) then
+    idle_since: datetime | None = None  # …after waiting for it since then (None: it was busy)
     finished: datetime | None = None
     opened: dict[int, datetime] = field(default_factory=dict)
     done: dict[int, datetime] = field(default_factory=dict)
@@ -393,6 +398,7 @@ class _Simulation:
         completed: Mapping[str, Iterable[str]],
         stopped: Mapping[str, str],
     ) -> None:
+        self.start = start
         self.clock = ManualClock(start)
         store = _MemoryStore(completed, start - timedelta(seconds=1))
         self.engine: Engine[_MemoryStore] = Engine(store, self.clock)
@@ -426,9 +432,19 @@ class _Simulation:
         self._use(fleet)
         for group in fleet.groups:
             if before.get(group) != fleet.target(group).commit:
-                self.records[group] = _Record(retargeted=self.clock.now())
+                self.records[group] = _Record(
+                    retargeted=self.clock.now(), idle_since=self._idle_since(group)
+                )
                 self.samples.pop(group, None)
         self.dirty |= set(fleet.groups)
+
+    def _idle_since(self, group: str) -> datetime | None:
+        """Since when ``group`` has had nothing to do (its rollout done, or in sync from the
+        start); None while a rollout of another commit is under way."""
+        plan = self.plans.get(group)
+        if plan is None or plan.status.phase in (GroupPhase.IN_SYNC, GroupPhase.EMPTY):
+            return self.records[group].finished or self.start
+        return None
 
     def reports_at(self, now: datetime) -> Reports:
         """What each host would report now (simulated agents always do)."""
@@ -569,9 +585,10 @@ def _timeline(
         unfinished,
         depends_on,
         spec.soak_time,
-        record.retargeted,
-        tuple(record.stretches),
-        after,
+        promoted=record.retargeted,
+        idle_since=record.idle_since,
+        stretches=tuple(record.stretches),
+        after=after,
     )
 
 
