@@ -21,6 +21,8 @@ import psycopg
 import pytest
 
 from reconciler.errors import StoreUnavailable
+from reconciler.state.backends import open_state
+from reconciler.state.database import PostgresDatabase
 from reconciler.state.leases import (
     Lease,
     LeaseLost,
@@ -588,3 +590,68 @@ def test_renew_all_renews_one_holders_leases_in_one_statement_and_skips_lost_one
         assert renewed[0].expires_at >= a.expires_at
         with pytest.raises(ValueError, match="one holder"):
             leases.renew_all([a, Lease("c", "r2", 1, a.expires_at)])
+
+
+def row_lock_is_free(url: str, group: str) -> bool:
+    with psycopg.connect(url, autocommit=True) as connection:
+        try:
+            with connection.transaction():
+                connection.execute(
+                    "SELECT 1 FROM group_leases WHERE group_name = %s FOR UPDATE NOWAIT", (group,)
+                )
+        except psycopg.errors.LockNotAvailable:
+            return False
+    return True
+
+
+def pause_inside_a_write(database: PostgresDatabase, url: str, freed: list[bool]) -> None:
+    """Lock the lease row in a transaction, pause 1.5 s between two statements, then go on;
+    ``freed`` gets whether another session could lock the row during the pause."""
+    with database.transaction() as session:
+        session.execute("SELECT 1 FROM group_leases WHERE group_name = ? FOR UPDATE", ("edge",))
+        assert not row_lock_is_free(url, "edge")
+        time.sleep(1.5)  # paused between two statements of its write
+        freed.append(row_lock_is_free(url, "edge"))
+        session.execute("SELECT 1")
+
+
+def test_a_store_writer_paused_inside_its_transaction_loses_its_session_not_the_group(
+    leases: PostgresLeases, postgres_url: str
+) -> None:
+    """The daemon's store ends a session idle inside a transaction after half a lease
+    (``serve`` passes ttl / 2): a replica frozen mid-write frees its lease row, so the
+    survivors take the group over on time, and its own write fails whole when it resumes."""
+    assert leases.acquire("edge", "writer") is not None
+    database = PostgresDatabase(postgres_url, idle_in_transaction=timedelta(milliseconds=400))
+    freed: list[bool] = []
+    try:
+        with pytest.raises(StoreUnavailable, match=r"idle-in-transaction|terminat"):
+            pause_inside_a_write(database, postgres_url, freed)
+        assert database.execute("SELECT 1") == [(1,)]  # the pool gives a fresh session
+    finally:
+        database.close()
+    assert freed == [True]  # free for a takeover while the writer was paused
+
+
+def test_without_the_limit_a_paused_writer_keeps_the_row_locked(
+    leases: PostgresLeases, postgres_url: str
+) -> None:
+    assert leases.acquire("edge", "writer") is not None
+    database = PostgresDatabase(postgres_url)
+    freed: list[bool] = []
+    try:
+        pause_inside_a_write(database, postgres_url, freed)
+    finally:
+        database.close()
+    assert freed == [False]
+
+
+def test_the_daemons_state_sessions_carry_the_limit_it_asks_for(postgres_url: str) -> None:
+    """`serve` opens its state with half the lease ttl (reconciler/serve/daemon.py): every
+    pooled session of the store has it."""
+    backend = open_state(postgres_url, idle_in_transaction=timedelta(seconds=1))
+    try:
+        assert backend.shared is not None
+        assert backend.shared.fetchone("SHOW idle_in_transaction_session_timeout") == ("1s",)
+    finally:
+        backend.close()

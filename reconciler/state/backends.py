@@ -7,6 +7,7 @@ a SQLite state into an empty PostgreSQL database (``reconciler store migrate``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from reconciler.errors import StoreUnavailable
@@ -44,9 +45,11 @@ class StateBackend:
                 self.shared.close()
 
 
-def open_state(location: str | Path) -> StateBackend:
+def open_state(location: str | Path, idle_in_transaction: timedelta | None = None) -> StateBackend:
     """The state at ``location``: a ``postgresql://`` or ``postgres://`` URL selects
-    PostgreSQL (one connection pool for the three stores); anything else is a SQLite file."""
+    PostgreSQL (one connection pool for the three stores); anything else is a SQLite file.
+    ``idle_in_transaction``: for PostgreSQL, how long a session may sit inside a
+    transaction before the server ends it (see :class:`PostgresDatabase`)."""
     if not is_postgres_url(location):
         store = Store(location)
         try:
@@ -61,7 +64,7 @@ def open_state(location: str | Path) -> StateBackend:
             store.close()
             raise
         return StateBackend(str(location), store, reports, gate_samples)
-    database = PostgresDatabase(str(location))
+    database = PostgresDatabase(str(location), idle_in_transaction=idle_in_transaction)
     try:
         migrate(database)
         return StateBackend(

@@ -29,9 +29,10 @@ transaction writes nothing. A row is locked until that transaction ends, and ``a
   the check again, however long its replica was paused: a stale holder never writes.
 
 The price: a holder paused *inside* such a transaction delays the takeover until its
-connection ends (a killed process's connection is dropped at once); the store should set
-``idle_in_transaction_session_timeout`` so a frozen writer cannot hold a group forever, and
-``acquire`` gives up after ``lock_timeout`` (default: the ttl) and answers None.
+connection ends (a killed process's connection is dropped at once). So the daemon's store
+sets ``idle_in_transaction_session_timeout`` to half the ttl (``open_state``): the server
+ends a frozen writer's session, rolling its write back whole, and the takeover goes on in
+time; ``acquire`` gives up after ``lock_timeout`` (default: the ttl) and answers None.
 
 **Timing.** A lease lives ``ttl``; call :meth:`PostgresLeases.balance` every ``ttl / 3``
 (:attr:`PostgresLeases.renew_interval`), so two missed rounds still keep it. A replica that
