@@ -595,3 +595,21 @@ def test_the_wait_for_a_promotion_counts_only_while_the_group_had_nothing_to_do(
     assert waits.get("waiting for its stream's promotion") == waited
     bars = "\n".join(timeline_mermaid(prediction))
     assert ("awaits promotion" in bars) is (waited is not None)
+
+
+def test_local_time_comes_from_the_hosts_own_windows_when_they_share_one_zone() -> None:
+    """A site's windows often live in its inventory file, not in the group: its one zone is
+    the group's local time; hosts in two zones have none (UTC only)."""
+    berlin = [{"schedule": "0 2 * * *", "duration": "3h", "timeZone": "Europe/Berlin"}]
+    sydney = [{"schedule": "0 2 * * *", "duration": "3h", "timeZone": "Australia/Sydney"}]
+    names = ["h1", "h2"]
+    group = {"g": {"hosts": names, "rollout": {"waves": ["100%"]}}}
+    one_site = build_fleet(group, {n: {} for n in names}, host_windows=dict.fromkeys(names, berlin))
+    two_sites = build_fleet(
+        group, {n: {} for n in names}, host_windows={"h1": berlin, "h2": sydney}
+    )
+    zones = [
+        predict(fleet, T0, dict.fromkeys(names, OLD)).groups[0].time_zone
+        for fleet in (one_site, two_sites)
+    ]
+    assert zones == ["Europe/Berlin", None]

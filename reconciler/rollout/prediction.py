@@ -35,6 +35,7 @@ from reconciler.rollout.engine import Engine
 from reconciler.rollout.gates import GateSample
 from reconciler.rollout.observed import Greenboot, HostObservation
 from reconciler.rollout.planner import Action, GroupPhase, GroupPlan
+from reconciler.rollout.spec import GroupSpec
 from reconciler.rollout.state import GroupState
 
 
@@ -565,8 +566,7 @@ def _timeline(
     unfinished = None
     if changing and record.finished is None and not in_sync:
         unfinished = f"{plan.status.phase}: {plan.status.reason.message}"
-    windows = spec.windows
-    zone = windows[0].time_zone if windows else None
+    zone = _time_zone(spec)
     depends_on = tuple(fleet.groups[group].depends_on)
     after = depends_on
     promotion = [m for m in milestones if m.stream == spec.target.stream]
@@ -599,3 +599,14 @@ def _stopped_timeline(fleet: Fleet, group: str, why: str) -> GroupTimeline:
     return GroupTimeline(
         group, zone, True, None, None, (), why, tuple(fleet.groups[group].depends_on)
     )
+
+
+def _time_zone(spec: GroupSpec) -> str | None:
+    """The zone a group's times are shown in: its windows', else the one zone all of its
+    hosts' own windows share (a site's inventory file); None when there is no single one."""
+    zones: set[str] = set()
+    if any(host not in spec.window_set_of for host in spec.order):
+        zones |= {w.time_zone for w in spec.windows}
+    for used in set(spec.window_set_of.values()):
+        zones |= {w.time_zone for w in spec.window_sets[used]}
+    return zones.pop() if len(zones) == 1 else None
