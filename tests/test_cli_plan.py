@@ -194,8 +194,20 @@ def test_against_a_running_reconciler_a_halt_blocks_until_resumed(
             "6 group(s) change; 0 host(s) change commit (32 more have reported no booted "
             "commit); 4 blocked"
         ) in out
+        # The prediction starts from the same live state: Dublin stays halted, so the
+        # groups after it never start either.
+        code, out = plan(capsys, str(repo), *against, "--predict")
+        assert (
+            "  callservers-dub: does not start: halted on the running reconciler: halted after "
+            "1 failure(s) (threshold 1): dub-call-01"
+        ) in out
+        assert "not every group finishes within the horizon: callservers-dub" in out
         edit(repo, "groups/callservers-dub.yaml", "canaries:", "resume: OPS-2291\ncanaries:")
-        code, out = plan(capsys, str(repo), *against, "--format", "json")
+        code, out = plan(capsys, str(repo), *against, "--format", "json", "--predict")
+        prediction = json.loads(out)["prediction"]
+        resumed = next(g for g in prediction["groups"] if g["name"] == "callservers-dub")
+        assert resumed["start"] is not None
+        assert resumed["unfinished"] is None
         dub = next(g for g in json.loads(out)["groups"] if g["name"] == "callservers-dub")
         assert dub["blockers"] == []
         assert dub["notes"] == ["resumes the halted rollout (`resume: OPS-2291`)"]
