@@ -57,7 +57,7 @@ def test_the_timeline_of_a_simple_rollout_is_its_arithmetic() -> None:
     ]
     assert (group.started, group.finished) == (T0, T0 + 80 * MIN)
     assert prediction.end == T0 + 80 * MIN
-    assert group.longest_wait(T0) == (30 * MIN, "soaking: wave 1/2 soaking until 2026-11-30 12:50Z")
+    assert group.longest_wait() == (30 * MIN, "soaking: wave 1/2 soaking until 2026-11-30 12:50Z")
 
 
 def test_longer_steps_and_a_wider_budget_change_the_timeline() -> None:
@@ -591,7 +591,7 @@ def test_the_wait_for_a_promotion_counts_only_while_the_group_had_nothing_to_do(
     prediction = predict_change(proposed, None, None, T0, Assumptions())
     calls = next(g for g in prediction.groups if g.group == "calls")
     assert calls.idle_since == idle_since
-    waits = dict((why, took) for took, why in calls.waits(T0))
+    waits = dict((why, took) for took, why in calls.waits())
     assert waits.get("waiting for its stream's promotion") == waited
     bars = "\n".join(timeline_mermaid(prediction))
     assert ("awaits promotion" in bars) is (waited is not None)

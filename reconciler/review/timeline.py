@@ -180,7 +180,7 @@ def timeline_groups(prediction: Prediction) -> list[str]:
             lines.append(f"    wave {wave.number} ({wave.hosts} host(s)): {opened} -> {done}")
         if group.unfinished:
             lines.append(f"    does not finish: {group.unfinished}")
-        elif (wait := group.longest_wait(prediction.start)) is not None:
+        elif (wait := group.longest_wait()) is not None:
             lines.append(f"    longest wait: {format_minutes(wait[0])} {wait[1]}")
     return lines
 
@@ -200,7 +200,7 @@ def timeline_summary(prediction: Prediction) -> list[str]:
     path = prediction.critical_path()
     if path:
         lines.append(f"critical path: {' -> '.join(g.group for g in path)}")
-    waits = [(wait, g.group) for g in path if (wait := g.longest_wait(prediction.start))]
+    waits = [(wait, g.group) for g in path if (wait := g.longest_wait())]
     if waits:
         (longest, why), group = max(waits, key=lambda found: found[0][0])
         phase = why.split(":", 1)[0]

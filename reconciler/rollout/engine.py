@@ -114,17 +114,7 @@ class Engine(Generic[StoreT_co]):
         health-check evaluations, ``gate_samples``); persist the decisions before anyone acts
         on the plan. ``fence``, when replicas share the groups, runs first in the transaction
         that writes the decisions and raises if this replica no longer holds the group."""
-        spec = self.specs[group]
-        plan = plan_group(
-            spec,
-            self.state(group),
-            observed,
-            self.completed_commits(spec.depends_on),
-            self.clock.now(),
-            self.failures_elsewhere(group),
-            locks,
-            gate_samples,
-        )
+        plan = self._plan(group, observed, locks, gate_samples)
         if plan.decisions:
             named = {d.host for d in plan.decisions if d.host is not None}
             basis = {host: observed[host] for host in named if host in observed}
@@ -135,6 +125,17 @@ class Engine(Generic[StoreT_co]):
     def preview(self, group: str, observed: Mapping[str, HostObservation]) -> GroupPlan:
         """What a pass of ``group`` would say now, decided nowhere and persisted nowhere: a
         view of a group another replica plans (its state as last read from the store)."""
+        return self._plan(group, observed)
+
+    def _plan(
+        self,
+        group: str,
+        observed: Mapping[str, HostObservation],
+        locks: LockRequests | None = None,
+        gate_samples: Sequence[GateSample] = (),
+    ) -> GroupPlan:
+        """``plan_group`` over what the engine knows of ``group`` now: one list of inputs
+        for a pass and a preview, so the two never plan from different facts."""
         spec = self.specs[group]
         return plan_group(
             spec,
@@ -143,6 +144,8 @@ class Engine(Generic[StoreT_co]):
             self.completed_commits(spec.depends_on),
             self.clock.now(),
             self.failures_elsewhere(group),
+            locks,
+            gate_samples,
         )
 
     def failures_elsewhere(self, group: str) -> dict[str, dict[str, FailureRecord]]:

@@ -101,7 +101,6 @@ class GroupTimeline:
     #: Why the group did not finish (None when it did or had nothing to do).
     unfinished: str | None = None
     depends_on: tuple[str, ...] = ()
-    soak: timedelta = timedelta(0)
     #: When a promotion gave the group its target (None: the revision predicted gave it).
     promoted: datetime | None = None
     #: Since when it waited for that promotion with nothing to do (None: it was rolling out
@@ -113,7 +112,7 @@ class GroupTimeline:
     #: gave it its target, the groups of the stream promoted from.
     after: tuple[str, ...] = ()
 
-    def waits(self, merged: datetime) -> list[tuple[timedelta, str]]:
+    def waits(self) -> list[tuple[timedelta, str]]:
         """How long the group waited, and why in the planner's words: for its stream's
         promotion, for what it depends on, for a soak, a window, a freeze."""
         found = []
@@ -123,9 +122,9 @@ class GroupTimeline:
         found += [(s.length, f"{s.phase}: {s.why}") for s in self.stretches]
         return found
 
-    def longest_wait(self, merged: datetime) -> tuple[timedelta, str] | None:
+    def longest_wait(self) -> tuple[timedelta, str] | None:
         """The longest of :meth:`waits`."""
-        return max(self.waits(merged), key=lambda wait: wait[0], default=None)
+        return max(self.waits(), key=lambda wait: wait[0], default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,21 +252,17 @@ class _Host:
     staging: str | None = None  # the build being staged until busy_until (not yet reported)
     seen: HostObservation | None = None
 
-    def finish_if_due(self, now: datetime, assumed: Assumptions) -> bool:
-        """A stage or a reboot that took its time is over (True): a rebooted host is back on
-        the staged build (or fell back from a failing one, as greenboot does)."""
-        if self.busy_until is None or now < self.busy_until:
-            return False
+    def finish(self, assumed: Assumptions) -> None:
+        """The stage or the reboot under way took its time: a rebooted host is back on the
+        staged build (or fell back from a failing one, as greenboot does)."""
         self.busy_until = None
         if self.staging is not None:  # staged now: the next report says so
             self.staged, self.staging = self.staging, None
-            return True
-        if self.rebooting:
+        elif self.rebooting:
             self.rebooting, self.boots = False, self.boots + 1
             if self.name not in assumed.failing and self.staged is not None:
                 self.booted = self.staged
             self.staged = None
-        return True
 
     def obey(self, action: Action, target: str, now: datetime, assumed: Assumptions) -> None:
         if self.busy_until is not None:
@@ -456,7 +451,7 @@ class _Simulation:
         look-again, a health-check evaluation, a dependency completed."""
         for name in [name for name, until in self.busy.items() if until <= now]:
             del self.busy[name]
-            self.hosts[name].finish_if_due(now, self.assumptions)
+            self.hosts[name].finish(self.assumptions)
             if group := self.fleet.group_of(name):
                 self.dirty.add(group)
         self.dirty |= {
@@ -476,21 +471,13 @@ class _Simulation:
         samples = self.samples.setdefault(group, [])
         if before is not None:
             samples += passing_evaluations(before, samples, now)
-        plan = self.plans[group] = self.engine.reconcile_group(
-            group, self.observed, gate_samples=samples
-        )
-        self.passes += 1
-        _record(self.records[group], plan.decisions)
+        plan = self._pass(group, samples)
         if plan.gate is not None and (before is None or before.gate is None):
             # A soak began in this pass: its first evaluation is now, and the evaluations
             # of earlier soaks no longer count.
             samples[:] = [s for s in samples if s.at >= plan.gate.since]
             samples += passing_evaluations(plan, samples, now)
-            plan = self.plans[group] = self.engine.reconcile_group(
-                group, self.observed, gate_samples=samples
-            )
-            self.passes += 1
-            _record(self.records[group], plan.decisions)
+            plan = self._pass(group, samples)
         self.records[group].phase_at(now, plan.status.phase, plan.status.reason.message)
         if before is None or plan.state.completed_commits != before.state.completed_commits:
             self.dirty |= self.dependents.get(group, set())
@@ -500,6 +487,15 @@ class _Simulation:
             host.obey(host_plan.action, target, now, self.assumptions)
             if host.busy_until is not None:
                 self.busy[name] = host.busy_until
+
+    def _pass(self, group: str, samples: Sequence[GateSample]) -> GroupPlan:
+        """One planning pass of ``group``, its decisions recorded."""
+        plan = self.plans[group] = self.engine.reconcile_group(
+            group, self.observed, gate_samples=samples
+        )
+        self.passes += 1
+        _record(self.records[group], plan.decisions)
+        return plan
 
     def next_event(self, now: datetime, look_again: datetime | None) -> datetime | None:
         """The next moment anything happens: a host done staging or rebooting, a plan's own
@@ -574,7 +570,7 @@ def _timeline(
         source = promotion[-1].source
         after += tuple(sorted(g for g, model in fleet.groups.items() if model.stream == source))
     if not changing:
-        return GroupTimeline(group, zone, False, None, None, (), None, depends_on, spec.soak_time)
+        return GroupTimeline(group, zone, False, None, None, (), None, depends_on)
     return GroupTimeline(
         group,
         zone,
@@ -584,7 +580,6 @@ def _timeline(
         tuple(waves),
         unfinished,
         depends_on,
-        spec.soak_time,
         promoted=record.retargeted,
         idle_since=record.idle_since,
         stretches=tuple(record.stretches),

@@ -231,13 +231,10 @@ class FleetService:
         if changes is None:
             changes = fleet_changes(before, fleet)
         self._take(fleet, changes)
-        first = changes.first(fleet)
-        rest = tuple(group for group in changes.touched if group not in first)
-        held = self.ownership.holds
-        rest = tuple(group for group in rest if held(group))
+        held = self.ownership.holds  # replicas: only the groups this one plans
+        first = tuple(group for group in changes.first(fleet) if held(group))
+        rest = tuple(group for group in changes.touched if group not in first and held(group))
         for group in first if first_only else (*first, *rest):
-            if not held(group):
-                continue
             with contextlib.suppress(Exception):  # logged, counted and retried by reconcile()
                 self.reconcile(group)
         self.metrics.last_reconcile.set_to_current_time()
