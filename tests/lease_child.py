@@ -1,7 +1,9 @@
 """A replica in a child process, for the fencing tests of tests/test_leases.py: the test
 freezes it (SIGSTOP), takes its lease over, and resumes or kills it.
 
-    python -m tests.lease_child URL GROUP HOLDER TTL_SECONDS MODE SIGNAL_DIR
+    python -m tests.lease_child URL GROUP HOLDER TTL_SECONDS MODE SIGNAL_DIR [IDLE_SECONDS]
+
+IDLE_SECONDS: how long its fenced transaction may sit idle (default: half the ttl).
 
 It acquires GROUP's lease and writes ``acquired`` (the token) into SIGNAL_DIR, then by MODE:
 
@@ -63,8 +65,11 @@ def wait_for(path: Path, timeout: float = 120.0) -> None:
         time.sleep(0.02)
 
 
-def main(url: str, group: str, holder: str, ttl: float, mode: str, directory: Path) -> None:
-    with PostgresLeases(url, timedelta(seconds=ttl)) as leases:
+def main(
+    url: str, group: str, holder: str, ttl: float, mode: str, directory: Path, idle: float
+) -> None:
+    limit = timedelta(seconds=idle) if idle else None
+    with PostgresLeases(url, timedelta(seconds=ttl), fence_idle_limit=limit) as leases:
         lease = leases.acquire(group, holder)
         if lease is None:
             sys.exit(f"{holder} could not acquire {group}")
@@ -89,5 +94,5 @@ def main(url: str, group: str, holder: str, ttl: float, mode: str, directory: Pa
 
 
 if __name__ == "__main__":
-    url, group, holder, ttl, mode, directory = sys.argv[1:]
-    main(url, group, holder, float(ttl), mode, Path(directory))
+    url, group, holder, ttl, mode, directory, *idle = sys.argv[1:]
+    main(url, group, holder, float(ttl), mode, Path(directory), float(idle[0]) if idle else 0)

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +21,6 @@ import psycopg
 import pytest
 
 from reconciler.errors import StoreUnavailable
-from reconciler.state.backends import open_state
 from reconciler.state.database import PostgresDatabase
 from reconciler.state.leases import (
     Lease,
@@ -382,8 +381,11 @@ def test_by_default_a_takeover_gives_up_waiting_for_a_fenced_writer(
 ) -> None:
     lease = leases.acquire("edge", "replica-a")
     assert lease is not None
-    with psycopg.connect(postgres_url) as connection, connection.transaction():
-        leases.fence(lease)(connection)
+    # A writer whose fenced transaction is not cut short (its idle limit is longer than the
+    # wait), to see what the acquiring side does about a locked row.
+    patient = PostgresLeases(postgres_url, SHORT, fence_idle_limit=LONG)
+    with patient, psycopg.connect(postgres_url) as connection, connection.transaction():
+        patient.fence(lease)(connection)
         wait_expired(leases, "edge")
         assert leases.acquire("edge", "replica-b") is None  # row locked past the lock timeout
     taken = leases.acquire("edge", "replica-b")
@@ -425,10 +427,12 @@ def test_a_fence_runs_on_a_cursor_too(leases: PostgresLeases, postgres_url: str)
 class Child:
     """tests/lease_child.py in a subprocess, driven through signal files."""
 
-    def __init__(self, url: str, group: str, mode: str, directory: Path, ttl: float) -> None:
+    def __init__(
+        self, url: str, group: str, mode: str, directory: Path, ttl: float, idle: float
+    ) -> None:
         self.directory = directory
         self.log = (directory / "child.log").open("w")
-        arguments = [url, group, "child", str(ttl), mode, str(directory)]
+        arguments = [url, group, "child", str(ttl), mode, str(directory), str(idle)]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.lease_child", *arguments],
             cwd=ROOT,
@@ -459,10 +463,11 @@ class Child:
 def spawn(tmp_path: Path) -> Iterator[object]:
     children: list[Child] = []
 
-    def start(url: str, mode: str, ttl: float = SHORT.total_seconds()) -> Child:
+    def start(url: str, mode: str, ttl: float = SHORT.total_seconds(), idle: float = 0) -> Child:
+        """``idle``: how long its fenced transaction may sit idle (0: the default, ttl/2)."""
         directory = tmp_path / f"child{len(children)}"
         directory.mkdir()
-        child = Child(url, "edge", mode, directory, ttl)
+        child = Child(url, "edge", mode, directory, ttl, idle)
         children.append(child)
         return child
 
@@ -527,7 +532,7 @@ def acquire_in_background(replica: PostgresLeases) -> tuple[threading.Thread, li
 def test_a_writer_frozen_inside_its_fenced_transaction_holds_off_the_takeover_until_killed(
     leases: PostgresLeases, decisions_table: str, spawn
 ) -> None:
-    child = spawn(decisions_table, "hold-fence")
+    child = spawn(decisions_table, "hold-fence", idle=LONG.total_seconds())
     assert child.wait_signal("fenced") == "1"
     child.process.send_signal(signal.SIGSTOP)
     wait_expired(leases, "edge")  # expired by the clock, but its row is locked
@@ -551,10 +556,33 @@ def test_a_writer_frozen_inside_its_fenced_transaction_holds_off_the_takeover_un
     assert decisions(decisions_table) == [("edge", "replica-b", 2)]
 
 
+def test_by_default_a_writer_frozen_inside_its_fence_is_cut_off_and_the_takeover_goes_on(
+    leases: PostgresLeases, decisions_table: str, spawn
+) -> None:
+    """The same freeze with the fence's own idle limit (half the 1 s ttl): the server ends
+    the frozen writer's session, so the takeover needs no SIGKILL, and nothing the writer
+    did in that transaction is kept."""
+    child = spawn(decisions_table, "hold-fence")
+    assert child.wait_signal("fenced") == "1"
+    child.process.send_signal(signal.SIGSTOP)
+    wait_expired(leases, "edge")
+
+    with PostgresLeases(decisions_table, LONG, lock_timeout=LONG) as replica_b:
+        lease_b = replica_b.acquire("edge", "replica-b")
+        assert lease_b is not None
+        assert (lease_b.holder, lease_b.token) == ("replica-b", 2)
+        write_decision(decisions_table, lease_b, replica_b.fence(lease_b))
+
+    child.process.send_signal(signal.SIGCONT)
+    child.send("go")
+    child.finish()  # its insert meets a session the server ended
+    assert decisions(decisions_table) == [("edge", "replica-b", 2)]
+
+
 def test_a_takeover_gives_up_after_the_lock_timeout_and_the_resumed_writer_commits_first(
     leases: PostgresLeases, decisions_table: str, spawn
 ) -> None:
-    child = spawn(decisions_table, "hold-fence")
+    child = spawn(decisions_table, "hold-fence", idle=LONG.total_seconds())
     assert child.wait_signal("fenced") == "1"
     child.process.send_signal(signal.SIGSTOP)
     wait_expired(leases, "edge")
@@ -604,54 +632,63 @@ def row_lock_is_free(url: str, group: str) -> bool:
     return True
 
 
-def pause_inside_a_write(database: PostgresDatabase, url: str, freed: list[bool]) -> None:
-    """Lock the lease row in a transaction, pause 1.5 s between two statements, then go on;
-    ``freed`` gets whether another session could lock the row during the pause."""
-    with database.transaction() as session:
-        session.execute("SELECT 1 FROM group_leases WHERE group_name = ? FOR UPDATE", ("edge",))
-        assert not row_lock_is_free(url, "edge")
-        time.sleep(1.5)  # paused between two statements of its write
-        freed.append(row_lock_is_free(url, "edge"))
-        session.execute("SELECT 1")
-
-
-def test_a_store_writer_paused_inside_its_transaction_loses_its_session_not_the_group(
-    leases: PostgresLeases, postgres_url: str
+def pause_inside_a_write(
+    url: str, fence: Callable[[psycopg.Connection], None] | None, freed: list[bool]
 ) -> None:
-    """The daemon's store ends a session idle inside a transaction after half a lease
-    (``serve`` passes ttl / 2): a replica frozen mid-write frees its lease row, so the
-    survivors take the group over on time, and its own write fails whole when it resumes."""
-    assert leases.acquire("edge", "writer") is not None
-    database = PostgresDatabase(postgres_url, idle_in_transaction=timedelta(milliseconds=400))
-    freed: list[bool] = []
+    """In one transaction, run ``fence`` (or lock the lease row plainly), pause 1.5 s
+    between two statements, then go on; ``freed`` gets whether another session could lock
+    the row during the pause."""
+    database = PostgresDatabase(url)
     try:
-        with pytest.raises(StoreUnavailable, match=r"idle-in-transaction|terminat"):
-            pause_inside_a_write(database, postgres_url, freed)
+        with database.transaction() as session:
+            if fence is not None:
+                fence(session.connection)
+            else:
+                session.execute(
+                    "SELECT 1 FROM group_leases WHERE group_name = ? FOR UPDATE", ("edge",)
+                )
+            assert not row_lock_is_free(url, "edge")
+            time.sleep(1.5)  # paused between two statements of its write
+            freed.append(row_lock_is_free(url, "edge"))
+            session.execute("SELECT 1")
         assert database.execute("SELECT 1") == [(1,)]  # the pool gives a fresh session
     finally:
         database.close()
+
+
+def test_a_writer_paused_inside_its_fenced_transaction_loses_its_session_not_the_group(
+    leases: PostgresLeases, postgres_url: str
+) -> None:
+    """The fence limits its own transaction's idle time to half the ttl (0.5 s here): a
+    replica frozen mid-write frees its lease row, so the survivors take the group over on
+    time, and its own write fails whole when it resumes."""
+    lease = leases.acquire("edge", "writer")
+    assert lease is not None
+    freed: list[bool] = []
+    with pytest.raises(StoreUnavailable, match=r"idle-in-transaction|terminat"):
+        pause_inside_a_write(postgres_url, leases.fence(lease), freed)
     assert freed == [True]  # free for a takeover while the writer was paused
 
 
-def test_without_the_limit_a_paused_writer_keeps_the_row_locked(
+def test_without_the_fence_a_paused_writer_keeps_the_row_locked(
     leases: PostgresLeases, postgres_url: str
 ) -> None:
+    """The limit is the fenced transaction's alone: other writers of the pool (the report
+    writer, a migration) may pause without losing their session."""
     assert leases.acquire("edge", "writer") is not None
-    database = PostgresDatabase(postgres_url)
     freed: list[bool] = []
-    try:
-        pause_inside_a_write(database, postgres_url, freed)
-    finally:
-        database.close()
+    pause_inside_a_write(postgres_url, None, freed)
     assert freed == [False]
 
 
-def test_the_daemons_state_sessions_carry_the_limit_it_asks_for(postgres_url: str) -> None:
-    """`serve` opens its state with half the lease ttl (reconciler/serve/daemon.py): every
-    pooled session of the store has it."""
-    backend = open_state(postgres_url, idle_in_transaction=timedelta(seconds=1))
-    try:
-        assert backend.shared is not None
-        assert backend.shared.fetchone("SHOW idle_in_transaction_session_timeout") == ("1s",)
-    finally:
-        backend.close()
+def test_the_limit_ends_with_the_fenced_transaction(
+    leases: PostgresLeases, postgres_url: str
+) -> None:
+    lease = leases.acquire("edge", "writer")
+    assert lease is not None
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        with connection.transaction():
+            leases.fence(lease)(connection)
+            inside = connection.execute("SHOW idle_in_transaction_session_timeout").fetchone()
+        after = connection.execute("SHOW idle_in_transaction_session_timeout").fetchone()
+    assert (inside, after) == (("500ms",), ("0",))

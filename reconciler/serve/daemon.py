@@ -197,12 +197,7 @@ def open_daemon(config: ServeConfig, clock: Clock | None = None) -> Daemon:
     config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     config.state_dir.chmod(0o700)
     with ExitStack() as opened, collector_paused():
-        # A replica frozen inside a fenced write must not hold its lease rows past half a
-        # lease: the server ends its session, and the survivors take its groups on time.
-        backend = open_state(
-            config.store or config.state_dir / "state.sqlite",
-            idle_in_transaction=config.lease_ttl / 2,
-        )
+        backend = open_state(config.store or config.state_dir / "state.sqlite")
         opened.callback(backend.close)
         store, reports, gate_log = backend.store, backend.reports, backend.gate_samples
         replicas = None

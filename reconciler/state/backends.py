@@ -7,7 +7,6 @@ a SQLite state into an empty PostgreSQL database (``reconciler store migrate``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 
 from reconciler.errors import StoreUnavailable
@@ -45,11 +44,9 @@ class StateBackend:
                 self.shared.close()
 
 
-def open_state(location: str | Path, idle_in_transaction: timedelta | None = None) -> StateBackend:
+def open_state(location: str | Path) -> StateBackend:
     """The state at ``location``: a ``postgresql://`` or ``postgres://`` URL selects
-    PostgreSQL (one connection pool for the three stores); anything else is a SQLite file.
-    ``idle_in_transaction``: for PostgreSQL, how long a session may sit inside a
-    transaction before the server ends it (see :class:`PostgresDatabase`)."""
+    PostgreSQL (one connection pool for the three stores); anything else is a SQLite file."""
     if not is_postgres_url(location):
         store = Store(location)
         try:
@@ -64,7 +61,7 @@ def open_state(location: str | Path, idle_in_transaction: timedelta | None = Non
             store.close()
             raise
         return StateBackend(str(location), store, reports, gate_samples)
-    database = PostgresDatabase(str(location), idle_in_transaction=idle_in_transaction)
+    database = PostgresDatabase(str(location))
     try:
         migrate(database)
         return StateBackend(

@@ -19,7 +19,6 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
@@ -233,19 +232,9 @@ class PostgresDatabase:
         max_connections: int = POOL_MAX,
         name: str = "state database",
         timeout: float = POOL_TIMEOUT_SECONDS,
-        idle_in_transaction: timedelta | None = None,
     ) -> None:
-        """``idle_in_transaction``: the server ends a session that sits that long inside a
-        transaction. A writer paused mid-transaction (SIGSTOP, a VM migration) holds its
-        row locks, the lease row among them, until its session ends; without this a frozen
-        replica would keep its groups from being taken over for as long as it is frozen.
-        Its transaction is rolled back whole, so the only cost is a retried write."""
         self.name = name
         self.url = redacted(url)
-        settings: dict[str, object] = {"autocommit": True}
-        if idle_in_transaction is not None:
-            milliseconds = max(1, int(idle_in_transaction.total_seconds() * 1000))
-            settings["options"] = f"-c idle_in_transaction_session_timeout={milliseconds}"
         try:
             # One connection first: a refused or misspelt database fails now with the
             # server's reason, where the pool would retry until its timeout.
@@ -254,7 +243,7 @@ class PostgresDatabase:
                 url,
                 min_size=POOL_MIN,
                 max_size=max_connections,
-                kwargs=settings,
+                kwargs={"autocommit": True},
                 timeout=timeout,
                 open=False,
                 name=name,

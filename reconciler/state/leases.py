@@ -29,8 +29,8 @@ transaction writes nothing. A row is locked until that transaction ends, and ``a
   the check again, however long its replica was paused: a stale holder never writes.
 
 The price: a holder paused *inside* such a transaction delays the takeover until its
-connection ends (a killed process's connection is dropped at once). So the daemon's store
-sets ``idle_in_transaction_session_timeout`` to half the ttl (``open_state``): the server
+connection ends (a killed process's connection is dropped at once). So the fence sets
+``idle_in_transaction_session_timeout`` to half the ttl for its own transaction: the server
 ends a frozen writer's session, rolling its write back whole, and the takeover goes on in
 time; ``acquire`` gives up after ``lock_timeout`` (default: the ttl) and answers None.
 
@@ -192,13 +192,25 @@ def _lease(row: tuple[Any, ...]) -> Lease:
     return Lease(str(group), str(holder), int(token), expires_at.astimezone(UTC))
 
 
-def check_fence(target: FenceTarget, lease: Lease) -> None:
+def check_fence(target: FenceTarget, lease: Lease, idle_limit: timedelta | None = None) -> None:
     """Run the fence for ``lease`` on ``target`` (inside the writing transaction); raise
-    :class:`LeaseLost` when the lease is no longer this holder's."""
+    :class:`LeaseLost` when the lease is no longer this holder's.
+
+    ``idle_limit``: for the rest of this transaction only, the server ends the session if it
+    sits idle inside it that long. The fence locks the lease row; a writer frozen after it
+    (SIGSTOP, a VM migration) would otherwise keep every takeover of the group waiting for
+    as long as it is frozen. Its write is rolled back whole. Only this transaction carries
+    the limit: other writers of the same pool (reports, a migration) are not cut short."""
     connection = target if isinstance(target, psycopg.Connection) else target.connection
     if connection.autocommit and connection.info.transaction_status == TransactionStatus.IDLE:
         # Outside a transaction the row lock would end with the statement: no fence at all.
         raise RuntimeError("a lease fence must run inside the transaction that writes")
+    if idle_limit is not None:
+        milliseconds = max(1, int(idle_limit.total_seconds() * 1000))
+        target.execute(
+            "SELECT set_config('idle_in_transaction_session_timeout', %s, true)",
+            (f"{milliseconds}ms",),
+        )
     try:
         row = target.execute(_FENCE, (lease.group, lease.holder, lease.token)).fetchone()
     except pg_errors.SerializationFailure as exc:  # REPEATABLE READ: taken over meanwhile
@@ -224,10 +236,14 @@ class PostgresLeases:
         *,
         lock_timeout: timedelta | None = None,
         max_connections: int = 4,
+        fence_idle_limit: timedelta | None = None,
     ) -> None:
+        """``fence_idle_limit``: how long a fenced transaction may sit idle before the server
+        ends it (default: half the ttl; see :func:`check_fence`)."""
         if ttl <= timedelta(0):
             raise ValueError(f"a lease ttl must be positive, not {ttl}")
         self.ttl = ttl
+        self.fence_idle_limit = fence_idle_limit or ttl / 2
         waited = lock_timeout if lock_timeout is not None else ttl
         milliseconds = max(1, int(waited / timedelta(milliseconds=1)))
         self._pool: ConnectionPool[psycopg.Connection[TupleRow]] = ConnectionPool(
@@ -339,7 +355,7 @@ class PostgresLeases:
         (``fence(cursor)``); see the module docstring for what it guarantees."""
 
         def check(target: FenceTarget) -> None:
-            check_fence(target, lease)
+            check_fence(target, lease, idle_limit=self.fence_idle_limit)
 
         return check
 
